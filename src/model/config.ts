@@ -1,0 +1,321 @@
+// The transformer family's configuration, read from a Hugging Face `config.json`
+// (+ `generation_config.json`). Model quirks are data: every difference between LLaDA, Dream,
+// DiffuCoder, Open-dCoder and our own models is a field here, never a branch on a model name.
+
+export type AttentionKind = "full" | "causal" | "block_causal";
+
+export interface ModelConfig {
+  /** `model_type` of the config file, kept for provenance only (never branched on). */
+  modelType: string;
+  vocabSize: number;
+  hiddenSize: number;
+  numLayers: number;
+  numHeads: number;
+  numKvHeads: number;
+  headDim: number;
+  intermediateSize: number;
+  ropeTheta: number;
+  rmsNormEps: number;
+  maxPositions: number;
+  tieWordEmbeddings: boolean;
+  /** Bias on the q, k and v projections (Qwen2 family). */
+  qkvBias: boolean;
+  /** full: bidirectional (diffusion); causal: the AR baseline; block_causal: block diffusion. */
+  attention: AttentionKind;
+  /** Block size of block-causal attention (BD3-LM); 0 otherwise. */
+  blockSize: number;
+  /** Dream family: the token at position i is predicted from the hidden state at i-1. */
+  logitShift: boolean;
+  maskTokenId: number | null;
+  padTokenId: number | null;
+  bosTokenId: number | null;
+  eosTokenId: number | null;
+}
+
+export class ConfigError extends Error {
+  override name = "ConfigError";
+  constructor(
+    readonly file: string,
+    readonly field: string,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(`${file}: ${field}: ${message}`, options);
+  }
+}
+
+/** Per-family defaults for keys that a family's config.json leaves implicit. */
+const familyDefaults: Record<string, Record<string, unknown>> = {
+  qwen2: { attention_bias: true },
+  Dream: { attention_bias: true, logit_shift: true, attention_mask: "full" },
+  llama: {},
+  unmask: {},
+};
+
+/** Keys found in HF config files that do not change the forward pass. */
+const ignoredKeys = new Set([
+  "architectures",
+  "auto_map",
+  "torch_dtype",
+  "transformers_version",
+  "use_cache",
+  "initializer_range",
+  "sliding_window",
+  "use_sliding_window",
+  "max_window_layers",
+  "attention_dropout",
+  "rope_scaling",
+  "pretraining_tp",
+  "mlp_bias",
+  "model_type",
+  "_name_or_path",
+  "bos_token_id",
+  "eos_token_id",
+  "pad_token_id",
+  "mask_token_id",
+  "dtype",
+  "layer_types",
+]);
+
+const knownKeys = new Set([
+  "vocab_size",
+  "hidden_size",
+  "num_hidden_layers",
+  "num_attention_heads",
+  "num_key_value_heads",
+  "head_dim",
+  "intermediate_size",
+  "rope_theta",
+  "rms_norm_eps",
+  "max_position_embeddings",
+  "tie_word_embeddings",
+  "attention_bias",
+  "hidden_act",
+  "attention_mask",
+  "block_size",
+  "logit_shift",
+]);
+
+const supportedActivations = ["silu"];
+
+/**
+ * Parses a config.json object (and optionally generation_config.json) into a ModelConfig.
+ * Throws ConfigError naming the file and field on a missing field, a wrong type, an unknown key
+ * or an unsupported value.
+ */
+export function parseModelConfig(
+  raw: unknown,
+  file = "config.json",
+  generation: unknown = {},
+  generationFile = "generation_config.json",
+): ModelConfig {
+  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) {
+    throw new ConfigError(file, "(root)", "expected a JSON object");
+  }
+  const given = raw as Record<string, unknown>;
+  const modelType = typeof given.model_type === "string" ? given.model_type : "unmask";
+  for (const key of Object.keys(given)) {
+    if (!knownKeys.has(key) && !ignoredKeys.has(key)) {
+      throw new ConfigError(file, key, "unknown config key");
+    }
+  }
+  const c: Record<string, unknown> = { ...(familyDefaults[modelType] ?? {}), ...given };
+  const gen =
+    typeof generation === "object" && generation !== null
+      ? (generation as Record<string, unknown>)
+      : {};
+
+  const int = (key: string, fallback?: number): number => {
+    const v = c[key] ?? fallback;
+    if (v === undefined) throw new ConfigError(file, key, "missing required field");
+    if (typeof v !== "number" || !Number.isInteger(v) || v < 0) {
+      throw new ConfigError(file, key, `expected a non-negative integer, got ${JSON.stringify(v)}`);
+    }
+    return v;
+  };
+  const num = (key: string, fallback?: number): number => {
+    const v = c[key] ?? fallback;
+    if (v === undefined) throw new ConfigError(file, key, "missing required field");
+    if (typeof v !== "number" || !Number.isFinite(v) || v <= 0) {
+      throw new ConfigError(file, key, `expected a positive number, got ${JSON.stringify(v)}`);
+    }
+    return v;
+  };
+  const bool = (key: string, fallback: boolean): boolean => {
+    const v = c[key] ?? fallback;
+    if (typeof v !== "boolean") {
+      throw new ConfigError(file, key, `expected true or false, got ${JSON.stringify(v)}`);
+    }
+    return v;
+  };
+  /** A token id from generation_config.json, else config.json; lists take their first entry. */
+  const tokenId = (key: string): number | null => {
+    const fromGen = gen[key] !== undefined;
+    let v = fromGen ? gen[key] : c[key];
+    if (Array.isArray(v)) v = v[0];
+    if (v === undefined || v === null) return null;
+    if (typeof v !== "number" || !Number.isInteger(v) || v < 0) {
+      throw new ConfigError(
+        fromGen ? generationFile : file,
+        key,
+        `expected a token id, got ${JSON.stringify(v)}`,
+      );
+    }
+    return v;
+  };
+
+  const act = c.hidden_act ?? "silu";
+  if (typeof act !== "string" || !supportedActivations.includes(act)) {
+    throw new ConfigError(
+      file,
+      "hidden_act",
+      `unsupported activation ${JSON.stringify(act)} (supported: ${supportedActivations.join(", ")})`,
+    );
+  }
+  const attention = c.attention_mask ?? "full";
+  if (attention !== "full" && attention !== "causal" && attention !== "block_causal") {
+    throw new ConfigError(
+      file,
+      "attention_mask",
+      `expected "full", "causal" or "block_causal", got ${JSON.stringify(attention)}`,
+    );
+  }
+
+  const hiddenSize = int("hidden_size");
+  const numHeads = int("num_attention_heads");
+  const numKvHeads = int("num_key_value_heads", numHeads);
+  if (numHeads === 0 || hiddenSize === 0) {
+    throw new ConfigError(file, "num_attention_heads", "heads and hidden size must be positive");
+  }
+  const headDim = int("head_dim", Math.floor(hiddenSize / numHeads));
+  if (c.head_dim === undefined && hiddenSize % numHeads !== 0) {
+    throw new ConfigError(
+      file,
+      "hidden_size",
+      `${hiddenSize} is not divisible by ${numHeads} heads`,
+    );
+  }
+  if (numKvHeads === 0 || numHeads % numKvHeads !== 0) {
+    throw new ConfigError(
+      file,
+      "num_key_value_heads",
+      `${numKvHeads} does not divide num_attention_heads ${numHeads}`,
+    );
+  }
+  if (headDim % 2 !== 0)
+    throw new ConfigError(
+      file,
+      "head_dim",
+      `rotary embeddings need an even head_dim, got ${headDim}`,
+    );
+  const blockSize = int("block_size", 0);
+  if (attention === "block_causal" && blockSize < 1) {
+    throw new ConfigError(file, "block_size", "block_causal attention needs block_size >= 1");
+  }
+  const vocabSize = int("vocab_size");
+  const config: ModelConfig = {
+    modelType,
+    vocabSize,
+    hiddenSize,
+    numLayers: int("num_hidden_layers"),
+    numHeads,
+    numKvHeads,
+    headDim,
+    intermediateSize: int("intermediate_size"),
+    ropeTheta: num("rope_theta", 10000),
+    rmsNormEps: num("rms_norm_eps", 1e-6),
+    maxPositions: int("max_position_embeddings"),
+    tieWordEmbeddings: bool("tie_word_embeddings", false),
+    qkvBias: bool("attention_bias", false),
+    attention,
+    blockSize,
+    logitShift: bool("logit_shift", false),
+    maskTokenId: tokenId("mask_token_id"),
+    padTokenId: tokenId("pad_token_id"),
+    bosTokenId: tokenId("bos_token_id"),
+    eosTokenId: tokenId("eos_token_id"),
+  };
+  for (const key of ["maskTokenId", "padTokenId", "bosTokenId", "eosTokenId"] as const) {
+    const id = config[key];
+    if (id !== null && id >= vocabSize) {
+      throw new ConfigError(file, key, `token id ${id} is outside the vocabulary (${vocabSize})`);
+    }
+  }
+  return config;
+}
+
+/** Writes a ModelConfig back as a Hugging Face style config.json object. */
+export function configToJson(config: ModelConfig): Record<string, unknown> {
+  return {
+    model_type: config.modelType,
+    vocab_size: config.vocabSize,
+    hidden_size: config.hiddenSize,
+    num_hidden_layers: config.numLayers,
+    num_attention_heads: config.numHeads,
+    num_key_value_heads: config.numKvHeads,
+    head_dim: config.headDim,
+    intermediate_size: config.intermediateSize,
+    rope_theta: config.ropeTheta,
+    rms_norm_eps: config.rmsNormEps,
+    max_position_embeddings: config.maxPositions,
+    tie_word_embeddings: config.tieWordEmbeddings,
+    attention_bias: config.qkvBias,
+    hidden_act: "silu",
+    attention_mask: config.attention,
+    block_size: config.blockSize,
+    logit_shift: config.logitShift,
+    mask_token_id: config.maskTokenId,
+    pad_token_id: config.padTokenId,
+    bos_token_id: config.bosTokenId,
+    eos_token_id: config.eosTokenId,
+  };
+}
+
+/** Number of parameters, counting a tied head once. */
+export function parameterCount(config: ModelConfig): number {
+  return parameterShapes(config).reduce((n, p) => n + p.shape.reduce((a, b) => a * b, 1), 0);
+}
+
+export interface ParameterShape {
+  name: string;
+  shape: number[];
+}
+
+/**
+ * The parameters of the family, by their Hugging Face (LLaMA/Qwen2) names, in a fixed order.
+ * Linear weights are [out, in] as in PyTorch.
+ */
+export function parameterShapes(config: ModelConfig): ParameterShape[] {
+  const {
+    hiddenSize: h,
+    headDim: d,
+    numHeads,
+    numKvHeads,
+    intermediateSize: m,
+    vocabSize: v,
+  } = config;
+  const out: ParameterShape[] = [{ name: "model.embed_tokens.weight", shape: [v, h] }];
+  for (let i = 0; i < config.numLayers; i++) {
+    const p = `model.layers.${i}.`;
+    out.push({ name: `${p}input_layernorm.weight`, shape: [h] });
+    out.push({ name: `${p}self_attn.q_proj.weight`, shape: [numHeads * d, h] });
+    out.push({ name: `${p}self_attn.k_proj.weight`, shape: [numKvHeads * d, h] });
+    out.push({ name: `${p}self_attn.v_proj.weight`, shape: [numKvHeads * d, h] });
+    if (config.qkvBias) {
+      out.push({ name: `${p}self_attn.q_proj.bias`, shape: [numHeads * d] });
+      out.push({ name: `${p}self_attn.k_proj.bias`, shape: [numKvHeads * d] });
+      out.push({ name: `${p}self_attn.v_proj.bias`, shape: [numKvHeads * d] });
+    }
+    out.push({ name: `${p}self_attn.o_proj.weight`, shape: [h, numHeads * d] });
+    out.push({ name: `${p}post_attention_layernorm.weight`, shape: [h] });
+    out.push({ name: `${p}mlp.gate_proj.weight`, shape: [m, h] });
+    out.push({ name: `${p}mlp.up_proj.weight`, shape: [m, h] });
+    out.push({ name: `${p}mlp.down_proj.weight`, shape: [h, m] });
+  }
+  out.push({ name: "model.norm.weight", shape: [h] });
+  if (!config.tieWordEmbeddings) out.push({ name: "lm_head.weight", shape: [v, h] });
+  return out;
+}
+
+/** Weights by parameter name, fp32, row-major in the shapes of parameterShapes. */
+export type Weights = Map<string, Float32Array>;
