@@ -8,7 +8,7 @@
 // non-negative integers, byte lengths that match shape x dtype, offsets that tile the data
 // section exactly, without overlap or gap. Tensors are then read one at a time by position, so a
 // checkpoint never sits in memory whole: float32 tensors go straight into their final array,
-// F16/BF16/F64 through one small reusable scratch buffer.
+// F16/BF16/F64 through a small scratch buffer.
 
 import { type FileHandle, open, rename, unlink } from "node:fs/promises";
 import { SafetensorsError } from "./errors.js";
@@ -37,7 +37,7 @@ export const floatDtypes: readonly Dtype[] = ["F64", "F32", "F16", "BF16"];
 /** The largest header we accept, as the reference implementation does (100 MB). */
 export const maxHeaderBytes = 100_000_000;
 
-/** Bytes of one read when a tensor needs conversion. */
+/** Largest read of a tensor that needs conversion. */
 const scratchBytes = 1 << 20;
 
 export interface TensorInfo {
@@ -201,8 +201,6 @@ async function readExactly(
 
 /** An open safetensors file with a validated header; read tensors by name, then close(). */
 export class SafetensorsReader implements SafetensorsHeader {
-  private scratch: Uint8Array | null = null;
-
   private constructor(
     readonly file: string,
     private readonly handle: FileHandle,
@@ -265,16 +263,13 @@ export class SafetensorsReader implements SafetensorsHeader {
     return out;
   }
 
-  /** A floating-point tensor (F32, F16, BF16, F64) as a new Float32Array, row-major. */
+  /**
+   * A floating-point tensor (F32, F16, BF16, F64) as a new Float32Array, row-major. F32 is read
+   * straight into the result; other dtypes are converted through a scratch buffer of at most
+   * 1 MiB, so a read never holds more than the result plus that.
+   */
   async readFloat32(name: string): Promise<Float32Array> {
     const info = this.info(name);
-    const n = info.byteLength / dtypeBytes[info.dtype];
-    const out = new Float32Array(n);
-    if (info.dtype === "F32") {
-      const bytes = new Uint8Array(out.buffer);
-      await readExactly(this.handle, this.file, bytes, info.offset);
-      return out;
-    }
     if (!floatDtypes.includes(info.dtype)) {
       throw new SafetensorsError(
         this.file,
@@ -282,18 +277,23 @@ export class SafetensorsReader implements SafetensorsHeader {
         `dtype ${info.dtype} is not a floating-point type`,
       );
     }
-    // Convert through the scratch buffer, one chunk at a time.
-    this.scratch ??= new Uint8Array(scratchBytes);
     const size = dtypeBytes[info.dtype];
-    const perChunk = scratchBytes / size;
+    const n = info.byteLength / size;
+    const out = new Float32Array(n);
+    if (info.dtype === "F32") {
+      await readExactly(this.handle, this.file, new Uint8Array(out.buffer), info.offset);
+      return out;
+    }
+    const scratch = new ArrayBuffer(Math.min(scratchBytes, info.byteLength));
+    const perChunk = scratch.byteLength / size;
     for (let start = 0; start < n; start += perChunk) {
       const count = Math.min(perChunk, n - start);
-      const chunk = this.scratch.subarray(0, count * size);
+      const chunk = new Uint8Array(scratch, 0, count * size);
       await readExactly(this.handle, this.file, chunk, info.offset + start * size);
       const target = out.subarray(start, start + count);
-      if (info.dtype === "F64") target.set(new Float64Array(chunk.buffer, 0, count));
-      else if (info.dtype === "F16") f16ToF32(new Uint16Array(chunk.buffer, 0, count), target);
-      else bf16ToF32(new Uint16Array(chunk.buffer, 0, count), target);
+      if (info.dtype === "F64") target.set(new Float64Array(scratch, 0, count));
+      else if (info.dtype === "F16") f16ToF32(new Uint16Array(scratch, 0, count), target);
+      else bf16ToF32(new Uint16Array(scratch, 0, count), target);
     }
     return out;
   }
