@@ -6,11 +6,10 @@ import { Rng, randomWeights } from "../src/model/random.js";
 import {
   applyRotary,
   type ForwardRequest64,
-  ForwardRequestError,
   type KvCache64,
   ReferenceModel,
-  WeightsError,
 } from "../src/model/reference.js";
+import { ForwardRequestError, WeightsError } from "../src/model/request.js";
 
 /** A tiny model: vocab 11, hidden 8, 2 layers, 4 heads over 2 kv heads of dim 4, MLP 12. */
 function tiny(over: Partial<ModelConfig> = {}): ModelConfig {

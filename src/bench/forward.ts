@@ -1,0 +1,194 @@
+// `unmask bench forward`: the forward pass's speed as a share of the engine's own MatMul peak,
+// measured side by side in one run, and the gain of computing logits only where they are needed.
+
+import { Graph } from "../graph/graph.js";
+import * as op from "../graph/ops.js";
+import {
+  type ModelConfig,
+  parameterShapes,
+  parseModelConfig,
+  type Weights,
+} from "../model/config.js";
+import { OnnxModel } from "../model/engine.js";
+import { floatTensor, Session } from "../runtime/session.js";
+
+export type Progress = (message: string) => void;
+
+/** ~110M parameters: hidden 768, 12 layers, 12 heads, SwiGLU 2048, vocab 32k, tied head. */
+export const bench110M = parseModelConfig({
+  model_type: "unmask",
+  vocab_size: 32000,
+  hidden_size: 768,
+  num_hidden_layers: 12,
+  num_attention_heads: 12,
+  intermediate_size: 2048,
+  max_position_embeddings: 1024,
+  tie_word_embeddings: true,
+});
+
+/** The shape of Open-dCoder 0.5B (Qwen2.5-0.5B): random weights, same work per token. */
+export const benchQwen05B = parseModelConfig({
+  model_type: "qwen2",
+  vocab_size: 151936,
+  hidden_size: 896,
+  num_hidden_layers: 24,
+  num_attention_heads: 14,
+  num_key_value_heads: 2,
+  intermediate_size: 4864,
+  max_position_embeddings: 32768,
+  rope_theta: 1000000,
+  tie_word_embeddings: true,
+});
+
+/**
+ * Uniform random weights with standard deviation `std` (norm weights around 1): cheap to draw for
+ * a half-billion parameters, and timing does not depend on the distribution.
+ */
+export function benchWeights(config: ModelConfig, std = 0.02): Weights {
+  let state = 0x9e3779b9;
+  const amplitude = std * Math.sqrt(3);
+  const weights: Weights = new Map();
+  for (const { name, shape } of parameterShapes(config)) {
+    const values = new Float32Array(shape.reduce((a, b) => a * b, 1));
+    const mean = name.endsWith("norm.weight") ? 1 : 0;
+    for (let i = 0; i < values.length; i++) {
+      state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
+      values[i] = mean + amplitude * (state / 2 ** 31 - 1);
+    }
+    weights.set(name, values);
+  }
+  return weights;
+}
+
+/** Floating-point operations of one forward pass over n tokens with logits at p of them. */
+export function forwardFlops(config: ModelConfig, n: number, p = n): number {
+  const {
+    hiddenSize: h,
+    headDim: d,
+    numHeads,
+    numKvHeads,
+    intermediateSize: m,
+    vocabSize: v,
+  } = config;
+  const projections = h * d * (2 * numHeads + 2 * numKvHeads) + 3 * h * m;
+  const attention = 2 * n * numHeads * d; // scores and weighted sum, per query
+  return config.numLayers * (2 * n * projections + 2 * n * attention) + 2 * p * h * v;
+}
+
+/** Median of the timings of `runs` calls after one warm-up. */
+export async function medianMs(fn: () => Promise<unknown>, runs: number): Promise<number> {
+  await fn();
+  const times: number[] = [];
+  for (let i = 0; i < runs; i++) {
+    const start = performance.now();
+    await fn();
+    times.push(performance.now() - start);
+  }
+  times.sort((a, b) => a - b);
+  return times[Math.floor(times.length / 2)];
+}
+
+/**
+ * Medians of two alternatives timed in alternation (after `warmup` calls of each), so that a
+ * shared machine's load falls on both alike.
+ */
+export async function compareMs(
+  a: () => Promise<unknown>,
+  b: () => Promise<unknown>,
+  runs: number,
+  warmup = 2,
+): Promise<[number, number]> {
+  for (let i = 0; i < warmup; i++) {
+    await a();
+    await b();
+  }
+  const ta: number[] = [];
+  const tb: number[] = [];
+  for (let i = 0; i < runs; i++) {
+    let start = performance.now();
+    await a();
+    ta.push(performance.now() - start);
+    start = performance.now();
+    await b();
+    tb.push(performance.now() - start);
+  }
+  const median = (t: number[]) => t.sort((x, y) => x - y)[Math.floor(t.length / 2)];
+  return [median(ta), median(tb)];
+}
+
+/** GFLOP/s of one fp32 MatMul of the given size (constant right-hand side, as model weights). */
+export async function matmulPeak(size = 2048, runs = 7): Promise<number> {
+  const g = new Graph("matmul-peak");
+  const a = g.input("a", "float32", [size, size]);
+  const b = new Float32Array(size * size).map((_, i) => ((i * 7919) % 1000) / 1000 - 0.5);
+  g.output(op.matmul(a, g.initializer("b", "float32", [size, size], b)), "c");
+  const session = await Session.fromGraph(g);
+  const feed = { a: floatTensor(new Float32Array(size * size).fill(0.5), [size, size]) };
+  const ms = await medianMs(() => session.run(feed), runs);
+  await session.release();
+  return (2 * size ** 3) / (ms * 1e6);
+}
+
+export interface ForwardBenchResult {
+  model: string;
+  canvas: number;
+  batch: number;
+  forward_ms: number;
+  forward_gflops: number;
+  matmul_peak_gflops: number;
+  peak_fraction: number;
+  positions_model: string;
+  positions_full_ms: number;
+  positions_subset_ms: number;
+  positions_requested: number;
+  positions_speedup: number;
+}
+
+export async function benchForward(
+  options: { canvas?: number; runs?: number; positions?: number; progress?: Progress } = {},
+): Promise<ForwardBenchResult> {
+  const canvas = options.canvas ?? 256;
+  const runs = options.runs ?? 5;
+  const subset = options.positions ?? 32;
+  const say = options.progress ?? (() => {});
+
+  say("MatMul peak (2048³)…");
+  const peakBefore = await matmulPeak();
+
+  say("110M model: building…");
+  const model = await OnnxModel.create(bench110M, benchWeights(bench110M));
+  const tokens = Int32Array.from({ length: canvas }, (_, i) => (i * 31) % bench110M.vocabSize);
+  say("110M model: timing…");
+  const ms = await medianMs(() => model.forward({ tokens, rows: 1 }), runs);
+  await model.dispose();
+  const peakAfter = await matmulPeak();
+  const peak = Math.max(peakBefore, peakAfter);
+  const gflops = forwardFlops(bench110M, canvas) / (ms * 1e6);
+
+  say("0.5B model (Qwen2.5 shape): building…");
+  const big = await OnnxModel.create(benchQwen05B, benchWeights(benchQwen05B));
+  const bigTokens = Int32Array.from({ length: canvas }, (_, i) => (i * 31) % 1000);
+  const at = Int32Array.from({ length: subset }, (_, i) => canvas - subset + i);
+  say("0.5B model: timing full logits and logits at a subset…");
+  const [fullMs, subsetMs] = await compareMs(
+    () => big.forward({ tokens: bigTokens, rows: 1 }),
+    () => big.forward({ tokens: bigTokens, rows: 1, logitsAt: at }),
+    5,
+  );
+  await big.dispose();
+
+  return {
+    model: "110M (hidden 768, 12 layers, 12 heads, vocab 32000)",
+    canvas,
+    batch: 1,
+    forward_ms: ms,
+    forward_gflops: gflops,
+    matmul_peak_gflops: peak,
+    peak_fraction: gflops / peak,
+    positions_model: "Qwen2.5-0.5B shape (hidden 896, 24 layers, 14/2 heads, vocab 151936)",
+    positions_full_ms: fullMs,
+    positions_subset_ms: subsetMs,
+    positions_requested: subset,
+    positions_speedup: fullMs / subsetMs,
+  };
+}

@@ -1,0 +1,301 @@
+// A small typed builder for ONNX graphs: symbolic tensors with shapes checked when a node is
+// built, nodes, initializers, and serialisation to an ONNX ModelProto (see ops.ts for the ops).
+
+import { ProtoWriter } from "./protobuf.js";
+
+export type DType =
+  | "float32"
+  | "float16"
+  | "float64"
+  | "int32"
+  | "int64"
+  | "int8"
+  | "uint8"
+  | "bool";
+/** A dimension: a number when known when the graph is built, else a symbolic name. */
+export type Dim = number | string;
+export type Shape = readonly Dim[];
+export type TensorData =
+  | Float32Array
+  | Float64Array
+  | Int32Array
+  | BigInt64Array
+  | Int8Array
+  | Uint8Array
+  | Uint16Array;
+
+export type Attr =
+  | { i: number }
+  | { f: number }
+  | { s: string }
+  | { ints: readonly number[] }
+  | { floats: readonly number[] };
+
+export class GraphError extends Error {
+  override name = "GraphError";
+}
+
+/** A value of the graph: an input, an initializer or a node's output. */
+export class Tensor {
+  constructor(
+    readonly graph: Graph,
+    readonly name: string,
+    readonly dtype: DType,
+    readonly shape: Shape,
+    /** The node that computes it; undefined for inputs and initializers. */
+    readonly producer?: Node,
+  ) {}
+
+  get rank(): number {
+    return this.shape.length;
+  }
+
+  toString(): string {
+    return `${this.name}: ${this.dtype}[${this.shape.join(", ")}]`;
+  }
+}
+
+export interface Node {
+  op: string;
+  domain: string;
+  inputs: readonly (Tensor | null)[];
+  outputs: Tensor[];
+  attrs: Readonly<Record<string, Attr>>;
+}
+
+export interface Initializer {
+  tensor: Tensor;
+  data: TensorData;
+}
+
+const onnxType: Record<DType, number> = {
+  float32: 1,
+  uint8: 2,
+  int8: 3,
+  int32: 6,
+  int64: 7,
+  bool: 9,
+  float16: 10,
+  float64: 11,
+};
+
+export const isFloat = (t: DType): boolean => t === "float32" || t === "float16" || t === "float64";
+
+export class Graph {
+  readonly nodes: Node[] = [];
+  readonly inputs: Tensor[] = [];
+  readonly outputs: Tensor[] = [];
+  readonly initializers: Initializer[] = [];
+  private readonly names = new Set<string>();
+  private readonly constants = new Map<string, Tensor>();
+  private counter = 0;
+
+  constructor(readonly name = "unmask") {}
+
+  /** A name with the given stem that no tensor has yet (not reserved). */
+  freeName(stem: string): string {
+    let name = stem;
+    while (this.names.has(name)) name = `${stem}_${++this.counter}`;
+    return name;
+  }
+
+  private claim(name: string): string {
+    if (this.names.has(name)) throw new GraphError(`duplicate tensor name ${JSON.stringify(name)}`);
+    this.names.add(name);
+    return name;
+  }
+
+  input(name: string, dtype: DType, shape: Shape): Tensor {
+    const t = new Tensor(this, this.claim(name), dtype, shape);
+    this.inputs.push(t);
+    return t;
+  }
+
+  /** A named weight (or other constant) stored in the model. */
+  initializer(name: string, dtype: DType, shape: Shape, data: TensorData): Tensor {
+    const count = shape.reduce<number>((n, d) => n * (d as number), 1);
+    if (shape.some((d) => typeof d !== "number")) {
+      throw new GraphError(`initializer ${name}: shape must be concrete, got [${shape}]`);
+    }
+    if (data.length !== count) {
+      throw new GraphError(
+        `initializer ${name}: ${data.length} values for shape [${shape}] (${count} expected)`,
+      );
+    }
+    const t = new Tensor(this, this.claim(name), dtype, shape);
+    this.initializers.push({ tensor: t, data });
+    return t;
+  }
+
+  /** A small constant, shared between uses with the same value. */
+  constant(values: readonly number[], dtype: DType = "int64", shape?: Shape): Tensor {
+    const dims = shape ?? [values.length];
+    const key = `${dtype}|${dims.join(",")}|${values.join(",")}`;
+    const cached = this.constants.get(key);
+    if (cached) return cached;
+    const data = makeData(dtype, values);
+    const t = this.initializer(this.freeName("const"), dtype, dims, data);
+    this.constants.set(key, t);
+    return t;
+  }
+
+  /** A scalar constant of the given dtype. */
+  scalar(value: number, dtype: DType = "float32"): Tensor {
+    return this.constant([value], dtype, []);
+  }
+
+  /** Adds a node; `outputs` gives dtype and shape of each output (already inferred). */
+  node(
+    op: string,
+    inputs: readonly (Tensor | null)[],
+    outputs: readonly { dtype: DType; shape: Shape; name?: string }[],
+    attrs: Record<string, Attr> = {},
+    domain = "",
+  ): Tensor[] {
+    for (const t of inputs) {
+      if (t && t.graph !== this)
+        throw new GraphError(`${op}: input ${t.name} is from another graph`);
+    }
+    const node: Node = { op, domain, inputs, outputs: [], attrs };
+    for (const o of outputs) {
+      node.outputs.push(
+        new Tensor(
+          this,
+          this.claim(this.freeName(o.name ?? op.toLowerCase())),
+          o.dtype,
+          o.shape,
+          node,
+        ),
+      );
+    }
+    this.nodes.push(node);
+    return node.outputs;
+  }
+
+  /** Marks a tensor as a graph output under the given name. */
+  output(t: Tensor, name?: string): Tensor {
+    let out = t;
+    if (name !== undefined && name !== t.name) {
+      if (this.names.has(name))
+        throw new GraphError(`duplicate tensor name ${JSON.stringify(name)}`);
+      out = this.node("Identity", [t], [{ dtype: t.dtype, shape: t.shape, name }])[0];
+    }
+    this.outputs.push(out);
+    return out;
+  }
+
+  /**
+   * Serialises to an ONNX ModelProto. With `externalData`, initializers of at least
+   * `externalThreshold` bytes are laid out in one external file instead (for models over
+   * protobuf's 2 GB limit); the returned `external` chunks must be written to that file in order.
+   */
+  toModel(options: { opset?: number; externalData?: string; externalThreshold?: number } = {}): {
+    model: Uint8Array;
+    external: Uint8Array[];
+  } {
+    const opset = options.opset ?? 17;
+    const external: Uint8Array[] = [];
+    let externalOffset = 0;
+    const domains = new Set(this.nodes.map((n) => n.domain).filter((d) => d !== ""));
+    const w = new ProtoWriter();
+    w.varint(1, 8); // ir_version
+    w.string(2, "unmask");
+    w.message(8, (o) => o.string(1, "").varint(2, opset));
+    for (const d of domains) w.message(8, (o) => o.string(1, d).varint(2, 1));
+    w.message(7, (g) => {
+      for (const node of this.nodes) {
+        g.message(1, (n) => {
+          for (const t of node.inputs) n.string(1, t ? t.name : "");
+          for (const t of node.outputs) n.string(2, t.name);
+          n.string(3, node.outputs[0]?.name ?? node.op);
+          n.string(4, node.op);
+          for (const [key, value] of Object.entries(node.attrs)) {
+            n.message(5, (a) => writeAttr(a, key, value));
+          }
+          if (node.domain) n.string(7, node.domain);
+        });
+      }
+      g.string(2, this.name);
+      for (const { tensor, data } of this.initializers) {
+        const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+        const toFile =
+          options.externalData !== undefined &&
+          bytes.byteLength >= (options.externalThreshold ?? 1024);
+        g.message(5, (t) => {
+          for (const d of tensor.shape) t.varint(1, d as number);
+          t.varint(2, onnxType[tensor.dtype]);
+          t.string(8, tensor.name);
+          if (toFile) {
+            const location = options.externalData as string;
+            t.message(13, (e) => e.string(1, "location").string(2, location));
+            t.message(13, (e) => e.string(1, "offset").string(2, String(externalOffset)));
+            t.message(13, (e) => e.string(1, "length").string(2, String(bytes.byteLength)));
+            t.varint(14, 1);
+          } else {
+            t.bytes(9, bytes);
+          }
+        });
+        if (toFile) {
+          external.push(bytes);
+          externalOffset += bytes.byteLength;
+          const pad = (64 - (externalOffset % 64)) % 64;
+          if (pad) {
+            external.push(new Uint8Array(pad));
+            externalOffset += pad;
+          }
+        }
+      }
+      for (const t of this.inputs) g.message(11, (v) => writeValueInfo(v, t));
+      for (const t of this.outputs) g.message(12, (v) => writeValueInfo(v, t));
+    });
+    return { model: w.finish(), external };
+  }
+}
+
+function writeAttr(a: ProtoWriter, name: string, value: Attr): void {
+  a.string(1, name);
+  if ("i" in value) a.varint(3, value.i).varint(20, 2);
+  else if ("f" in value) a.float(2, value.f).varint(20, 1);
+  else if ("s" in value) a.string(4, value.s).varint(20, 3);
+  else if ("ints" in value) {
+    for (const v of value.ints) a.varint(8, v);
+    a.varint(20, 7);
+  } else {
+    for (const v of value.floats) a.float(7, v);
+    a.varint(20, 6);
+  }
+}
+
+function writeValueInfo(v: ProtoWriter, t: Tensor): void {
+  v.string(1, t.name);
+  v.message(2, (type) =>
+    type.message(1, (tt) => {
+      tt.varint(1, onnxType[t.dtype]);
+      tt.message(2, (shape) => {
+        for (const d of t.shape) {
+          shape.message(1, (dim) => (typeof d === "number" ? dim.varint(1, d) : dim.string(2, d)));
+        }
+      });
+    }),
+  );
+}
+
+export function makeData(dtype: DType, values: readonly number[]): TensorData {
+  switch (dtype) {
+    case "float32":
+      return Float32Array.from(values);
+    case "float64":
+      return Float64Array.from(values);
+    case "int32":
+      return Int32Array.from(values);
+    case "int64":
+      return BigInt64Array.from(values, (v) => BigInt(v));
+    case "int8":
+      return Int8Array.from(values);
+    case "uint8":
+    case "bool":
+      return Uint8Array.from(values);
+    case "float16":
+      throw new GraphError("float16 constants are made with toFloat16()");
+  }
+}

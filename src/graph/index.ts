@@ -1,0 +1,2 @@
+export * from "./graph.js";
+export * as op from "./ops.js";

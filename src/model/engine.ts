@@ -1,0 +1,124 @@
+// The ONNX Runtime implementation of LanguageModel: one graph per model that covers every
+// variant (full canvas, logits at chosen positions, cached context for block / dual-cache /
+// AR decoding, batched rows), with the weights as initializers.
+
+import { Graph, type Tensor } from "../graph/graph.js";
+import {
+  floatTensor,
+  type HostTensor,
+  int32Tensor,
+  Session,
+  type SessionOptions,
+} from "../runtime/session.js";
+import { type ModelConfig, parameterShapes, type Weights } from "./config.js";
+import { resolveForwardRequest, WeightsError } from "./request.js";
+import { transformer } from "./transformer.js";
+import type { ForwardRequest, ForwardResult, KvCache, LanguageModel } from "./types.js";
+
+/** Builds the inference graph: weights become initializers (fp32). */
+export function buildInferenceGraph(config: ModelConfig, weights: Weights): Graph {
+  const g = new Graph("unmask-forward");
+  const expected = new Map(parameterShapes(config).map((p) => [p.name, p.shape]));
+  const made = new Map<string, Tensor>();
+  const param = (name: string): Tensor => {
+    const shape = expected.get(name);
+    const data = weights.get(name);
+    if (!shape) throw new WeightsError(name, "not a parameter of this config");
+    if (!data) throw new WeightsError(name, "missing weight");
+    let t = made.get(name);
+    if (!t) {
+      t = g.initializer(name, "float32", shape, data);
+      made.set(name, t);
+    }
+    return t;
+  };
+  const ids = g.input("input_ids", "int32", ["batch", "seq"]);
+  const positions = g.input("position_ids", "int32", ["batch", "seq"]);
+  const bias = g.input("attn_bias", "float32", ["batch", "seq", "total"]);
+  const logitIndex = g.input("logit_index", "int32", ["batch", "npos"]);
+  const past = [];
+  for (let l = 0; l < config.numLayers; l++) {
+    const shape = ["batch", config.numKvHeads, "past", config.headDim];
+    past.push({
+      key: g.input(`past_key_${l}`, "float32", shape),
+      value: g.input(`past_value_${l}`, "float32", shape),
+    });
+  }
+  const out = transformer(g, config, param, { ids, positions, bias, past, logitIndex });
+  g.output(out.logits, "logits");
+  out.present.forEach((kv, l) => {
+    g.output(kv.key, `present_key_${l}`);
+    g.output(kv.value, `present_value_${l}`);
+  });
+  return g;
+}
+
+export class OnnxModel implements LanguageModel {
+  private disposed = false;
+
+  private constructor(
+    readonly config: ModelConfig,
+    private readonly session: Session,
+  ) {}
+
+  static async create(
+    config: ModelConfig,
+    weights: Weights,
+    options: SessionOptions = {},
+  ): Promise<OnnxModel> {
+    const graph = buildInferenceGraph(config, weights);
+    return new OnnxModel(config, await Session.fromGraph(graph, options));
+  }
+
+  async forward(request: ForwardRequest): Promise<ForwardResult> {
+    if (this.disposed) throw new Error("OnnxModel: forward() after dispose()");
+    const { config } = this;
+    const r = resolveForwardRequest(config, request);
+    // Flat indices into the rows × n hidden states; with the logit shift (Dream family) token i
+    // is predicted from the hidden state at i - 1.
+    const hiddenIndex = new Int32Array(r.logitsAt.length);
+    for (let k = 0; k < hiddenIndex.length; k++) {
+      const i = r.logitsAt[k];
+      hiddenIndex[k] = Math.floor(k / r.p) * r.n + (config.logitShift ? Math.max(i - 1, 0) : i);
+    }
+    const total = r.contextLength + r.n;
+    const kvDims = [r.rows, config.numKvHeads, r.contextLength, config.headDim];
+    const empty = new Float32Array(0);
+    const feeds: Record<string, HostTensor> = {
+      input_ids: int32Tensor(request.tokens, [r.rows, r.n]),
+      position_ids: int32Tensor(r.positions, [r.rows, r.n]),
+      attn_bias: floatTensor(r.attentionBias ?? new Float32Array(r.rows * r.n * total), [
+        r.rows,
+        r.n,
+        total,
+      ]),
+      logit_index: int32Tensor(hiddenIndex, [r.rows, r.p]),
+    };
+    for (let l = 0; l < config.numLayers; l++) {
+      feeds[`past_key_${l}`] = floatTensor(request.context?.keys[l] ?? empty, kvDims);
+      feeds[`past_value_${l}`] = floatTensor(request.context?.values[l] ?? empty, kvDims);
+    }
+    const names = ["logits"];
+    if (request.returnKv) {
+      for (let l = 0; l < config.numLayers; l++)
+        names.push(`present_key_${l}`, `present_value_${l}`);
+    }
+    const out = await this.session.run(feeds, names);
+    const result: ForwardResult = { logits: out.logits.data as Float32Array, positions: r.p };
+    if (request.returnKv) {
+      const kv: KvCache = { rows: r.rows, length: total, keys: [], values: [] };
+      for (let l = 0; l < config.numLayers; l++) {
+        kv.keys.push(out[`present_key_${l}`].data as Float32Array);
+        kv.values.push(out[`present_value_${l}`].data as Float32Array);
+      }
+      result.kv = kv;
+    }
+    return result;
+  }
+
+  async dispose(): Promise<void> {
+    if (this.disposed) return;
+    this.disposed = true;
+    await this.session.release();
+  }
+}

@@ -1,0 +1,144 @@
+// The forward pass of the model family as an ONNX graph: a LLaMA/Qwen2-style decoder whose
+// attention mask is data (full for diffusion, causal for AR, block-causal for block diffusion).
+// Reads top to bottom like the paper: embed; per layer RMSNorm → attention → residual →
+// RMSNorm → SwiGLU MLP → residual; final norm; LM head at the chosen positions.
+// B = rows, N = fresh tokens, C = cached context positions, T = C + N, P = positions with logits.
+
+import type { Graph, Tensor } from "../graph/graph.js";
+import * as op from "../graph/ops.js";
+import type { ModelConfig } from "./config.js";
+
+export interface TransformerInputs {
+  /** int32 [B, N] */
+  ids: Tensor;
+  /** int32 [B, N], absolute positions */
+  positions: Tensor;
+  /** float32 [B, N, T], additive; omitted = every position sees every position */
+  bias?: Tensor;
+  /** Per layer float32 [B, Hkv, C, D] keys and values of cached positions (rotary applied). */
+  past?: { key: Tensor; value: Tensor }[];
+  /** int32 [B, P]: flat indices into the B×N hidden states at which to compute logits. */
+  logitIndex?: Tensor;
+}
+
+export interface TransformerOutputs {
+  /** float32 [B, P, V] (or [B, N, V] without logitIndex) */
+  logits: Tensor;
+  /** Per layer float32 [B, Hkv, T, D]: context then fresh keys/values. */
+  present: { key: Tensor; value: Tensor }[];
+}
+
+/** Supplies a parameter by its Hugging Face name: an initializer, or a graph input in training. */
+export type ParameterSource = (name: string) => Tensor;
+
+/** cos and sin tables of the rotary embedding, [maxPositions, D], HF "rotate_half" layout. */
+export function rotaryTables(config: ModelConfig): { cos: Float32Array; sin: Float32Array } {
+  const d = config.headDim;
+  const half = d / 2;
+  const cos = new Float32Array(config.maxPositions * d);
+  const sin = new Float32Array(config.maxPositions * d);
+  for (let p = 0; p < config.maxPositions; p++) {
+    for (let i = 0; i < half; i++) {
+      const angle = p / config.ropeTheta ** ((2 * i) / d);
+      cos[p * d + i] = cos[p * d + i + half] = Math.cos(angle);
+      sin[p * d + i] = sin[p * d + i + half] = Math.sin(angle);
+    }
+  }
+  return { cos, sin };
+}
+
+/** RMSNorm: x / sqrt(mean(x²) + eps) · w, in the form ORT fuses into SimplifiedLayerNorm. */
+function rmsNorm(x: Tensor, weight: Tensor, eps: number): Tensor {
+  const meanSquare = op.reduceMean(op.pow(x, 2), [-1]); // [..., 1]
+  return op.mul(op.div(x, op.sqrt(op.add(meanSquare, eps))), weight);
+}
+
+/** x @ W^T (+ b) for a PyTorch-layout weight [out, in]. */
+function linear(x: Tensor, weight: Tensor, bias?: Tensor): Tensor {
+  const y = op.matmul(x, op.transpose(weight, [1, 0]));
+  return bias ? op.add(y, bias) : y;
+}
+
+/** x·cos + rotate_half(x)·sin, with rotate_half(x) = [-x2, x1] over the last axis. */
+function rotate(x: Tensor, cos: Tensor, sin: Tensor, headDim: number): Tensor {
+  const half = headDim / 2;
+  const x1 = op.slice(x, [0], [half], [-1]);
+  const x2 = op.slice(x, [half], [headDim], [-1]);
+  const rotated = op.concat([op.neg(x2), x1], -1);
+  return op.add(op.mul(x, cos), op.mul(rotated, sin));
+}
+
+export function transformer(
+  g: Graph,
+  config: ModelConfig,
+  param: ParameterSource,
+  inputs: TransformerInputs,
+): TransformerOutputs {
+  const { hiddenSize: h, headDim: d, numKvHeads: hkv, rmsNormEps: eps } = config;
+  const groups = config.numHeads / hkv; // query heads per kv head
+  const tables = rotaryTables(config);
+  const cosTable = g.initializer("rope.cos", "float32", [config.maxPositions, d], tables.cos);
+  const sinTable = g.initializer("rope.sin", "float32", [config.maxPositions, d], tables.sin);
+  const cosK = op.unsqueeze(op.gather(cosTable, inputs.positions), [1]); // [B, 1, N, D]
+  const sinK = op.unsqueeze(op.gather(sinTable, inputs.positions), [1]); // [B, 1, N, D]
+  const cosQ = op.unsqueeze(cosK, [1]); // [B, 1, 1, N, D]
+  const sinQ = op.unsqueeze(sinK, [1]); // [B, 1, 1, N, D]
+  const bias = inputs.bias && op.unsqueeze(inputs.bias, [1, 2]); // [B, 1, 1, N, T]
+  // Scaling q before the product is cheaper than scaling the scores.
+  const scale = g.scalar(1 / Math.sqrt(d));
+
+  let x = op.gather(param("model.embed_tokens.weight"), inputs.ids); // [B, N, H]
+  const present: TransformerOutputs["present"] = [];
+  for (let l = 0; l < config.numLayers; l++) {
+    const p = `model.layers.${l}.`;
+    const optionalBias = (name: string) => (config.qkvBias ? param(name) : undefined);
+
+    // Attention, grouped-query: query head j uses kv head floor(j / groups).
+    const a = rmsNorm(x, param(`${p}input_layernorm.weight`), eps); // [B, N, H]
+    const q0 = linear(
+      a,
+      param(`${p}self_attn.q_proj.weight`),
+      optionalBias(`${p}self_attn.q_proj.bias`),
+    ); // [B, N, Hq·D]
+    const k0 = linear(
+      a,
+      param(`${p}self_attn.k_proj.weight`),
+      optionalBias(`${p}self_attn.k_proj.bias`),
+    ); // [B, N, Hkv·D]
+    const v0 = linear(
+      a,
+      param(`${p}self_attn.v_proj.weight`),
+      optionalBias(`${p}self_attn.v_proj.bias`),
+    ); // [B, N, Hkv·D]
+    const q1 = op.transpose(op.reshape(q0, [0, 0, hkv, groups, d]), [0, 2, 3, 1, 4]); // [B, Hkv, G, N, D]
+    const k1 = op.transpose(op.reshape(k0, [0, 0, hkv, d]), [0, 2, 1, 3]); // [B, Hkv, N, D]
+    const v1 = op.transpose(op.reshape(v0, [0, 0, hkv, d]), [0, 2, 1, 3]); // [B, Hkv, N, D]
+    const q = op.mul(rotate(q1, cosQ, sinQ, d), scale); // [B, Hkv, G, N, D]
+    const kNew = rotate(k1, cosK, sinK, d); // [B, Hkv, N, D]
+    const past = inputs.past?.[l];
+    const k = past ? op.concat([past.key, kNew], 2) : kNew; // [B, Hkv, T, D]
+    const v = past ? op.concat([past.value, v1], 2) : v1; // [B, Hkv, T, D]
+    present.push({ key: k, value: v });
+    let scores = op.matmul(q, op.unsqueeze(op.transpose(k, [0, 1, 3, 2]), [2])); // [B, Hkv, G, N, T]
+    if (bias) scores = op.add(scores, bias);
+    const probs = op.softmax(scores, -1); // [B, Hkv, G, N, T]
+    const heads = op.matmul(probs, op.unsqueeze(v, [2])); // [B, Hkv, G, N, D]
+    const merged = op.reshape(op.transpose(heads, [0, 3, 1, 2, 4]), [0, 0, -1]); // [B, N, Hq·D]
+    x = op.add(x, linear(merged, param(`${p}self_attn.o_proj.weight`))); // [B, N, H]
+
+    // SwiGLU MLP: down(silu(gate(m)) · up(m)).
+    const m = rmsNorm(x, param(`${p}post_attention_layernorm.weight`), eps); // [B, N, H]
+    const gate = linear(m, param(`${p}mlp.gate_proj.weight`)); // [B, N, I]
+    const up = linear(m, param(`${p}mlp.up_proj.weight`)); // [B, N, I]
+    const act = op.mul(op.mul(gate, op.sigmoid(gate)), up); // [B, N, I]
+    x = op.add(x, linear(act, param(`${p}mlp.down_proj.weight`))); // [B, N, H]
+  }
+
+  let hidden = rmsNorm(x, param("model.norm.weight"), eps); // [B, N, H]
+  if (inputs.logitIndex) {
+    hidden = op.gather(op.reshape(hidden, [-1, h]), inputs.logitIndex); // [B, P, H]
+  }
+  const head = param(config.tieWordEmbeddings ? "model.embed_tokens.weight" : "lm_head.weight");
+  const logits = linear(hidden, head); // [B, P, V]
+  return { logits, present };
+}

@@ -1,0 +1,122 @@
+// The one module that imports onnxruntime: sessions, threads, feeds and fetches.
+// Everything else speaks HostTensor, so a browser (onnxruntime-web) or CUDA backend is a change
+// here only.
+
+import { once } from "node:events";
+import { createWriteStream, mkdirSync, writeFileSync } from "node:fs";
+import { availableParallelism, tmpdir } from "node:os";
+import { join } from "node:path";
+import ort from "onnxruntime-node";
+import type { Graph } from "../graph/graph.js";
+
+export type HostData = Float32Array | Int32Array | BigInt64Array | Uint8Array;
+export type HostType = "float32" | "int32" | "int64" | "bool";
+
+/** A tensor in host memory, as fed to or fetched from a session. */
+export interface HostTensor {
+  type: HostType;
+  data: HostData;
+  dims: readonly number[];
+}
+
+export const floatTensor = (data: Float32Array, dims: readonly number[]): HostTensor => ({
+  type: "float32",
+  data,
+  dims,
+});
+export const int32Tensor = (data: Int32Array, dims: readonly number[]): HostTensor => ({
+  type: "int32",
+  data,
+  dims,
+});
+
+export interface SessionOptions {
+  /** Intra-op threads; default: every core. */
+  threads?: number;
+}
+
+export class RuntimeError extends Error {
+  override name = "RuntimeError";
+}
+
+/** Graphs whose weights exceed this many bytes are written to disk with external data. */
+const inlineLimit = 1.5 * 2 ** 30;
+
+export class Session {
+  private constructor(
+    private readonly inner: ort.InferenceSession,
+    readonly inputNames: readonly string[],
+    readonly outputNames: readonly string[],
+  ) {}
+
+  /** Compiles a graph into a session (in memory, or through a temporary file when large). */
+  static async fromGraph(graph: Graph, options: SessionOptions = {}): Promise<Session> {
+    const weightBytes = graph.initializers.reduce((n, i) => n + i.data.byteLength, 0);
+    const sessionOptions: ort.InferenceSession.SessionOptions = {
+      intraOpNumThreads: options.threads ?? availableParallelism(),
+      interOpNumThreads: 1,
+      graphOptimizationLevel: "all",
+      executionMode: "sequential",
+      logSeverityLevel: 3,
+    };
+    let inner: ort.InferenceSession;
+    if (weightBytes < inlineLimit) {
+      const { model } = graph.toModel();
+      inner = await createChecked(() => ort.InferenceSession.create(model, sessionOptions));
+    } else {
+      const dir = join(tmpdir(), `unmask-${process.pid}-${Date.now()}`);
+      mkdirSync(dir, { recursive: true });
+      const { model, external } = graph.toModel({ externalData: "weights.bin" });
+      const stream = createWriteStream(join(dir, "weights.bin"));
+      for (const chunk of external) {
+        if (!stream.write(chunk)) await once(stream, "drain");
+      }
+      stream.end();
+      await once(stream, "finish");
+      writeFileSync(join(dir, "model.onnx"), model);
+      inner = await createChecked(() =>
+        ort.InferenceSession.create(join(dir, "model.onnx"), sessionOptions),
+      );
+    }
+    return new Session(inner, inner.inputNames, inner.outputNames);
+  }
+
+  /** Runs the session; returns the requested outputs (default: all). */
+  async run(
+    feeds: Record<string, HostTensor>,
+    outputs: readonly string[] = this.outputNames,
+  ): Promise<Record<string, HostTensor>> {
+    const ortFeeds: Record<string, ort.Tensor> = {};
+    for (const [name, t] of Object.entries(feeds)) {
+      ortFeeds[name] = new ort.Tensor(t.type, t.data, t.dims);
+    }
+    let result: ort.InferenceSession.ReturnType;
+    try {
+      result = await this.inner.run(ortFeeds, outputs as string[]);
+    } catch (cause) {
+      throw new RuntimeError(`onnxruntime run failed: ${(cause as Error).message}`, { cause });
+    }
+    const out: Record<string, HostTensor> = {};
+    for (const name of outputs) {
+      const t = result[name];
+      out[name] = { type: t.type as HostType, data: t.data as HostData, dims: t.dims };
+    }
+    return out;
+  }
+
+  async release(): Promise<void> {
+    await this.inner.release();
+  }
+}
+
+async function createChecked(
+  create: () => Promise<ort.InferenceSession>,
+): Promise<ort.InferenceSession> {
+  try {
+    return await create();
+  } catch (cause) {
+    throw new RuntimeError(`onnxruntime could not load the graph: ${(cause as Error).message}`, {
+      cause,
+    });
+  }
+}

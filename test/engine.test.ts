@@ -1,0 +1,196 @@
+// The ONNX Runtime engine against the float64 reference, variant by variant, on tiny random models.
+
+import assert from "node:assert/strict";
+import { after, describe, it } from "node:test";
+import { type ModelConfig, parseModelConfig } from "../src/model/config.js";
+import { OnnxModel } from "../src/model/engine.js";
+import { randomWeights } from "../src/model/random.js";
+import { ReferenceModel } from "../src/model/reference.js";
+import { ForwardRequestError } from "../src/model/request.js";
+import type { ForwardRequest, KvCache, LanguageModel } from "../src/model/types.js";
+
+function tinyConfig(over: Record<string, unknown> = {}): ModelConfig {
+  return parseModelConfig({
+    model_type: "unmask",
+    vocab_size: 23,
+    hidden_size: 16,
+    num_hidden_layers: 2,
+    num_attention_heads: 4,
+    num_key_value_heads: 2,
+    intermediate_size: 24,
+    max_position_embeddings: 64,
+    rope_theta: 100,
+    ...over,
+  });
+}
+
+/** max |a - b| / max |b|: the error relative to the reference's scale. */
+function relativeError(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  assert.equal(a.length, b.length, "lengths differ");
+  let diff = 0;
+  let scale = 0;
+  for (let i = 0; i < a.length; i++) {
+    diff = Math.max(diff, Math.abs(a[i] - b[i]));
+    scale = Math.max(scale, Math.abs(b[i]));
+  }
+  return diff / scale;
+}
+
+const tokens = (n: number, seed = 1, vocab = 23) =>
+  Int32Array.from({ length: n }, (_, i) => (i * 7 + seed * 13) % vocab);
+
+const models: LanguageModel[] = [];
+async function pair(config: ModelConfig, seed = 3): Promise<[OnnxModel, ReferenceModel]> {
+  const weights = randomWeights(config, seed, 0.2);
+  const onnx = await OnnxModel.create(config, weights, { threads: 1 });
+  const ref = new ReferenceModel(config, weights);
+  models.push(onnx, ref);
+  return [onnx, ref];
+}
+after(async () => {
+  for (const m of models) await m.dispose();
+});
+
+async function agree(onnx: OnnxModel, ref: ReferenceModel, request: ForwardRequest) {
+  const a = await onnx.forward(request);
+  const b = await ref.forward(request);
+  assert.equal(a.positions, b.positions);
+  const err = relativeError(a.logits, b.logits);
+  assert.ok(err <= 1e-4, `relative error ${err}`);
+  if (request.returnKv) {
+    const ka = a.kv as KvCache;
+    const kb = b.kv as KvCache;
+    assert.equal(ka.length, kb.length);
+    for (let l = 0; l < ka.keys.length; l++) {
+      assert.ok(relativeError(ka.keys[l], kb.keys[l]) <= 1e-4, `keys of layer ${l}`);
+      assert.ok(relativeError(ka.values[l], kb.values[l]) <= 1e-4, `values of layer ${l}`);
+    }
+  }
+  return a;
+}
+
+const variants: [string, Record<string, unknown>][] = [
+  ["full attention, GQA, untied", {}],
+  [
+    "causal, qkv bias, tied",
+    { attention_mask: "causal", attention_bias: true, tie_word_embeddings: true },
+  ],
+  ["block-causal, MHA", { attention_mask: "block_causal", block_size: 4, num_key_value_heads: 4 }],
+  ["logit shift", { logit_shift: true, attention_bias: true }],
+  ["one kv head", { num_key_value_heads: 1, head_dim: 6 }],
+];
+
+describe("ONNX engine against the float64 reference", () => {
+  for (const [name, over] of variants) {
+    it(`(a) full canvas → logits: ${name}`, async () => {
+      const [onnx, ref] = await pair(tinyConfig(over));
+      await agree(onnx, ref, { tokens: tokens(12), rows: 1, returnKv: true });
+    });
+  }
+
+  it("(b) logits only at requested positions equal the full logits there", async () => {
+    for (const over of [{}, { logit_shift: true }]) {
+      const [onnx, ref] = await pair(tinyConfig(over));
+      const full = await onnx.forward({ tokens: tokens(10), rows: 1 });
+      const at = Int32Array.from([7, 0, 3]);
+      const part = await agree(onnx, ref, { tokens: tokens(10), rows: 1, logitsAt: at });
+      assert.equal(part.positions, 3);
+      const v = 23;
+      at.forEach((i, k) => {
+        assert.deepEqual(
+          part.logits.subarray(k * v, (k + 1) * v),
+          full.logits.subarray(i * v, (i + 1) * v),
+        );
+      });
+    }
+  });
+
+  it("(c) a block over a cached prefix, and a dual cache, reproduce the full canvas", async () => {
+    const [onnx, ref] = await pair(tinyConfig());
+    const canvas = tokens(16);
+    const full = await onnx.forward({ tokens: canvas, rows: 1, returnKv: true });
+    const kv = full.kv as KvCache;
+    const v = 23;
+    const { numKvHeads: hkv, headDim: d } = onnx.config;
+    // Keep cached positions `keep` of the full pass.
+    const select = (keep: number[]): KvCache => {
+      const pick = (src: Float32Array) => {
+        const out = new Float32Array(hkv * keep.length * d);
+        for (let h = 0; h < hkv; h++) {
+          keep.forEach((pos, j) => {
+            out.set(
+              src.subarray((h * 16 + pos) * d, (h * 16 + pos + 1) * d),
+              (h * keep.length + j) * d,
+            );
+          });
+        }
+        return out;
+      };
+      return { rows: 1, length: keep.length, keys: kv.keys.map(pick), values: kv.values.map(pick) };
+    };
+    // Prefix cache: positions 0..5 cached, block 6..15 fresh.
+    const prefix = await agree(onnx, ref, {
+      tokens: canvas.slice(6),
+      rows: 1,
+      positions: Int32Array.from({ length: 10 }, (_, i) => 6 + i),
+      context: select([0, 1, 2, 3, 4, 5]),
+    });
+    assert.ok(relativeError(prefix.logits, full.logits.subarray(6 * v)) <= 1e-5);
+    // Dual cache: prefix 0..5 and suffix 10..15 cached, block 6..9 fresh.
+    const dual = await agree(onnx, ref, {
+      tokens: canvas.slice(6, 10),
+      rows: 1,
+      positions: Int32Array.from([6, 7, 8, 9]),
+      context: select([0, 1, 2, 3, 4, 5, 10, 11, 12, 13, 14, 15]),
+    });
+    assert.ok(relativeError(dual.logits, full.logits.subarray(6 * v, 10 * v)) <= 1e-5);
+  });
+
+  it("(d) causal decoding token by token with a KV cache reproduces the causal full pass", async () => {
+    const [onnx] = await pair(tinyConfig({ attention_mask: "causal", attention_bias: true }));
+    const canvas = tokens(12);
+    const v = 23;
+    const full = await onnx.forward({ tokens: canvas, rows: 1 });
+    let cache: KvCache | undefined;
+    for (let i = 0; i < canvas.length; i++) {
+      const step = await onnx.forward({
+        tokens: canvas.slice(i, i + 1),
+        rows: 1,
+        context: cache,
+        returnKv: true,
+      });
+      cache = step.kv;
+      assert.equal(cache?.length, i + 1);
+      const err = relativeError(step.logits, full.logits.subarray(i * v, (i + 1) * v));
+      assert.ok(err <= 1e-5, `token ${i}: relative error ${err}`);
+    }
+  });
+
+  it("(e) batched canvases equal each canvas alone", async () => {
+    const [onnx, ref] = await pair(tinyConfig({ attention_mask: "causal" }));
+    const rows = [tokens(9, 1), tokens(9, 2), tokens(9, 3)];
+    const batch = Int32Array.from(rows.flatMap((r) => Array.from(r)));
+    const at = Int32Array.from([0, 8, 4, 4, 2, 1]);
+    const together = await agree(onnx, ref, { tokens: batch, rows: 3, logitsAt: at });
+    const v = 23;
+    for (let r = 0; r < 3; r++) {
+      const alone = await onnx.forward({
+        tokens: rows[r],
+        rows: 1,
+        logitsAt: at.slice(r * 2, r * 2 + 2),
+      });
+      assert.ok(
+        relativeError(together.logits.subarray(r * 2 * v, (r + 1) * 2 * v), alone.logits) <= 1e-6,
+      );
+    }
+  });
+
+  it("rejects a bad request with the same typed error as the reference", async () => {
+    const [onnx] = await pair(tinyConfig());
+    await assert.rejects(
+      onnx.forward({ tokens: Int32Array.from([1, 99]), rows: 1 }),
+      ForwardRequestError,
+    );
+    await assert.rejects(onnx.forward({ tokens: tokens(65), rows: 1 }), /exceed|outside/);
+  });
+});

@@ -1,0 +1,36 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { Graph, GraphError } from "../src/graph/graph.js";
+import * as op from "../src/graph/ops.js";
+import { floatTensor, Session } from "../src/runtime/session.js";
+
+test("a MatMul + Add graph runs and matches plain arithmetic", async () => {
+  const g = new Graph();
+  const x = g.input("x", "float32", ["n", 3]);
+  const w = g.initializer("w", "float32", [3, 2], Float32Array.from([1, 2, 3, 4, 5, 6]));
+  const y = op.add(op.matmul(x, w), 1);
+  assert.deepEqual(y.shape, ["n", 2]);
+  g.output(y, "y");
+  const s = await Session.fromGraph(g);
+  const out = await s.run({ x: floatTensor(Float32Array.from([1, 0, 0, 0, 1, 1]), [2, 3]) });
+  assert.deepEqual(Array.from(out.y.data as Float32Array), [2, 3, 9, 11]);
+  assert.deepEqual(out.y.dims, [2, 2]);
+  await s.release();
+});
+
+test("shapes are checked when a node is built", () => {
+  const g = new Graph();
+  const a = g.input("a", "float32", [2, 3]);
+  const b = g.input("b", "float32", [4, 5]);
+  assert.throws(
+    () => op.matmul(a, b),
+    (e: unknown) => e instanceof GraphError && /inner dimensions/.test(e.message),
+  );
+  assert.throws(() => op.add(a, b), /do not broadcast/);
+  assert.throws(() => op.reshape(a, [4, 2]), /cannot reshape/);
+  assert.throws(() => op.transpose(a, [0, 0]), /not a permutation/);
+  assert.throws(() => op.softmax(a, 2), /axis 2 out of range/);
+  assert.deepEqual(op.reshape(op.concat([a, a], 0), [-1]).shape, [12]);
+  assert.deepEqual(op.slice(a, [1], [3], [1]).shape, [2, 2]);
+  assert.deepEqual(op.gather(b, g.input("i", "int32", ["n"]), 1).shape, [4, "n"]);
+});
