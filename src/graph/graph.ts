@@ -127,6 +127,13 @@ export class Graph {
     return t;
   }
 
+  /** The values of an initializer, as numbers (for constants such as axes and exponents). */
+  valuesOf(t: Tensor): number[] | undefined {
+    const init = this.initializers.find((i) => i.tensor === t);
+    if (!init) return undefined;
+    return Array.from(init.data as ArrayLike<number | bigint>, Number);
+  }
+
   /** A small constant, shared between uses with the same value. */
   constant(values: readonly number[], dtype: DType = "int64", shape?: Shape): Tensor {
     const dims = shape ?? [values.length];

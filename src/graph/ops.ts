@@ -328,3 +328,30 @@ export function scatterNDAdd(data: Tensor, indices: Tensor, updates: Tensor): Te
     reduction: { s: "add" },
   })[0];
 }
+
+/** Reshape to the runtime shape of `like`. */
+export function reshapeAs(x: Tensor, like: Tensor): Tensor {
+  return x.graph.node("Reshape", [x, shapeOf(like)], [{ dtype: x.dtype, shape: like.shape }])[0];
+}
+
+/** Zero padding: `before[i]` and `after[i]` values around axis i. */
+export function pad(x: Tensor, before: readonly number[], after: readonly number[]): Tensor {
+  if (before.length !== x.rank || after.length !== x.rank) {
+    fail("Pad", `pads for rank ${x.rank} expected, got [${before}] / [${after}]`);
+  }
+  const shape = x.shape.map((d, i) =>
+    typeof d === "number"
+      ? d + before[i] + after[i]
+      : before[i] + after[i] === 0
+        ? d
+        : `${d}+${before[i] + after[i]}`,
+  );
+  return x.graph.node(
+    "Pad",
+    [x, x.graph.constant([...before, ...after])],
+    [{ dtype: x.dtype, shape }],
+    {
+      mode: { s: "constant" },
+    },
+  )[0];
+}

@@ -9,8 +9,8 @@ import { join } from "node:path";
 import ort from "onnxruntime-node";
 import type { Graph } from "../graph/graph.js";
 
-export type HostData = Float32Array | Int32Array | BigInt64Array | Uint8Array;
-export type HostType = "float32" | "int32" | "int64" | "bool";
+export type HostData = Float32Array | Float64Array | Int32Array | BigInt64Array | Uint8Array;
+export type HostType = "float32" | "float64" | "int32" | "int64" | "bool";
 
 /** A tensor in host memory, as fed to or fetched from a session. */
 export interface HostTensor {
