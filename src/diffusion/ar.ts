@@ -1,0 +1,209 @@
+// The autoregressive decoder on the same engine: the baseline every diffusion speed claim is
+// measured against. A causal model, a K/V cache carried between calls through `context` /
+// `returnKv`, one forward pass per token (the prompt's pass yields the first), greedy or sampled
+// with temperature, top-k and top-p (Dream's filters, same order), seeded. It yields the same
+// StepEvents as the denoise loop, one token per step, and stops at EOS or after maxTokens.
+//
+// Which logits hold the next token depends on the model's data, never its name:
+//   - logitShift false (the Hugging Face causal-LM convention): the hidden state of position i
+//     predicts token i + 1, so the next token comes from the last fed position;
+//   - logitShift true (the engine already aligns index i with token i): the next position must
+//     be a fresh query, so each call also feeds a placeholder there (it cannot influence earlier
+//     positions under causal attention) and its K/V is cut from the cache afterwards.
+
+import { Rng } from "../model/random.js";
+import type { ForwardRequest, KvCache, LanguageModel } from "../model/types.js";
+import { DecodeAbortedError, DecodeOptionError } from "./errors.js";
+import { sliceKv } from "./kv.js";
+import { checkInteger } from "./options.js";
+import { argmax, filterTopK, filterTopP, sampleCategorical, softmax } from "./sampling.js";
+import type { DecodeResult, DecodeText, StepEvent, StopReason } from "./types.js";
+
+export interface ArOptions {
+  /** Tokens to generate at most; default 128. */
+  maxTokens?: number;
+  /** ≥ 0; 0 is greedy (argmax, lowest id on ties). Default 0. */
+  temperature?: number;
+  /** Keep the k most likely tokens; 0 (default) is off. */
+  topK?: number;
+  /** Nucleus mass in (0, 1]; 1 (default) is off. */
+  topP?: number;
+  /** Default 0. */
+  seed?: number;
+  /** Stop after the model's EOS; default true. */
+  stopAtEos?: boolean;
+  /** Renders the generated tokens as text in each event and in the result. */
+  decode?: DecodeText;
+}
+
+const arOptionNames = ["maxTokens", "temperature", "topK", "topP", "seed", "stopAtEos", "decode"];
+
+function resolveArOptions(options: ArOptions): Required<Omit<ArOptions, "decode">> {
+  for (const key of Object.keys(options)) {
+    if (!arOptionNames.includes(key)) {
+      throw new DecodeOptionError(key, `unknown option (valid: ${arOptionNames.join(", ")})`);
+    }
+  }
+  const temperature = options.temperature ?? 0;
+  if (typeof temperature !== "number" || !(temperature >= 0) || temperature === Infinity) {
+    throw new DecodeOptionError(
+      "temperature",
+      `expected a number ≥ 0, got ${JSON.stringify(temperature)}`,
+    );
+  }
+  const topP = options.topP ?? 1;
+  if (typeof topP !== "number" || !(topP > 0 && topP <= 1)) {
+    throw new DecodeOptionError("topP", `expected a number in (0, 1], got ${JSON.stringify(topP)}`);
+  }
+  const stopAtEos = options.stopAtEos ?? true;
+  if (typeof stopAtEos !== "boolean") {
+    throw new DecodeOptionError(
+      "stopAtEos",
+      `expected true or false, got ${JSON.stringify(stopAtEos)}`,
+    );
+  }
+  return {
+    maxTokens: checkInteger("maxTokens", options.maxTokens ?? 128, 1),
+    temperature,
+    topK: checkInteger("topK", options.topK ?? 0, 0),
+    topP,
+    seed: checkInteger("seed", options.seed ?? 0, Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER),
+    stopAtEos,
+  };
+}
+
+/**
+ * Decodes left to right from `prompt` (token ids, at least one; a model with a BOS id accepts an
+ * empty prompt and starts from BOS). Throws DecodeOptionError on bad options or a model that is
+ * not causal, DecodeAbortedError when `signal` fires (checked before every forward pass).
+ */
+export async function* decodeAr(
+  model: LanguageModel,
+  prompt: ArrayLike<number>,
+  options: ArOptions = {},
+  signal?: AbortSignal,
+): AsyncGenerator<StepEvent, DecodeResult, undefined> {
+  const o = resolveArOptions(options);
+  const cfg = model.config;
+  if (cfg.attention !== "causal") {
+    throw new DecodeOptionError(
+      "model",
+      `autoregressive decoding with a K/V cache needs a causal model; this one is ${cfg.attention}`,
+    );
+  }
+  let start = Array.from(prompt);
+  if (start.length === 0) {
+    if (cfg.bosTokenId === null) {
+      throw new DecodeOptionError("prompt", "empty, and the model has no BOS token to start from");
+    }
+    start = [cfg.bosTokenId];
+  }
+  for (const t of start) {
+    if (!Number.isInteger(t) || t < 0 || t >= cfg.vocabSize) {
+      throw new DecodeOptionError(
+        "prompt",
+        `token ${t} is outside the vocabulary (${cfg.vocabSize})`,
+      );
+    }
+  }
+  const shift = cfg.logitShift;
+  const room = cfg.maxPositions - start.length - (shift ? 1 : 0);
+  if (o.maxTokens > room) {
+    throw new DecodeOptionError(
+      "maxTokens",
+      `${start.length} prompt tokens + ${o.maxTokens} exceed the model's context of ${cfg.maxPositions}`,
+    );
+  }
+  const placeholder = cfg.maskTokenId ?? cfg.padTokenId ?? 0;
+  const V = cfg.vocabSize;
+  const rng = new Rng(o.seed);
+  const work = new Float64Array(V);
+  const probs = new Float64Array(V);
+  const sortScratch = new Float64Array(V);
+  const order = new Int32Array(V);
+  const sequence = new Int32Array(start.length + o.maxTokens);
+  sequence.set(start);
+  let length = start.length;
+  let cache: KvCache | null = null;
+  let forwards = 0;
+  const text = () =>
+    options.decode === undefined
+      ? undefined
+      : options.decode(sequence.subarray(start.length, length));
+  const result = (stopReason: StopReason): DecodeResult => {
+    const r: DecodeResult = {
+      canvas: sequence.slice(0, length),
+      steps: length - start.length,
+      forwards,
+      remasks: 0,
+      stopReason,
+    };
+    const t = text();
+    if (t !== undefined) r.text = t;
+    return r;
+  };
+
+  try {
+    let fed = 0; // positions whose K/V the cache holds
+    for (;;) {
+      if (signal?.aborted)
+        throw new DecodeAbortedError(result("complete"), { cause: signal.reason });
+      // feed everything not yet cached (the prompt, then the last token), plus the placeholder
+      const n = length - fed + (shift ? 1 : 0);
+      const tokens = new Int32Array(n);
+      tokens.set(sequence.subarray(fed, length));
+      if (shift) tokens[n - 1] = placeholder;
+      const request: ForwardRequest = {
+        tokens,
+        rows: 1,
+        logitsAt: Int32Array.of(n - 1), // the last fed position, or the placeholder
+        returnKv: true,
+      };
+      if (cache !== null) request.context = cache;
+      const out = await model.forward(request);
+      forwards++;
+      cache = shift ? sliceKv(cfg, out.kv!, [[0, length]]) : out.kv!;
+      fed = length;
+
+      // the next token
+      for (let v = 0; v < V; v++) work[v] = out.logits[v];
+      const token = pick(work, probs, sortScratch, order, o, rng, V);
+      softmax(work, probs, V);
+      sequence[length++] = token;
+      const event: StepEvent = {
+        step: length - start.length - 1,
+        block: 0,
+        canvas: sequence.slice(0, length),
+        revealed: [{ position: length - 1, token, confidence: probs[token] }],
+        remasked: [],
+        masked: 0,
+        forwards,
+      };
+      const t = text();
+      if (t !== undefined) event.text = t;
+      yield event;
+      if (o.stopAtEos && token === cfg.eosTokenId) return result("eos");
+      if (length - start.length >= o.maxTokens) return result("max_tokens");
+    }
+  } finally {
+    cache = null;
+  }
+}
+
+/** Greedy, or Dream's order of filters: logits / T → top-p → top-k → softmax → draw. */
+function pick(
+  w: Float64Array,
+  probs: Float64Array,
+  sortScratch: Float64Array,
+  order: Int32Array,
+  o: { temperature: number; topK: number; topP: number },
+  rng: Rng,
+  V: number,
+): number {
+  if (o.temperature === 0) return argmax(w, V);
+  for (let v = 0; v < V; v++) w[v] /= o.temperature;
+  if (o.topP < 1) filterTopP(w, o.topP, order, sortScratch, V);
+  if (o.topK > 0) filterTopK(w, o.topK, sortScratch, V);
+  softmax(w, probs, V);
+  return sampleCategorical(probs, rng, V);
+}
