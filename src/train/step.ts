@@ -1,0 +1,151 @@
+// One training step as one ONNX graph: the model's forward pass over a batch, the weighted
+// cross-entropy at the positions that carry loss (LM head only there), and, by reverse-mode
+// autodiff, the gradient of every parameter. Parameters live in one flat Float32Array (so AdamW
+// is a single loop) and are fed as views into it.
+
+import { gradients } from "../graph/autodiff.js";
+import { Graph, type Tensor } from "../graph/graph.js";
+import * as op from "../graph/ops.js";
+import { type ModelConfig, parameterShapes } from "../model/config.js";
+import { transformer } from "../model/transformer.js";
+import {
+  floatTensor,
+  type HostTensor,
+  int32Tensor,
+  Session,
+  type SessionOptions,
+} from "../runtime/session.js";
+
+export interface ParameterLayout {
+  name: string;
+  shape: number[];
+  /** Offset into the flat parameter buffer. */
+  offset: number;
+  size: number;
+}
+
+export interface LossBatch {
+  /** [rows, length] model input (masked, for diffusion). */
+  tokens: Int32Array;
+  rows: number;
+  /** [K] flat indices (row·length + position) of the positions that carry loss. */
+  lossIndex: Int32Array;
+  /** [K] the target token at each of those positions. */
+  targets: Int32Array;
+  /** [K] the weight of each position's cross-entropy (normaliser included). */
+  weights: Float32Array;
+}
+
+export interface TrainStep {
+  readonly config: ModelConfig;
+  readonly layout: ParameterLayout[];
+  readonly parameterCount: number;
+  /** loss = Σ_k weights[k]·(−log p(targets[k])) at lossIndex[k]; writes dLoss/dParams to grad. */
+  run(params: Float32Array, batch: LossBatch, grad: Float32Array): Promise<number>;
+  dispose(): Promise<void>;
+}
+
+export function parameterLayout(config: ModelConfig): ParameterLayout[] {
+  let offset = 0;
+  return parameterShapes(config).map(({ name, shape }) => {
+    const size = shape.reduce((a, b) => a * b, 1);
+    const entry = { name, shape, offset, size };
+    offset += size;
+    return entry;
+  });
+}
+
+/** The training graph: inputs = parameters + batch; outputs = loss and one gradient per parameter. */
+export function buildTrainGraph(config: ModelConfig): Graph {
+  const g = new Graph("unmask-train");
+  const layout = parameterLayout(config);
+  const params = new Map<string, Tensor>(
+    layout.map((p) => [p.name, g.input(p.name, "float32", p.shape)]),
+  );
+  const ids = g.input("input_ids", "int32", ["batch", "seq"]);
+  const positions = g.input("position_ids", "int32", ["batch", "seq"]);
+  const bias =
+    config.attention === "full"
+      ? undefined
+      : g.input("attn_bias", "float32", ["batch", "seq", "seq"]);
+  const lossIndex = g.input("loss_index", "int32", [1, "k"]);
+  const targets = g.input("targets", "int32", ["k"]);
+  const weights = g.input("weights", "float32", ["k"]);
+
+  const { logits } = transformer(g, config, (name) => params.get(name) as Tensor, {
+    ids,
+    positions,
+    bias,
+    logitIndex: lossIndex,
+  }); // [1, K, V]
+  const logProbs = op.logSoftmax(logits, -1); // [1, K, V]
+  const vocab = g.constant(
+    Array.from({ length: config.vocabSize }, (_, i) => i),
+    "int32",
+  ); // [V]
+  const oneHot = op.cast(op.equal(op.unsqueeze(targets, [-1]), vocab), "float32"); // [K, V]
+  const picked = op.reduceSum(op.mul(logProbs, oneHot), [-1], false); // [1, K]
+  const loss = op.neg(op.reduceSum(op.mul(picked, weights), [0, 1], false)); // []
+  g.output(loss, "loss");
+  const grads = gradients(loss, [...params.values()]);
+  layout.forEach((p, i) => g.output(grads[i], `grad.${p.name}`));
+  return g;
+}
+
+/** The default attention bias of a training batch (causal or block-causal), [rows, L, L]. */
+function trainingBias(config: ModelConfig, rows: number, length: number): Float32Array {
+  const bias = new Float32Array(rows * length * length);
+  const group = (p: number) =>
+    config.attention === "causal" ? p : Math.floor(p / config.blockSize);
+  for (let r = 0; r < rows; r++) {
+    for (let i = 0; i < length; i++) {
+      for (let j = 0; j < length; j++) {
+        if (group(j) > group(i)) bias[(r * length + i) * length + j] = Number.NEGATIVE_INFINITY;
+      }
+    }
+  }
+  return bias;
+}
+
+export async function createTrainStep(
+  config: ModelConfig,
+  options: SessionOptions = {},
+): Promise<TrainStep> {
+  const layout = parameterLayout(config);
+  const parameterCount = layout.reduce((n, p) => n + p.size, 0);
+  const session = await Session.fromGraph(buildTrainGraph(config), options);
+  const outputNames = ["loss", ...layout.map((p) => `grad.${p.name}`)];
+  let biasCache: { key: string; bias: Float32Array } | null = null;
+
+  return {
+    config,
+    layout,
+    parameterCount,
+    async run(params, batch, grad) {
+      const length = batch.tokens.length / batch.rows;
+      const positions = new Int32Array(batch.tokens.length);
+      for (let i = 0; i < positions.length; i++) positions[i] = i % length;
+      const k = batch.lossIndex.length;
+      const feeds: Record<string, HostTensor> = {
+        input_ids: int32Tensor(batch.tokens, [batch.rows, length]),
+        position_ids: int32Tensor(positions, [batch.rows, length]),
+        loss_index: int32Tensor(batch.lossIndex, [1, k]),
+        targets: int32Tensor(batch.targets, [k]),
+        weights: floatTensor(batch.weights, [k]),
+      };
+      if (config.attention !== "full") {
+        const key = `${batch.rows}x${length}`;
+        if (biasCache?.key !== key)
+          biasCache = { key, bias: trainingBias(config, batch.rows, length) };
+        feeds.attn_bias = floatTensor(biasCache.bias, [batch.rows, length, length]);
+      }
+      for (const p of layout) {
+        feeds[p.name] = floatTensor(params.subarray(p.offset, p.offset + p.size), p.shape);
+      }
+      const out = await session.run(feeds, outputNames);
+      for (const p of layout) grad.set(out[`grad.${p.name}`].data as Float32Array, p.offset);
+      return (out.loss.data as Float32Array)[0];
+    },
+    dispose: () => session.release(),
+  };
+}
