@@ -62,7 +62,7 @@ export interface BpeModel {
 
 export interface TrainProgress {
   phase: "count" | "merge";
-  /** count: bytes of text read so far; merge: merges done. */
+  /** count: characters (UTF-16 units) of text read so far; merge: merges done. */
   done: number;
   /** merge: merges wanted; count: 0 (unknown). */
   total: number;

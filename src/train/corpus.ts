@@ -52,6 +52,7 @@ export interface CorpusOptions {
 }
 
 export interface CorpusProgress {
+  /** "install" is reported once, before `npm install` runs (never when it is skipped). */
   phase: "install" | "scan" | "write";
   filesDone: number;
   filesTotal: number;
@@ -160,7 +161,11 @@ function run(cmd: string, args: string[], cwd: string): Promise<void> {
  * installed already. `--legacy-peer-deps`: the pins are read, never run, and some of them have
  * conflicting peer ranges (@effect/platform wants effect 3, effect is pinned at 4).
  */
-async function installPackages(dir: string, packagesJsonText: string): Promise<string> {
+async function installPackages(
+  dir: string,
+  packagesJsonText: string,
+  onInstall: () => void,
+): Promise<string> {
   const stampPath = join(dir, ".unmask-install.json");
   const sha = sha256Hex(packagesJsonText);
   const nodeModules = join(dir, "node_modules");
@@ -173,6 +178,7 @@ async function installPackages(dir: string, packagesJsonText: string): Promise<s
       // a broken stamp: install again
     }
   }
+  onInstall();
   mkdirSync(dir, { recursive: true });
   await writeFile(join(dir, "package.json"), packagesJsonText);
   const npm = process.platform === "win32" ? "npm.cmd" : "npm";
@@ -243,10 +249,10 @@ export async function buildCorpus(
 
   let nodeModules = options.nodeModules;
   if (nodeModules === undefined) {
-    onProgress?.({ phase: "install", filesDone: 0, filesTotal: 0, bytes: 0 });
     nodeModules = await installPackages(
       resolve(options.packagesDir ?? join(outDir, "packages")),
       pjText,
+      () => onProgress?.({ phase: "install", filesDone: 0, filesTotal: 0, bytes: 0 }),
     );
   }
 
