@@ -200,6 +200,12 @@ const rules: Record<string, Rule> = {
     });
     return [op.pad(g, before, after), null, null, null];
   },
+  GatherElements: (n, g, needs) => {
+    if (needs(1)) throw new GraphError("GatherElements: indices are not differentiable");
+    const [data, indices] = n.inputs as Tensor[];
+    const zeros = op.full(op.shapeOf(data), data.shape, 0, data.dtype);
+    return [op.scatterElementsAdd(zeros, indices, g, attrInt(n, "axis")), null];
+  },
   Gather: (n, g, needs) => {
     if (needs(1)) throw new GraphError("Gather: indices are not differentiable");
     const [data, indices] = n.inputs as Tensor[];

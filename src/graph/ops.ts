@@ -355,3 +355,45 @@ export function pad(x: Tensor, before: readonly number[], after: readonly number
     },
   )[0];
 }
+
+/** out[…, i, …] = data[…, indices[…, i, …], …] along `axis`; indices have data's rank. */
+export function gatherElements(data: Tensor, indices: Tensor, axis: number): Tensor {
+  if (indices.dtype !== "int32" && indices.dtype !== "int64") {
+    fail("GatherElements", `indices must be int32 or int64, got ${indices.dtype}`);
+  }
+  if (indices.rank !== data.rank) {
+    fail(
+      "GatherElements",
+      `indices ${fmt(indices.shape)} and data ${fmt(data.shape)} differ in rank`,
+    );
+  }
+  const a = normAxis("GatherElements", axis, data.rank);
+  return data.graph.node(
+    "GatherElements",
+    [data, indices],
+    [{ dtype: data.dtype, shape: indices.shape }],
+    {
+      axis: { i: a },
+    },
+  )[0];
+}
+
+/** ScatterElements with reduction "add": data[…, indices[…], …] += updates[…] along `axis`. */
+export function scatterElementsAdd(
+  data: Tensor,
+  indices: Tensor,
+  updates: Tensor,
+  axis: number,
+): Tensor {
+  const dtype = sameType("ScatterElements", data, updates);
+  const a = normAxis("ScatterElements", axis, data.rank);
+  return data.graph.node(
+    "ScatterElements",
+    [data, indices, updates],
+    [{ dtype, shape: data.shape }],
+    {
+      axis: { i: a },
+      reduction: { s: "add" },
+    },
+  )[0];
+}

@@ -79,13 +79,8 @@ export function buildTrainGraph(config: ModelConfig): Graph {
     logitIndex: lossIndex,
   }); // [1, K, V]
   const logProbs = op.logSoftmax(logits, -1); // [1, K, V]
-  const vocab = g.constant(
-    Array.from({ length: config.vocabSize }, (_, i) => i),
-    "int32",
-  ); // [V]
-  const oneHot = op.cast(op.equal(op.unsqueeze(targets, [-1]), vocab), "float32"); // [K, V]
-  const picked = op.reduceSum(op.mul(logProbs, oneHot), [-1], false); // [1, K]
-  const loss = op.neg(op.reduceSum(op.mul(picked, weights), [0, 1], false)); // []
+  const picked = op.gatherElements(logProbs, op.unsqueeze(op.unsqueeze(targets, [0]), [-1]), -1); // [1, K, 1]
+  const loss = op.neg(op.reduceSum(op.mul(op.squeeze(picked, [-1]), weights), [0, 1], false)); // []
   g.output(loss, "loss");
   const grads = gradients(loss, [...params.values()]);
   layout.forEach((p, i) => g.output(grads[i], `grad.${p.name}`));
