@@ -95,7 +95,6 @@ function buildByteToUnicode(): string[] {
 
 /** Byte → the character that stands for it in tokenizer.json (GPT-2's `bytes_to_unicode`). */
 export const BYTE_TO_UNICODE: readonly string[] = buildByteToUnicode();
-const UNICODE_TO_BYTE = new Map(BYTE_TO_UNICODE.map((c, b) => [c, b]));
 
 // ---------------------------------------------------------------------------------------------
 // Special-token splitting: leftmost, longest match, as tokenizers.js's DictionarySplitter.
@@ -659,24 +658,18 @@ export function bpeFromTokenizerJson(json: unknown): BpeModel {
       throw new TokenizerJsonError(`merge ${i} is not a pair of token strings`);
     }
     const [l, r] = parts as [string, string];
-    if (idOf(l + r, `merge ${i}`) !== FIRST_MERGE_ID + i) {
-      throw new TokenizerJsonError(`merge ${i} must create id ${FIRST_MERGE_ID + i}`);
+    const made = FIRST_MERGE_ID + i;
+    if (idOf(l + r, `merge ${i}`) !== made) {
+      throw new TokenizerJsonError(`merge ${i} must create id ${made}`);
     }
-    return [idOf(l, `merge ${i}`), idOf(r, `merge ${i}`)];
+    const pair: [number, number] = [idOf(l, `merge ${i}`), idOf(r, `merge ${i}`)];
+    if (pair.some((id) => id < BYTE_OFFSET || id >= made)) {
+      throw new TokenizerJsonError(`merge ${i} must join byte or earlier merged tokens`);
+    }
+    return pair;
   });
   if (Object.keys(vocab).length !== FIRST_MERGE_ID + pairs.length) {
     throw new TokenizerJsonError("vocab size must be specials + 256 bytes + merges");
   }
   return { merges: pairs };
-}
-
-/** Byte-level token string → bytes (exported for tests and tools). */
-export function byteLevelToBytes(s: string): Uint8Array {
-  const out = new Uint8Array(s.length);
-  for (let i = 0; i < s.length; i++) {
-    const b = UNICODE_TO_BYTE.get(s[i]);
-    if (b === undefined) throw new RangeError(`not a byte-level character: ${s[i]}`);
-    out[i] = b;
-  }
-  return out;
 }

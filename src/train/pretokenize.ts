@@ -35,8 +35,7 @@ const SPLIT_RE = new RegExp(CODE_SPLIT_PATTERN, "gu");
  * both pieces (our pattern leaves no gaps, but the semantics are kept exact).
  */
 export function forEachPreToken(text: string, emit: (piece: string) => void): void {
-  const re = SPLIT_RE;
-  re.lastIndex = 0;
+  const re = new RegExp(SPLIT_RE); // own lastIndex: safe if `emit` pre-tokenizes too
   let prev = 0;
   for (let m = re.exec(text); m !== null; m = re.exec(text)) {
     if (m.index > prev) emit(text.slice(prev, m.index));
