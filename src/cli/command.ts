@@ -1,0 +1,42 @@
+// The shape of a subcommand, and reading the text a command works on (a file, or stdin as "-").
+
+import { readFile } from "node:fs/promises";
+import type { CommandSpec } from "./args.js";
+import { UsageError } from "./args.js";
+
+export interface Context {
+  /** Fires on Ctrl-C (SIGINT): long work stops at its next step and reports what it has. */
+  interrupt: AbortSignal;
+}
+
+export interface Command {
+  spec: CommandSpec;
+  /** Runs the command on its arguments (after the command name); resolves to the exit code. */
+  run(argv: string[], context: Context): Promise<number>;
+}
+
+/** Reads all of stdin as UTF-8. */
+export async function readStdin(): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks).toString("utf8");
+}
+
+/** The text of `source`: "-" is stdin, a path is read (a missing file is a UsageError). */
+export async function readText(source: string): Promise<string> {
+  if (source === "-") return readStdin();
+  try {
+    return await readFile(source, "utf8");
+  } catch (cause) {
+    const code = (cause as { code?: unknown }).code;
+    const why =
+      code === "ENOENT"
+        ? "no such file"
+        : code === "EISDIR"
+          ? "is a folder, not a file"
+          : code === "EACCES"
+            ? "permission denied"
+            : String(cause);
+    throw new UsageError(`${source}: ${why}`, { cause });
+  }
+}
