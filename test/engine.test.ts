@@ -185,6 +185,19 @@ describe("ONNX engine against the float64 reference", () => {
     }
   });
 
+  it("float16 weights agree with the reference within half precision", async () => {
+    const config = tinyConfig({ attention_bias: true });
+    const weights = randomWeights(config, 3, 0.2);
+    const half = await OnnxModel.create(config, weights, { threads: 1, weightType: "float16" });
+    models.push(half);
+    const request = { tokens: tokens(12), rows: 1 };
+    const err = relativeError(
+      (await half.forward(request)).logits,
+      (await new ReferenceModel(config, weights).forward(request)).logits,
+    );
+    assert.ok(err > 0 && err <= 5e-3, `relative error ${err}`);
+  });
+
   it("rejects a bad request with the same typed error as the reference", async () => {
     const [onnx] = await pair(tinyConfig());
     await assert.rejects(

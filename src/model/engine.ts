@@ -2,7 +2,9 @@
 // variant (full canvas, logits at chosen positions, cached context for block / dual-cache /
 // AR decoding, batched rows), with the weights as initializers.
 
+import { f32ToF16 } from "../format/half.js";
 import { Graph, type Tensor } from "../graph/graph.js";
+import * as op from "../graph/ops.js";
 import {
   floatTensor,
   type HostTensor,
@@ -15,8 +17,20 @@ import { resolveForwardRequest, WeightsError } from "./request.js";
 import { transformer } from "./transformer.js";
 import type { ForwardRequest, ForwardResult, KvCache, LanguageModel } from "./types.js";
 
-/** Builds the inference graph: weights become initializers (fp32). */
-export function buildInferenceGraph(config: ModelConfig, weights: Weights): Graph {
+export interface EngineOptions extends SessionOptions {
+  /**
+   * How weights are stored in the graph: float32, or float16 (half the graph's size, cast to
+   * float32 inside the graph: the form a GPU or browser backend computes in half precision).
+   */
+  weightType?: "float32" | "float16";
+}
+
+/** Builds the inference graph: weights become initializers. */
+export function buildInferenceGraph(
+  config: ModelConfig,
+  weights: Weights,
+  weightType: EngineOptions["weightType"] = "float32",
+): Graph {
   const g = new Graph("unmask-forward");
   const expected = new Map(parameterShapes(config).map((p) => [p.name, p.shape]));
   const made = new Map<string, Tensor>();
@@ -27,7 +41,10 @@ export function buildInferenceGraph(config: ModelConfig, weights: Weights): Grap
     if (!data) throw new WeightsError(name, "missing weight");
     let t = made.get(name);
     if (!t) {
-      t = g.initializer(name, "float32", shape, data);
+      t =
+        weightType === "float16"
+          ? op.cast(g.initializer(name, "float16", shape, f32ToF16(data)), "float32")
+          : g.initializer(name, "float32", shape, data);
       made.set(name, t);
     }
     return t;
@@ -64,9 +81,9 @@ export class OnnxModel implements LanguageModel {
   static async create(
     config: ModelConfig,
     weights: Weights,
-    options: SessionOptions = {},
+    options: EngineOptions = {},
   ): Promise<OnnxModel> {
-    const graph = buildInferenceGraph(config, weights);
+    const graph = buildInferenceGraph(config, weights, options.weightType);
     return new OnnxModel(config, await Session.fromGraph(graph, options));
   }
 
