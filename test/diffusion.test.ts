@@ -226,8 +226,8 @@ test("invalid options throw DecodeOptionError naming the parameter", async () =>
     [{ selection: "threshold", confidence: "entropy" }, "confidence", /probability/],
   ];
   for (const [options, parameter, message] of cases) {
-    await assert.rejects(
-      collect(denoise(model, spec, options as DiffusionOptions)),
+    assert.throws(
+      () => denoise(model, spec, options as DiffusionOptions),
       (e: unknown) => {
         assert.ok(e instanceof DecodeOptionError, `${parameter}: ${e}`);
         assert.equal(e.parameter, parameter);
@@ -236,19 +236,19 @@ test("invalid options throw DecodeOptionError naming the parameter", async () =>
       },
     );
   }
-  await assert.rejects(
-    collect(denoise(model, { tokens: promptCanvas(PROMPT, 60) })),
+  assert.throws(
+    () => denoise(model, { tokens: promptCanvas(PROMPT, 60) }),
     (e: unknown) =>
       e instanceof DecodeOptionError && e.parameter === "length" && /context of 64/.test(e.message),
   );
   const causal = new FakeModel(fakeConfig({ attention: "causal" }), oracle(targetSequence(64)));
-  await assert.rejects(
-    collect(denoise(causal, spec, { preset: "fast-dllm-dual" })),
+  assert.throws(
+    () => denoise(causal, spec, { preset: "fast-dllm-dual" }),
     (e: unknown) => e instanceof DecodeOptionError && e.parameter === "cache",
   );
   const noMask = new FakeModel(fakeConfig({ maskTokenId: null }), oracle(targetSequence(64)));
-  await assert.rejects(
-    collect(denoise(noMask, spec)),
+  assert.throws(
+    () => denoise(noMask, spec),
     (e: unknown) => e instanceof DecodeOptionError && e.parameter === "model",
   );
   assert.equal(model.calls.length, 0);

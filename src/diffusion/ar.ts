@@ -77,7 +77,7 @@ function resolveArOptions(options: ArOptions): Required<Omit<ArOptions, "decode"
  * empty prompt and starts from BOS). Throws DecodeOptionError on bad options or a model that is
  * not causal, DecodeAbortedError when `signal` fires (checked before every forward pass).
  */
-export async function* decodeAr(
+export function decodeAr(
   model: LanguageModel,
   prompt: ArrayLike<number>,
   options: ArOptions = {},
@@ -114,6 +114,18 @@ export async function* decodeAr(
       `${start.length} prompt tokens + ${o.maxTokens} exceed the model's context of ${cfg.maxPositions}`,
     );
   }
+  return arLoop(model, start, o, options.decode, signal);
+}
+
+async function* arLoop(
+  model: LanguageModel,
+  start: number[],
+  o: Required<Omit<ArOptions, "decode">>,
+  decode: DecodeText | undefined,
+  signal: AbortSignal | undefined,
+): AsyncGenerator<StepEvent, DecodeResult, undefined> {
+  const cfg = model.config;
+  const shift = cfg.logitShift;
   const placeholder = cfg.maskTokenId ?? cfg.padTokenId ?? 0;
   const V = cfg.vocabSize;
   const rng = new Rng(o.seed);
@@ -127,9 +139,7 @@ export async function* decodeAr(
   let cache: KvCache | null = null;
   let forwards = 0;
   const text = () =>
-    options.decode === undefined
-      ? undefined
-      : options.decode(sequence.subarray(start.length, length));
+    decode === undefined ? undefined : decode(sequence.subarray(start.length, length));
   const result = (stopReason: StopReason): DecodeResult => {
     const r: DecodeResult = {
       canvas: sequence.slice(0, length),

@@ -223,11 +223,12 @@ export function renderCanvas(
 }
 
 /**
- * Denoises a canvas: yields one StepEvent per forward pass and returns the result. Options are
- * validated before anything runs (DecodeOptionError). Aborting throws DecodeAbortedError before
- * the next forward pass.
+ * Denoises a canvas: yields one StepEvent per forward pass and returns the result. Options and
+ * canvas are validated when it is called, before anything runs (DecodeOptionError is thrown
+ * synchronously). Aborting throws DecodeAbortedError before the next forward pass; returning
+ * early from the iteration (`break`) also ends the run and drops its caches.
  */
-export async function* denoise(
+export function denoise(
   model: LanguageModel,
   spec: CanvasSpec,
   options: DiffusionOptions = {},
@@ -235,7 +236,13 @@ export async function* denoise(
 ): AsyncGenerator<StepEvent, DecodeResult, undefined> {
   const o = resolveOptions(options);
   const plan = planCanvas(model, spec, o);
-  const loop = new DenoiseLoop(model, plan, o, spec);
+  return runLoop(new DenoiseLoop(model, plan, o, spec), signal);
+}
+
+async function* runLoop(
+  loop: DenoiseLoop,
+  signal: AbortSignal | undefined,
+): AsyncGenerator<StepEvent, DecodeResult, undefined> {
   try {
     return yield* loop.run(signal);
   } finally {

@@ -1,0 +1,60 @@
+// Diffusion decoding and its AR baseline: the public surface of src/diffusion.
+
+export {
+  type CallOptions,
+  complete,
+  type EditOptions,
+  type EditResult,
+  type EditSpan,
+  edit,
+  type FixOptions,
+  type FixResult,
+  fix,
+  type GenerateArOptions,
+  type GenerateOptions,
+  type GenerateResult,
+  generate,
+  generateAr,
+  type Hole,
+  type InfillOptions,
+  type InfillPart,
+  type InfillResult,
+  infill,
+  type Run,
+  streamEdit,
+  streamFix,
+  streamGenerate,
+  streamGenerateAr,
+  streamInfill,
+} from "./api.js";
+export { type ArOptions, decodeAr } from "./ar.js";
+export { denoise, renderCanvas } from "./denoise.js";
+export { DecodeAbortedError, DecodeOptionError } from "./errors.js";
+export {
+  type CacheKind,
+  type ConfidenceKind,
+  cacheKinds,
+  confidenceKinds,
+  type DiffusionOptions,
+  type EosMode,
+  eosModes,
+  type PresetName,
+  presetNames,
+  presets,
+  resolveOptions,
+  type SamplerKind,
+  type ScheduleKind,
+  type SelectionKind,
+  samplerKinds,
+  scheduleKinds,
+  selectionKinds,
+} from "./options.js";
+export type {
+  CanvasSpec,
+  DecodeResult,
+  DecodeText,
+  PositionChange,
+  StepEvent,
+  StopReason,
+  Tokenizer,
+} from "./types.js";
