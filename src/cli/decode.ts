@@ -39,66 +39,66 @@ export const modelOption: OptionSpec = {
     "checkpoint folder in the Hugging Face layout (config.json, model.safetensors, tokenizer.json); default: the embedded model models/unmask-code",
 };
 
-/** The options of every decoding command. */
-export const decodeOptions: OptionSpec[] = [
-  modelOption,
-  {
-    name: "strategy",
-    type: "string",
-    short: "s",
-    value: "NAME",
-    description: "decoding strategy, one of the presets listed below (default: llada)",
-  },
-  {
-    name: "steps",
-    type: "string",
-    value: "N",
-    description:
-      "forward passes for the whole canvas, ≥ 1 (default: one per masked token; threshold strategies run until the canvas is clean)",
-  },
-  {
-    name: "length",
-    type: "string",
-    short: "n",
-    value: "N",
-    description: "tokens to generate (default: 128, or what the context leaves)",
-  },
-  {
-    name: "block-length",
-    type: "string",
-    value: "N",
-    description: "semi-autoregressive blocks of N tokens, decoded left to right",
-  },
-  {
-    name: "threshold",
-    type: "string",
-    value: "P",
-    description: "confidence bound of threshold strategies (fast-dllm), in (0, 1]",
-  },
-  {
-    name: "temperature",
-    type: "string",
-    short: "t",
-    value: "T",
-    description: "sampling temperature, ≥ 0 (0: greedy)",
-  },
-  {
-    name: "seed",
-    type: "string",
-    value: "N",
-    description: "seed of every random draw (default 0)",
-  },
-  {
-    name: "max-time",
-    type: "string",
-    value: "SECONDS",
-    description: "stop decoding after this long and print what is there",
-  },
-  {
-    name: "json",
-    type: "boolean",
-    description: "print one JSON object (result, token counts, steps, timings) instead of text",
-  },
+/** The options of every decoding command; `length` describes what --length means there. */
+export function decodeOptions(length: string): OptionSpec[] {
+  return [
+    modelOption,
+    {
+      name: "strategy",
+      type: "string",
+      short: "s",
+      value: "NAME",
+      description: "decoding strategy, one of the presets listed below (default: llada)",
+    },
+    {
+      name: "steps",
+      type: "string",
+      value: "N",
+      description:
+        "forward passes for the whole canvas, ≥ 1 (default: one per masked token; threshold strategies run until the canvas is clean)",
+    },
+    { name: "length", type: "string", short: "n", value: "N", description: length },
+    {
+      name: "block-length",
+      type: "string",
+      value: "N",
+      description: "semi-autoregressive blocks of N tokens, decoded left to right",
+    },
+    {
+      name: "threshold",
+      type: "string",
+      value: "P",
+      description: "confidence bound of threshold strategies (fast-dllm), in (0, 1]",
+    },
+    {
+      name: "temperature",
+      type: "string",
+      short: "t",
+      value: "T",
+      description: "sampling temperature, ≥ 0 (0: greedy)",
+    },
+    {
+      name: "seed",
+      type: "string",
+      value: "N",
+      description: "seed of every random draw (default 0)",
+    },
+    {
+      name: "max-time",
+      type: "string",
+      value: "SECONDS",
+      description: "stop decoding after this long and print what is there",
+    },
+    {
+      name: "json",
+      type: "boolean",
+      description: "print one JSON object (result, token counts, steps, timings) instead of text",
+    },
+  ];
+}
+
+/** Options of the commands that can also decode with the autoregressive twin. */
+export const arOptions: OptionSpec[] = [
   {
     name: "ar",
     type: "boolean",
@@ -142,8 +142,10 @@ export interface DecodeFlags {
 }
 
 /** The flags behind each option of the diffusion library, for its errors. */
-const flagOf: Partial<Record<keyof DiffusionOptions, string>> = {
+const flagOf: Record<string, string> = {
   preset: "--strategy",
+  genLength: "--length",
+  maxTokens: "--length",
   steps: "--steps",
   blockLength: "--block-length",
   threshold: "--threshold",
@@ -161,10 +163,16 @@ export function decodeFlags(parsed: Parsed): DecodeFlags {
   }
   const maxTime = numberOption(parsed, "max-time", (v) => (v > 0 ? null : "expected seconds > 0"));
   const arModelDir = stringOption(parsed, "ar-model");
+  const ar = flag(parsed, "ar") || arModelDir !== undefined;
+  if (ar && arModelDir === undefined && stringOption(parsed, "model") !== undefined) {
+    throw new UsageError(
+      "--ar decodes with the autoregressive twin: name its folder with --ar-model DIR (--model names the diffusion model)",
+    );
+  }
   const flags: DecodeFlags = {
     modelDir: stringOption(parsed, "model"),
     arModelDir,
-    ar: flag(parsed, "ar") || arModelDir !== undefined,
+    ar,
     strategy: strategy as PresetName,
     steps: intOption(parsed, "steps", Number.MIN_SAFE_INTEGER),
     length: intOption(parsed, "length", 1),
@@ -195,15 +203,17 @@ export function diffusionOptions(flags: DecodeFlags): DiffusionOptions {
   return options;
 }
 
-/** A DecodeOptionError about an option the user set by flag, as a UsageError naming the flag. */
+/**
+ * A DecodeOptionError about an option the user set by flag, as a UsageError naming the flag (and
+ * input too long for the context as a UsageError too); other errors unchanged.
+ */
 export function asUsageError(error: unknown): unknown {
   if (error instanceof DecodeOptionError) {
-    const name = flagOf[error.parameter as keyof DiffusionOptions];
-    if (name !== undefined) {
-      return new UsageError(`${name}: ${error.message.slice(error.parameter.length + 2)}`, {
-        cause: error,
-      });
-    }
+    const message = error.message.slice(error.parameter.length + 2);
+    // the input is longer than the model's context
+    if (error.parameter === "length") return new UsageError(message, { cause: error });
+    const name = flagOf[error.parameter];
+    if (name !== undefined) return new UsageError(`${name}: ${message}`, { cause: error });
   }
   return error;
 }
@@ -216,8 +226,8 @@ export async function loadForFlags(flags: DecodeFlags): Promise<LoadedModel> {
 /** Why a run ended: the decoder's reason, or ours. */
 export type Stop = StopReason | "interrupted" | "max_time";
 
-export interface Outcome {
-  result: DecodeResult;
+export interface Outcome<R extends DecodeResult = DecodeResult> {
+  result: R;
   stop: Stop;
   decodeMs: number;
 }
@@ -239,12 +249,12 @@ class OutOfTime extends Error {
  * (`interrupt`) and --max-time abort; `live`, when given, draws every step. An aborted run hands
  * back the partial canvas.
  */
-export async function drive(
-  start: (signal: AbortSignal) => AsyncGenerator<StepEvent, DecodeResult, undefined>,
+export async function drive<R extends DecodeResult>(
+  start: (signal: AbortSignal) => AsyncGenerator<StepEvent, R, undefined>,
   interrupt: AbortSignal,
   maxTimeMs: number | undefined,
   live: LiveCanvas | null,
-): Promise<Outcome> {
+): Promise<Outcome<R>> {
   const controller = new AbortController();
   const onInterrupt = () => controller.abort(new Interrupted());
   if (interrupt.aborted) onInterrupt();
@@ -270,7 +280,8 @@ export async function drive(
   } catch (error) {
     if (error instanceof DecodeAbortedError) {
       const stop = controller.signal.reason instanceof OutOfTime ? "max_time" : "interrupted";
-      return { result: error.partial, stop, decodeMs: performance.now() - t0 };
+      // the library's streams hand back their own result type as the partial result
+      return { result: error.partial as R, stop, decodeMs: performance.now() - t0 };
     }
     throw asUsageError(error);
   } finally {

@@ -1,12 +1,11 @@
 // `unmask generate`: continue code from a prompt. The canvas is the prompt followed by --length
-// masks; the denoise loop fills them (or, with --ar, the AR twin writes left to right).
+// masks that the denoise loop fills; with --ar the autoregressive twin writes left to right.
 
-import { decodeAr } from "../diffusion/ar.js";
-import { denoise } from "../diffusion/denoise.js";
-import type { DecodeResult, StepEvent } from "../diffusion/types.js";
+import { streamGenerate, streamGenerateAr } from "../diffusion/api.js";
 import { type CommandSpec, parse, stringOption, UsageError } from "./args.js";
 import { type Command, type Context, readText } from "./command.js";
 import {
+  arOptions,
   decodeFlags,
   decodeOptions,
   diffusionOptions,
@@ -17,8 +16,7 @@ import {
   loadForFlags,
   strategiesSection,
 } from "./decode.js";
-import type { LoadedModel } from "./model.js";
-import { maskGlyph } from "./terminal.js";
+import { canvasLook, idsText } from "./text.js";
 
 const spec: CommandSpec = {
   name: "generate",
@@ -26,10 +24,14 @@ const spec: CommandSpec = {
   usage: ["generate [options] [PROMPT | -]", "generate [options] --file FILE"],
   description: `
 Continues code from PROMPT: the canvas is the prompt followed by --length masked positions, and
-the model fills them over a few denoising steps. PROMPT "-" reads the prompt from stdin; no
-prompt at all generates from an empty canvas. On a terminal the canvas redraws after every step;
-piped, only the result is printed (the prompt followed by the generated code). Ctrl-C stops at
-the next step and prints what is there.`,
+the model fills them over a few denoising steps (or, with --ar, the autoregressive twin writes
+one token per step). PROMPT "-" reads the prompt from stdin; no prompt at all generates from an
+empty canvas. The generated code ends at the first end-of-text token.
+
+On a terminal the canvas redraws after every step (masked positions ░, tokens just revealed in
+green, re-masked ones in red), then the prompt and the generated code are printed with a summary
+line. Piped, only the prompt and the generated code are printed. Ctrl-C stops at the next step
+and prints what is there.`,
   options: [
     {
       name: "file",
@@ -38,13 +40,15 @@ the next step and prints what is there.`,
       value: "FILE",
       description: "read the prompt from FILE",
     },
-    ...decodeOptions,
+    ...decodeOptions("tokens to generate (default: 128, or what the model's context leaves)"),
+    ...arOptions,
   ],
   examples: [
     `unmask generate "export function fibonacci(n: number): number {"`,
     "unmask generate -f prompt.ts --length 64 --strategy fast-dllm",
-    `cat prompt.ts | unmask generate - --json`,
+    "cat prompt.ts | unmask generate - --json",
     `unmask generate "const sum = (a: number, b: number) =>" --ar   # the autoregressive twin`,
+    "unmask generate -m ./my-checkpoint --steps 16 --temperature 0.5 --seed 7 'class Stack<T> {'",
   ],
   sections: [strategiesSection(), jsonSection("generate", '"prompt" (the prompt as given)')],
   maxPositionals: 1,
@@ -65,12 +69,12 @@ async function run(argv: string[], context: Context): Promise<number> {
   const loaded = await loadForFlags(flags);
   try {
     const loadMs = performance.now() - t0;
-    const { config, tokenizer } = loaded;
+    const { config, tokenizer, model } = loaded;
     const promptIds = tokenizer.encode(prompt);
     const room = config.maxPositions - promptIds.length;
     if (room < 1) {
       throw new UsageError(
-        `the prompt is ${promptIds.length} tokens, but the model's context is ${config.maxPositions} positions: shorten it`,
+        `the prompt is ${promptIds.length} tokens, longer than the model's context of ${config.maxPositions}: shorten it`,
       );
     }
     if (flags.length !== undefined && flags.length > room) {
@@ -79,40 +83,33 @@ async function run(argv: string[], context: Context): Promise<number> {
       );
     }
     const length = flags.length ?? Math.min(128, room);
-    const decode = (ids: ArrayLike<number>) => tokenizer.decode(ids, { skipSpecialTokens: true });
-    const look = {
-      view: [0, promptIds.length + length] as const,
-      maskId: config.maskTokenId ?? -1,
-      endTokens: endTokens(loaded),
-      decode,
-    };
-    const start = (signal: AbortSignal): AsyncGenerator<StepEvent, DecodeResult, undefined> => {
-      if (flags.ar) {
-        const options = { maxTokens: length, ...sampling(flags) };
-        return decodeAr(loaded.model, promptIds, options, signal);
-      }
-      const canvas = [...promptIds, ...new Array<number>(length).fill(config.maskTokenId ?? -1)];
-      return denoise(
-        loaded.model,
-        { tokens: canvas, openEnded: true },
-        diffusionOptions(flags),
-        signal,
-      );
-    };
+    const look = canvasLook(loaded, [0, promptIds.length + length]);
     const outcome = await drive(
-      start,
+      (signal) => {
+        if (flags.ar) {
+          const ar: {
+            maxTokens: number;
+            signal: AbortSignal;
+            temperature?: number;
+            seed?: number;
+          } = { maxTokens: length, signal };
+          if (flags.temperature !== undefined) ar.temperature = flags.temperature;
+          if (flags.seed !== undefined) ar.seed = flags.seed;
+          return streamGenerateAr(model, promptIds, ar);
+        }
+        return streamGenerate(model, promptIds, {
+          ...diffusionOptions(flags),
+          genLength: length,
+          signal,
+        });
+      },
       context.interrupt,
       flags.maxTimeMs,
       liveCanvasFor(flags, look),
     );
-    // AR decoding may have started from BOS: what it generated is the end of its canvas
-    const from = flags.ar ? outcome.result.canvas.length - outcome.result.steps : promptIds.length;
-    const { text, tokens } = regionText(
-      loaded,
-      outcome.result.canvas,
-      from,
-      outcome.result.canvas.length,
-    );
+    // generated ids, cut at the first end token (masks remain where a run was stopped)
+    const { tokens } = outcome.result;
+    const text = idsText(loaded, tokens);
     return finish(
       flags,
       loaded,
@@ -120,7 +117,7 @@ async function run(argv: string[], context: Context): Promise<number> {
       {
         command: "generate",
         text,
-        tokens,
+        tokens: tokens.filter((t) => t !== config.maskTokenId).length,
         counts: { prompt: promptIds.length, canvas: promptIds.length + length },
         extra: { prompt },
       },
@@ -130,54 +127,6 @@ async function run(argv: string[], context: Context): Promise<number> {
   } finally {
     await loaded.model.dispose();
   }
-}
-
-function sampling(flags: { temperature: number | undefined; seed: number | undefined }) {
-  const o: { temperature?: number; seed?: number } = {};
-  if (flags.temperature !== undefined) o.temperature = flags.temperature;
-  if (flags.seed !== undefined) o.seed = flags.seed;
-  return o;
-}
-
-/** The model's end tokens (EOS, pad). */
-export function endTokens(loaded: LoadedModel): number[] {
-  return [loaded.config.eosTokenId, loaded.config.padTokenId].filter(
-    (t): t is number => t !== null && t !== loaded.config.maskTokenId,
-  );
-}
-
-/**
- * The text of canvas positions [a, b): cut at the first EOS, pad dropped, a mask still there
- * (an interrupted run) shown as the placeholder. Also counts the decoded tokens.
- */
-export function regionText(
-  loaded: LoadedModel,
-  canvas: ArrayLike<number>,
-  a: number,
-  b: number,
-): { text: string; tokens: number } {
-  const { maskTokenId: mask, eosTokenId: eos, padTokenId: pad } = loaded.config;
-  let text = "";
-  let run: number[] = [];
-  let tokens = 0;
-  const flush = () => {
-    if (run.length > 0) text += loaded.tokenizer.decode(run, { skipSpecialTokens: true });
-    run = [];
-  };
-  for (let i = a; i < b; i++) {
-    const t = canvas[i];
-    if (t === eos) break;
-    if (t === pad) continue;
-    if (t === mask) {
-      flush();
-      text += maskGlyph;
-      continue;
-    }
-    run.push(t);
-    tokens++;
-  }
-  flush();
-  return { text, tokens };
 }
 
 export const generate: Command = { spec, run };

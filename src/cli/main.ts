@@ -7,11 +7,13 @@ import { helpText, optionTable, UsageError } from "./args.js";
 import { bench } from "./bench.js";
 import type { Command } from "./command.js";
 import { Interrupted } from "./decode.js";
+import { edit, fix } from "./edit.js";
 import { generate } from "./generate.js";
+import { infill } from "./infill.js";
 import { packageVersion } from "./model.js";
 
 /** The subcommands, in the order `unmask --help` lists them. */
-const commands: Command[] = [generate, bench];
+const commands: Command[] = [generate, infill, edit, fix, bench];
 
 function topHelp(): string {
   const width = Math.max(...commands.map((c) => c.spec.name.length)) + 4;
