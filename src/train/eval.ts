@@ -50,8 +50,8 @@ export interface LikelihoodResult {
   standardError: number;
 }
 
-export class EvalError extends Error {
-  override name = "EvalError";
+export class LikelihoodError extends Error {
+  override name = "LikelihoodError";
 }
 
 /** Bits per byte of held-out text under `model`, by the method its attention calls for. */
@@ -112,7 +112,8 @@ async function runItems(
     for (let j = 0; j < p; j++) logitsAt[r * p + j] = it.at[Math.min(j, it.at.length - 1)] ?? 0;
   });
   const { logits, positions } = await model.forward({ tokens, rows, logitsAt });
-  if (positions !== p) throw new EvalError(`model returned ${positions} positions, asked ${p}`);
+  if (positions !== p)
+    throw new LikelihoodError(`model returned ${positions} positions, asked ${p}`);
   items.forEach((it, r) => {
     let nats = 0;
     for (let j = 0; j < it.at.length; j++) {
@@ -158,7 +159,7 @@ async function elbo(
   o: EvalOptions,
 ): Promise<{ nats: number; variance: number }> {
   const { maskTokenId: mask, attention, blockSize } = model.config;
-  if (mask === null) throw new EvalError("the model's config has no mask_token_id");
+  if (mask === null) throw new LikelihoodError("the model's config has no mask_token_id");
   const maskTokenId: number = mask;
   const S = o.samples ?? 16;
   const rng = new Rng(o.seed ?? 0);
