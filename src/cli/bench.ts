@@ -1,8 +1,18 @@
 // `unmask bench`: the project's speed measurements, each a ratio measured side by side in one
 // run (see DESIGN.md, "Where the numbers must come from"), as text or as JSON.
 
+import { resolve } from "node:path";
 import { benchForward, type ForwardBenchResult } from "../bench/forward.js";
-import { type CommandSpec, flag, intOption, type Parsed, parse, UsageError } from "./args.js";
+import { benchTrain, type TrainBenchResult } from "../bench/train.js";
+import {
+  type CommandSpec,
+  flag,
+  intOption,
+  type Parsed,
+  parse,
+  stringOption,
+  UsageError,
+} from "./args.js";
 import type { Command, Context } from "./command.js";
 import { formatSeconds, StatusLine } from "./terminal.js";
 
@@ -18,9 +28,7 @@ const forward: Bench = {
   summary:
     "the forward pass's GFLOP/s as a share of ONNX Runtime's own MatMul peak, and the gain of computing logits only at the positions asked for",
   async run(parsed, say) {
-    const options: { canvas?: number; runs?: number; positions?: number; progress: typeof say } = {
-      progress: say,
-    };
+    const options: Parameters<typeof benchForward>[0] & object = { progress: say };
     const canvas = intOption(parsed, "canvas", 1, 1024);
     const runs = intOption(parsed, "runs", 1);
     const positions = intOption(parsed, "positions", 1);
@@ -45,11 +53,36 @@ const forward: Bench = {
   },
 };
 
-const benches: Bench[] = [forward];
+const train: Bench = {
+  name: "train",
+  summary:
+    "training step throughput (tokens/s) of the default model's shape, as a share of the MatMul peak",
+  async run(parsed, say) {
+    const options: Parameters<typeof benchTrain>[0] & object = { progress: say };
+    const config = stringOption(parsed, "config");
+    const rows = intOption(parsed, "rows", 1);
+    const length = intOption(parsed, "length", 1);
+    const runs = intOption(parsed, "runs", 1);
+    if (config !== undefined) options.configFile = resolve(config);
+    if (rows !== undefined) options.rows = rows;
+    if (length !== undefined) options.length = length;
+    if (runs !== undefined) options.runs = runs;
+    const r: TrainBenchResult = await benchTrain(options);
+    return {
+      json: r,
+      lines: [
+        `training step, ${r.parameters.toLocaleString("en-US")} parameters (${r.model}), batch ${r.batch}:`,
+        `  ${formatSeconds(r.step_ms)} · ${r.tokens_per_s.toFixed(0)} tokens/s · ${r.train_gflops.toFixed(0)} GFLOP/s · ${(100 * r.peak_fraction).toFixed(0)}% of the MatMul peak (${r.matmul_peak_gflops.toFixed(0)} GFLOP/s)`,
+      ],
+    };
+  },
+};
+
+const benches: Bench[] = [forward, train];
 
 const spec: CommandSpec = {
   name: "bench",
-  summary: "measure speed: the forward pass against the engine's MatMul peak",
+  summary: "measure speed: forward pass and training step against the engine's MatMul peak",
   usage: [`bench <${[...benches.map((b) => b.name), "all"].join("|")}> [options]`],
   description: `
 Runs a benchmark and prints its numbers; "all" runs every benchmark in turn. Every claim is a
@@ -72,7 +105,7 @@ ${benches.map((b) => `  ${b.name.padEnd(9)}${b.summary}`).join("\n")}`,
       name: "runs",
       type: "string",
       value: "N",
-      description: "forward: timed runs per measurement, the median reported (default 5)",
+      description: "forward, train: timed runs per measurement, the median reported",
     },
     {
       name: "positions",
@@ -80,8 +113,30 @@ ${benches.map((b) => `  ${b.name.padEnd(9)}${b.summary}`).join("\n")}`,
       value: "N",
       description: "forward: positions to compute logits at in the subset measurement (default 32)",
     },
+    {
+      name: "config",
+      type: "string",
+      value: "FILE",
+      description: "train: the model's config.json (default: configs/unmask-code.json)",
+    },
+    {
+      name: "rows",
+      type: "string",
+      value: "N",
+      description: "train: sequences per batch (default 16)",
+    },
+    {
+      name: "length",
+      type: "string",
+      value: "N",
+      description: "train: tokens per sequence (default: 256 or the model's context)",
+    },
   ],
-  examples: ["unmask bench forward", "unmask bench all --json > bench.json"],
+  examples: [
+    "unmask bench forward",
+    "unmask bench train --rows 8 --length 128",
+    "unmask bench all --json > bench.json",
+  ],
   maxPositionals: 1,
 };
 

@@ -1,0 +1,555 @@
+// The command line, driven as a process: help on every command, --json results, errors with
+// exit codes and no stack traces, the live canvas under a pseudo-terminal (script and tmux),
+// Ctrl-C and --max-time. The models are tiny random checkpoints written to a temporary folder
+// in the Hugging Face layout, with the tiny a/b/c tokenizer of the format tests.
+
+import assert from "node:assert/strict";
+import { spawn, spawnSync } from "node:child_process";
+import { existsSync } from "node:fs";
+import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, test } from "node:test";
+import { fileURLToPath } from "node:url";
+import { presetNames } from "../src/diffusion/options.js";
+import { saveCheckpoint } from "../src/format/index.js";
+import { parseModelConfig } from "../src/model/config.js";
+import { randomWeights } from "../src/model/random.js";
+import { tinyTokenizerJson } from "./format-helpers.js";
+
+const ESC = "\x1b";
+const main = fileURLToPath(new URL("../src/cli/main.js", import.meta.url));
+const root = fileURLToPath(new URL("../../", import.meta.url));
+
+let dir = "";
+let model = "";
+let arModel = "";
+let slowModel = "";
+
+/** A checkpoint over the tiny tokenizer (ids 0 pad, 1 mask, 2 bos, 3 eos; a b c space newline ab). */
+async function writeModel(
+  path: string,
+  extra: Record<string, unknown>,
+  size = { hidden: 16, layers: 2, context: 64 },
+): Promise<void> {
+  const config = parseModelConfig({
+    model_type: "unmask",
+    vocab_size: 13,
+    hidden_size: size.hidden,
+    num_hidden_layers: size.layers,
+    num_attention_heads: 2,
+    intermediate_size: 2 * size.hidden,
+    max_position_embeddings: size.context,
+    pad_token_id: 0,
+    mask_token_id: 1,
+    bos_token_id: 2,
+    eos_token_id: 3,
+    ...extra,
+  });
+  await saveCheckpoint(path, {
+    config,
+    weights: randomWeights(config, 7, 0.5),
+    tokenizerJson: tinyTokenizerJson(),
+  });
+}
+
+before(async () => {
+  dir = await mkdtemp(join(tmpdir(), "unmask-cli-"));
+  model = join(dir, "model");
+  arModel = join(dir, "model-ar");
+  slowModel = join(dir, "model-slow");
+  await writeModel(model, {});
+  await writeModel(arModel, { attention_mask: "causal" });
+  // big enough that a 400-token canvas takes seconds: something to interrupt
+  await writeModel(slowModel, {}, { hidden: 256, layers: 4, context: 512 });
+});
+
+after(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+interface Ran {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs the CLI to its end, off a terminal. */
+function cli(
+  args: string[],
+  options: { input?: string; env?: Record<string, string>; onSpawn?: (pid: number) => void } = {},
+): Promise<Ran> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [main, ...args], {
+      env: { ...process.env, ...options.env },
+      stdio: ["pipe", "pipe", "pipe"],
+    });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (d: Buffer) => {
+      stdout += d.toString();
+    });
+    child.stderr.on("data", (d: Buffer) => {
+      stderr += d.toString();
+    });
+    child.on("error", reject);
+    child.on("close", (code) => resolve({ code, stdout, stderr }));
+    child.stdin.end(options.input ?? "");
+    if (child.pid !== undefined) options.onSpawn?.(child.pid);
+  });
+}
+
+/** The error contract: a non-zero code, one `unmask: ` line on stderr, no stack trace. */
+function assertFails(r: Ran, code: number, pattern: RegExp): void {
+  assert.equal(r.code, code, `exit code (stderr: ${r.stderr})`);
+  assert.match(r.stderr, /^unmask: /);
+  assert.match(r.stderr, pattern);
+  assert.doesNotMatch(r.stderr, /\n\s+at /, "no stack trace");
+  assert.equal(r.stderr.trim().split("\n").length, 1, "one line");
+}
+
+const decodingOptions = [
+  "--model",
+  "--strategy",
+  "--steps",
+  "--length",
+  "--block-length",
+  "--threshold",
+  "--temperature",
+  "--seed",
+  "--max-time",
+  "--json",
+  "--help",
+];
+
+const commands: Record<string, string[]> = {
+  generate: [...decodingOptions, "--file", "--ar", "--ar-model"],
+  infill: [...decodingOptions, "--prefix", "--suffix", "--trim", "--write"],
+  edit: [...decodingOptions, "--lines", "--write", "--diff"],
+  fix: [...decodingOptions.filter((o) => o !== "--length"), "--below", "--max-fraction", "--write"],
+  bench: ["--json", "--canvas", "--runs", "--positions", "--config", "--rows", "--length"],
+};
+
+test("unmask --help lists every command; --version prints the package's", async () => {
+  const r = await cli(["--help"]);
+  assert.equal(r.code, 0);
+  for (const name of Object.keys(commands)) assert.match(r.stdout, new RegExp(`^  ${name} `, "m"));
+  assert.doesNotMatch(r.stdout, /\bserve\b/);
+  const pkg = JSON.parse(await readFile(join(root, "package.json"), "utf8")) as { version: string };
+  const v = await cli(["--version"]);
+  assert.equal(v.code, 0);
+  assert.equal(v.stdout, `unmask ${pkg.version}\n`);
+  const none = await cli([]);
+  assert.equal(none.code, 2, "no command is a usage error");
+  assert.match(none.stdout, /Usage: unmask <command>/);
+});
+
+test("every command's --help exits 0 and shows its options, examples and strategies", async () => {
+  for (const [name, options] of Object.entries(commands)) {
+    const r = await cli([name, "--help"]);
+    assert.equal(r.code, 0, name);
+    assert.equal(r.stderr, "");
+    assert.match(r.stdout, new RegExp(`^Usage: unmask ${name}`), name);
+    for (const option of options) assert.ok(r.stdout.includes(option), `${name} --help: ${option}`);
+    assert.match(r.stdout, /Examples:\n {2}unmask /, name);
+    if (name !== "bench") {
+      for (const preset of presetNames)
+        assert.ok(r.stdout.includes(`  ${preset} `), `${name}: ${preset}`);
+      assert.match(r.stdout, /JSON output/, name);
+    }
+    const viaHelp = await cli(["help", name]);
+    assert.equal(viaHelp.stdout, r.stdout);
+  }
+  assert.match((await cli(["infill", "--help"])).stdout, /<FILL:n>/);
+});
+
+test("generate --json: one object with the documented fields; seeded runs repeat", async () => {
+  const args = ["generate", "--model", model, "ab c", "--length", "12", "--steps", "4", "--json"];
+  const r = await cli(args);
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.stderr, "");
+  const out = JSON.parse(r.stdout);
+  assert.equal(out.command, "generate");
+  assert.equal(out.decoder, "diffusion");
+  assert.equal(out.strategy, "llada");
+  assert.equal(out.model, model);
+  assert.equal(out.prompt, "ab c");
+  assert.equal(typeof out.text, "string");
+  assert.deepEqual(out.options, {
+    steps: 4,
+    length: 12,
+    block_length: null,
+    threshold: null,
+    temperature: null,
+    seed: null,
+    max_time: null,
+  });
+  assert.equal(out.tokens.prompt, 3); // "ab", " ", "c"
+  assert.equal(out.tokens.canvas, 15);
+  assert.ok(out.tokens.generated >= 0 && out.tokens.generated <= 12);
+  assert.ok(out.steps >= 1 && out.steps <= 4, `steps ${out.steps}`);
+  assert.equal(out.forward_passes, out.steps);
+  assert.equal(out.remasks, 0);
+  assert.ok(["complete", "eos"].includes(out.stop_reason));
+  for (const key of ["load_ms", "decode_ms", "tokens_per_s"]) {
+    assert.equal(typeof out.timings[key], "number", key);
+  }
+  assert.equal(JSON.parse((await cli(args)).stdout).text, out.text, "same seed, same text");
+
+  // the plain result off a terminal: the prompt and the generated text, nothing else
+  const plain = await cli(args.filter((a) => a !== "--json"));
+  assert.equal(plain.code, 0);
+  assert.equal(plain.stdout, `ab c${out.text}\n`);
+  assert.equal(plain.stderr, "");
+  assert.ok(!plain.stdout.includes(ESC), "no escape sequences off a terminal");
+});
+
+test("generate: prompt from stdin and from --file; other strategies and options", async () => {
+  const stdin = await cli(["generate", "-m", model, "-", "-n", "6", "--json"], { input: "c ab\n" });
+  assert.equal(stdin.code, 0, stdin.stderr);
+  assert.equal(JSON.parse(stdin.stdout).prompt, "c ab\n");
+  const file = join(dir, "prompt.txt");
+  await writeFile(file, "c ab\n");
+  const fromFile = await cli(["generate", "-m", model, "-f", file, "-n", "6", "--json"]);
+  assert.equal(JSON.parse(fromFile.stdout).text, JSON.parse(stdin.stdout).text);
+
+  const fast = await cli([
+    "generate",
+    "-m",
+    model,
+    "a",
+    "-n",
+    "16",
+    "--strategy",
+    "fast-dllm",
+    "--block-length",
+    "8",
+    "--threshold",
+    "0.5",
+    "--temperature",
+    "0.7",
+    "--seed",
+    "3",
+    "--json",
+  ]);
+  assert.equal(fast.code, 0, fast.stderr);
+  const out = JSON.parse(fast.stdout);
+  assert.equal(out.strategy, "fast-dllm");
+  assert.deepEqual(out.options, {
+    steps: null,
+    length: 16,
+    block_length: 8,
+    threshold: 0.5,
+    temperature: 0.7,
+    seed: 3,
+    max_time: null,
+  });
+  assert.ok(out.forward_passes >= 1 && out.forward_passes <= 16);
+});
+
+test("generate --ar: the autoregressive twin, one forward pass per token", async () => {
+  const r = await cli(["generate", "--ar-model", arModel, "ab", "-n", "8", "--json"]);
+  assert.equal(r.code, 0, r.stderr);
+  const out = JSON.parse(r.stdout);
+  assert.equal(out.decoder, "autoregressive");
+  assert.equal(out.strategy, "ar");
+  assert.equal(out.forward_passes, out.steps);
+  assert.ok(out.steps >= 1 && out.steps <= 8);
+  const mixed = await cli(["generate", "--ar", "--model", model, "ab"]);
+  assertFails(mixed, 2, /--ar-model/);
+});
+
+test("infill: <FILL> and <FILL:n> holes in a file, --prefix/--suffix, --write", async () => {
+  const file = join(dir, "holes.txt");
+  const source = "ab c\n<FILL:3>\nc c <FILL> ab\n";
+  await writeFile(file, source);
+  const r = await cli(["infill", "-m", model, file, "-n", "5", "--json"]);
+  assert.equal(r.code, 0, r.stderr);
+  const out = JSON.parse(r.stdout);
+  assert.equal(out.command, "infill");
+  assert.deepEqual(out.holes, [3, 5]);
+  assert.equal(out.fills.length, 2);
+  assert.equal(out.text, `ab c\n${out.fills[0]}\nc c ${out.fills[1]} ab\n`);
+  assert.equal(out.tokens.canvas, 4 + 3 + 5 + 5 + 3); // "ab c\n", hole, "\nc c ", hole, " ab\n"
+  assert.equal(out.stop_reason, "complete");
+
+  const plain = await cli(["infill", "-m", model, file, "-n", "5"]);
+  assert.equal(plain.stdout, out.text);
+  const written = await cli(["infill", "-m", model, file, "-n", "5", "--write"]);
+  assert.equal(written.code, 0, written.stderr);
+  assert.equal(written.stdout, "");
+  assert.equal(await readFile(file, "utf8"), out.text);
+
+  const pair = await cli([
+    "infill",
+    "-m",
+    model,
+    "--prefix",
+    "ab ",
+    "--suffix",
+    " c",
+    "-n",
+    "4",
+    "--json",
+  ]);
+  assert.equal(pair.code, 0, pair.stderr);
+  const p = JSON.parse(pair.stdout);
+  assert.equal(p.text, `ab ${p.fills[0]} c`);
+  assert.deepEqual(p.holes, [4]);
+});
+
+test("edit --lines: the other lines never change; --diff shows the change", async () => {
+  const file = join(dir, "edit.txt");
+  const source = "ab\nc c\nab ab\nc\n";
+  await writeFile(file, source);
+  const r = await cli(["edit", "-m", model, file, "--lines", "2-3", "--json"]);
+  assert.equal(r.code, 0, r.stderr);
+  const out = JSON.parse(r.stdout);
+  assert.deepEqual(out.lines, [2, 3]);
+  assert.equal(out.text, `ab\n${out.replacement}\nc\n`);
+  assert.equal(out.counts, undefined);
+  assert.equal(out.tokens.replaced, 7); // "c", " ", "c", "\n", "ab", " ", "ab"
+  const diff = await cli(["edit", "-m", model, file, "--lines", "2-3", "--diff"]);
+  assert.equal(diff.code, 0);
+  assert.equal(diff.stdout, out.diff);
+  if (out.text !== source)
+    assert.match(out.diff, /^--- .*\n\+\+\+ .*\n@@ -1,4 \+1,\d+ @@\n ab\n-c c\n-ab ab\n/);
+});
+
+test("fix: a unified diff, and --write applies it", async () => {
+  const file = join(dir, "fix.txt");
+  await writeFile(file, "ab ab ab\nc c c\nab c ab\n");
+  const args = ["fix", "-m", model, file, "--below", "1", "--max-fraction", "0.5"];
+  const r = await cli([...args, "--json"]);
+  assert.equal(r.code, 0, r.stderr);
+  const out = JSON.parse(r.stdout);
+  assert.equal(out.command, "fix");
+  assert.equal(typeof out.diff, "string");
+  assert.ok(out.remasked >= 1, "below 1: every token is a candidate");
+  assert.ok(out.changed <= out.remasked);
+  assert.equal(out.forward_passes, out.steps, "one scoring pass, then one per step");
+  const plain = await cli(args);
+  assert.equal(plain.stdout, out.diff === "" ? "" : out.diff);
+  await cli([...args, "--write"]);
+  assert.equal(await readFile(file, "utf8"), out.text);
+});
+
+test("bench: train --json on a small config; an unknown benchmark is a usage error", async () => {
+  const config = join(dir, "model", "config.json");
+  const r = await cli([
+    "bench",
+    "train",
+    "--config",
+    config,
+    "--rows",
+    "1",
+    "--length",
+    "8",
+    "--runs",
+    "1",
+    "--json",
+  ]);
+  assert.equal(r.code, 0, r.stderr);
+  const out = JSON.parse(r.stdout);
+  for (const key of [
+    "step_ms",
+    "tokens_per_s",
+    "train_gflops",
+    "matmul_peak_gflops",
+    "peak_fraction",
+  ]) {
+    assert.equal(typeof out[key], "number", key);
+  }
+  assertFails(
+    await cli(["bench", "nope"]),
+    2,
+    /unknown benchmark "nope" \(valid: forward, train, all\)/,
+  );
+  assertFails(await cli(["bench"]), 2, /which benchmark/);
+});
+
+test("bad input: a clear message, a non-zero exit code, no stack trace", async () => {
+  const notAModel = join(dir, "not-a-model");
+  await mkdir(notAModel, { recursive: true });
+  await writeFile(join(notAModel, "notes.txt"), "hello");
+  const badConfig = join(dir, "bad-config");
+  await mkdir(badConfig, { recursive: true });
+  await writeFile(join(badConfig, "config.json"), '{"vocab_size": 13, "colour": "blue"}');
+  const lines = join(dir, "lines.txt");
+  await writeFile(lines, "a\nb\nc\n");
+  const missing = join(dir, "missing.txt");
+
+  const cases: [string[], number, RegExp][] = [
+    [["generate", "-m", model, "--bogus", "ab"], 2, /unknown option --bogus/],
+    [["frobnicate"], 2, /unknown command "frobnicate"/],
+    [["infill", "-m", model, missing], 2, /missing\.txt: no such file/],
+    [["generate", "-m", model, "-f", missing], 2, /missing\.txt: no such file/],
+    [["generate", "-m", model, "--steps", "0", "ab"], 2, /--steps: expected an integer ≥ 1, got 0/],
+    [
+      ["generate", "-m", model, "--steps", "two", "ab"],
+      2,
+      /--steps: expected an integer, got "two"/,
+    ],
+    [["generate", "-m", model, "--threshold", "1.5", "ab"], 2, /--threshold: .* \(0, 1\]/],
+    [["generate", "-m", model, "--strategy", "best", "ab"], 2, /valid: llada, /],
+    [["generate", "-m", model, "--max-time", "0", "ab"], 2, /--max-time/],
+    [["edit", "-m", model, lines, "--lines", "9-3"], 2, /--lines 9-3: the range ends \(3\) before/],
+    [["edit", "-m", model, lines, "--lines", "2-7"], 2, /--lines 2-7: the file has 3 lines/],
+    [["edit", "-m", model, lines], 2, /which lines\? \(--lines A-B\)/],
+    [["infill", "-m", model, lines], 2, /no <FILL> marker/],
+    [["generate", "-m", model, "ab ".repeat(40)], 2, /prompt is 80 tokens, longer than .* 64/],
+    [["generate", "-m", model, "ab", "-n", "64"], 2, /--length 64: .* room for 63/],
+    [["generate", "-m", notAModel, "ab"], 1, /config\.json: not found: is this a checkpoint/],
+    [["generate", "-m", badConfig, "ab"], 1, /config\.json: colour: unknown config key/],
+    [["generate", "-m", join(dir, "nowhere"), "ab"], 2, /--model: .*nowhere: not found/],
+  ];
+  if (!existsSync(join(root, "models", "unmask-code", "config.json"))) {
+    cases.push([["generate", "ab"], 2, /embedded model unmask-code is not installed.*--model DIR/]);
+  }
+  for (const [args, code, pattern] of cases) assertFails(await cli(args), code, pattern);
+});
+
+/** The CLI's command line for a shell. */
+function shellLine(args: string[]): string {
+  const quote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
+  return [process.execPath, main, ...args].map(quote).join(" ");
+}
+
+const hasScript = spawnSync("script", ["--version"]).status === 0;
+const hasTmux = spawnSync("tmux", ["-V"]).status === 0;
+
+test("live canvas under a pseudo-terminal (script): frames drawn in place, then the result", {
+  skip: hasScript ? false : "util-linux script is not installed",
+}, async () => {
+  const args = ["generate", "-m", model, "ab c", "-n", "12", "--steps", "4"];
+  const expected = JSON.parse((await cli([...args, "--json"])).stdout) as { text: string };
+  const r = spawnSync(
+    "script",
+    ["-qec", `stty cols 100 rows 30; ${shellLine(args)}`, "/dev/null"],
+    {
+      encoding: "utf8",
+      env: { ...process.env, TERM: "xterm-256color", NO_COLOR: "" },
+    },
+  );
+  assert.equal(r.status, 0, r.stderr);
+  const raw = r.stdout;
+  assert.ok(raw.includes("\x1b[?25l"), "the cursor is hidden while drawing");
+  assert.ok(raw.includes("\x1b[?25h"), "and shown again");
+  assert.match(raw, /step 1 · \d+ masked · 1 forward passes/, "a frame per step");
+  assert.ok(raw.includes("░"), "masked positions drawn as placeholders");
+  assert.match(raw, new RegExp(`${ESC}\\[\\d+F${ESC}\\[J`), "the frame is erased in place");
+  // the final text, after the last erase
+  const final = raw.slice(raw.lastIndexOf("\x1b[J") + 3).replace(/\r/g, "");
+  assert.ok(final.includes(`ab c${expected.text}\n`), JSON.stringify(final));
+  assert.match(final, /\d+ tokens · \d+ steps · \d+ forward passes · [\d.]+ tokens\/s/);
+
+  // NO_COLOR (and TERM=dumb): no animation, no escapes in the result
+  const plain = spawnSync("script", ["-qec", shellLine(args), "/dev/null"], {
+    encoding: "utf8",
+    env: { ...process.env, NO_COLOR: "1" },
+  });
+  assert.ok(!plain.stdout.includes(ESC) && !plain.stdout.includes("step 1 ·"), "no animation");
+  assert.ok(plain.stdout.replace(/\r/g, "").startsWith(`ab c${expected.text}\n`));
+});
+
+/** Runs `args` in a detached tmux session; resolves with helpers to read its screen. */
+async function inTmux(
+  args: string[],
+  run: (tmux: (...a: string[]) => string, rc: string) => Promise<void>,
+): Promise<string> {
+  const socket = `unmask-cli-test-${process.pid}`;
+  const rc = join(dir, `rc-${Date.now()}`);
+  const tmux = (...a: string[]) =>
+    spawnSync("tmux", ["-L", socket, ...a], { encoding: "utf8" }).stdout ?? "";
+  const line = `${shellLine(args)}; echo $? > ${rc}; sleep 30`;
+  spawnSync(
+    "tmux",
+    ["-L", socket, "new-session", "-d", "-s", "cli", "-x", "100", "-y", "30", line],
+    {
+      env: { ...process.env, TERM: "xterm-256color", NO_COLOR: "" },
+    },
+  );
+  try {
+    await run(tmux, rc);
+  } finally {
+    spawnSync("tmux", ["-L", socket, "kill-server"]);
+  }
+  return rc;
+}
+
+async function waitFor(what: string, check: () => boolean, seconds = 20): Promise<void> {
+  const deadline = Date.now() + seconds * 1000;
+  while (!check()) {
+    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+test("live canvas under tmux: the final screen holds the result and the summary", {
+  skip: hasTmux ? false : "tmux is not installed",
+}, async () => {
+  const args = ["generate", "-m", model, "ab c", "-n", "20", "--steps", "5"];
+  const expected = JSON.parse((await cli([...args, "--json"])).stdout) as { text: string };
+  let screen = "";
+  const rc = await inTmux(args, async (tmux, rc) => {
+    await waitFor("the exit code", () => existsSync(rc));
+    screen = tmux("capture-pane", "-p", "-t", "cli");
+  });
+  assert.equal((await readFile(rc, "utf8")).trim(), "0");
+  const lines = screen.split("\n").map((l) => l.trimEnd());
+  const result = `ab c${expected.text}`.split("\n").map((l) => l.trimEnd());
+  assert.deepEqual(lines.slice(0, result.length), result, screen);
+  assert.match(lines[result.length], /^\d+ tokens · \d+ steps · \d+ forward passes/);
+  assert.doesNotMatch(screen, /step \d+ ·|░/, "the animation is gone");
+});
+
+test("Ctrl-C stops at the next step and prints what is there (exit 130)", {
+  skip: hasTmux ? false : "tmux is not installed",
+}, async () => {
+  const args = ["generate", "-m", slowModel, "ab", "-n", "400"];
+  let screen = "";
+  const rc = await inTmux(args, async (tmux, rc) => {
+    await waitFor("the first frames", () =>
+      /step [2-9]\d* ·/.test(tmux("capture-pane", "-p", "-t", "cli")),
+    );
+    tmux("send-keys", "-t", "cli", "C-c");
+    await waitFor("the exit code", () => existsSync(rc));
+    screen = tmux("capture-pane", "-p", "-t", "cli");
+  });
+  assert.equal((await readFile(rc, "utf8")).trim(), "130");
+  assert.match(screen, /^ab/, "the prompt and what was decoded");
+  assert.ok(screen.includes("░"), "the masks still there");
+  assert.match(screen, /forward passes · .* · interrupted/);
+});
+
+test("--max-time and SIGINT off a terminal: partial results as JSON", async () => {
+  const timed = await cli([
+    "generate",
+    "-m",
+    slowModel,
+    "ab",
+    "-n",
+    "400",
+    "--max-time",
+    "0.5",
+    "--json",
+  ]);
+  assert.equal(timed.code, 0, timed.stderr);
+  const t = JSON.parse(timed.stdout);
+  assert.equal(t.stop_reason, "max_time");
+  assert.ok(t.text.includes("░") && t.steps < 400);
+
+  let pid = 0;
+  const running = cli(["generate", "-m", slowModel, "ab", "-n", "400", "--json"], {
+    onSpawn: (p) => {
+      pid = p;
+    },
+  });
+  await new Promise((r) => setTimeout(r, 1500));
+  process.kill(pid, "SIGINT");
+  const r = await running;
+  assert.equal(r.code, 130, r.stderr);
+  const out = JSON.parse(r.stdout);
+  assert.equal(out.stop_reason, "interrupted");
+  assert.ok(out.steps < 400);
+});
