@@ -128,6 +128,17 @@ const commands: Record<string, string[]> = {
   edit: [...decodingOptions, "--lines", "--write", "--diff"],
   fix: [...decodingOptions.filter((o) => o !== "--length"), "--below", "--max-fraction", "--write"],
   bench: ["--json", "--canvas", "--runs", "--positions", "--config", "--rows", "--length"],
+  corpus: [
+    "--out",
+    "--packages",
+    "--node-modules",
+    "--cap",
+    "--valid-fraction",
+    "--tokenizer",
+    "--tokenizer-only",
+    "--vocab-size",
+    "--json",
+  ],
 };
 
 test("unmask --help lists every command; --version prints the package's", async () => {
@@ -152,7 +163,7 @@ test("every command's --help exits 0 and shows its options, examples and strateg
     assert.match(r.stdout, new RegExp(`^Usage: unmask ${name}`), name);
     for (const option of options) assert.ok(r.stdout.includes(option), `${name} --help: ${option}`);
     assert.match(r.stdout, /Examples:\n {2}unmask /, name);
-    if (name !== "bench") {
+    if (["generate", "infill", "edit", "fix"].includes(name)) {
       for (const preset of presetNames)
         assert.ok(r.stdout.includes(`  ${preset} `), `${name}: ${preset}`);
       assert.match(r.stdout, /JSON output/, name);
@@ -407,6 +418,62 @@ test("bad input: a clear message, a non-zero exit code, no stack trace", async (
     cases.push([["generate", "ab"], 2, /embedded model unmask-code is not installed.*--model DIR/]);
   }
   for (const [args, code, pattern] of cases) assertFails(await cli(args), code, pattern);
+});
+
+test("corpus: from an installed package folder, then the tokenizer on its train split", async () => {
+  const base = join(dir, "corpus");
+  const src = join(base, "node_modules", "tiny-pkg", "src");
+  await mkdir(src, { recursive: true });
+  await writeFile(join(base, "packages.json"), '{"dependencies": {"tiny-pkg": "1.0.0"}}');
+  await writeFile(
+    join(base, "node_modules", "tiny-pkg", "package.json"),
+    '{"name": "tiny-pkg", "version": "1.0.0", "license": "MIT"}',
+  );
+  for (let m = 0; m < 6; m++) {
+    const fns = Array.from(
+      { length: 12 },
+      (_, k) =>
+        `export function f${m}_${k}(a: number, b: number): number {\n  return a * ${k} + b - ${m};\n}\n`,
+    );
+    await writeFile(join(src, `m${m}.ts`), fns.join("\n"));
+  }
+  const out = join(base, "out");
+  const args = [
+    "corpus",
+    "--packages",
+    join(base, "packages.json"),
+    "--node-modules",
+    join(base, "node_modules"),
+    "--out",
+    out,
+  ];
+  const r = await cli([
+    ...args,
+    "--valid-fraction",
+    "0.3",
+    "--tokenizer",
+    "--vocab-size",
+    "300",
+    "--json",
+  ]);
+  assert.equal(r.code, 0, r.stderr);
+  const report = JSON.parse(r.stdout);
+  assert.equal(report.corpus.packages, 1);
+  assert.equal(report.corpus.splits.train.files + report.corpus.splits.valid.files, 6);
+  assert.equal(report.tokenizer.vocabSize, 300);
+  for (const f of ["train.jsonl", "valid.jsonl", "manifest.json", "tokenizer.json"]) {
+    assert.ok(existsSync(join(out, f)), f);
+  }
+  assertFails(
+    await cli([...args, "--vocab-size", "300"]),
+    2,
+    /--vocab-size: only with --tokenizer/,
+  );
+  assertFails(
+    await cli(["corpus", "--packages", join(base, "nope.json")]),
+    1,
+    /packages\.json not found|nope\.json/,
+  );
 });
 
 /** The CLI's command line for a shell. */

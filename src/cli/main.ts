@@ -6,6 +6,7 @@
 import { helpText, optionTable, UsageError } from "./args.js";
 import { bench } from "./bench.js";
 import type { Command } from "./command.js";
+import { corpus } from "./corpus.js";
 import { Interrupted } from "./decode.js";
 import { edit, fix } from "./edit.js";
 import { generate } from "./generate.js";
@@ -13,7 +14,7 @@ import { infill } from "./infill.js";
 import { packageVersion } from "./model.js";
 
 /** The subcommands, in the order `unmask --help` lists them. */
-const commands: Command[] = [generate, infill, edit, fix, bench];
+const commands: Command[] = [generate, infill, edit, fix, bench, corpus];
 
 function topHelp(): string {
   const width = Math.max(...commands.map((c) => c.spec.name.length)) + 4;
