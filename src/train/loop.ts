@@ -24,7 +24,6 @@ import {
   blockDiffusionBatch,
   defaultMaskEps,
   type FimOptions,
-  type LossBatch,
   maskedDiffusionBatch,
   nextTokenBatch,
   sampleMaskRates,
@@ -32,25 +31,9 @@ import {
 import { AdamW, type AdamWOptions, clipGradNorm, decayMask, defaultAdamW } from "./optimizer.js";
 import { writePlot } from "./plot.js";
 import { learningRate, type ScheduleOptions } from "./schedule.js";
+import type { LossBatch, ParameterLayout, TrainStep } from "./step.js";
 
-// The interface of src/train/step.ts (reverse-mode autodiff over the ONNX graph), restated
-// structurally so that the loop builds and is tested on fakes without it.
-
-/** A parameter tensor's place in the one flat Float32Array of parameters. */
-export interface ParameterLayout {
-  name: string;
-  shape: number[];
-  offset: number;
-  size: number;
-}
-
-export interface TrainStep {
-  readonly layout: ParameterLayout[];
-  readonly parameterCount: number;
-  /** Returns the batch's loss and writes dLoss/dParams into `grad` (overwriting it). */
-  run(params: Float32Array, batch: LossBatch, grad: Float32Array): Promise<number>;
-  dispose(): Promise<void>;
-}
+export type { ParameterLayout, TrainStep };
 
 /** Which loss the run trains; it must match the config's attention (checked). */
 export type ObjectiveSpec =
@@ -75,7 +58,6 @@ export interface TrainData {
 export interface TrainOptions {
   /** The run folder: checkpoints/, loss.svg, loss.png. */
   runDir: string;
-  config: ModelConfig;
   objective: ObjectiveSpec;
   /** Rows per micro-batch (the row length is the data's). */
   batchRows: number;
@@ -173,6 +155,7 @@ export async function train(
 
 /** What `train` needs besides the serialisable options. */
 export interface TrainInputs {
+  /** The training step, built for the model config being trained (src/train/step.ts). */
   step: TrainStep;
   data: TrainData;
 }
@@ -207,7 +190,7 @@ class Trainer {
     this.now = hooks.now ?? (() => performance.now());
     this.length = data.train.length;
     this.accumulation = options.accumulation ?? 1;
-    checkObjective(options.config, options.objective, this.length);
+    checkObjective(step.config, options.objective, this.length);
     if (data.valid && data.valid.length !== this.length) {
       throw new TrainError(`valid rows have length ${data.valid.length}, train ${this.length}`);
     }
@@ -220,7 +203,7 @@ class Trainer {
     this.adam = new AdamW(n, decayMask(step.layout, n), { ...defaultAdamW, ...options.adam });
     this.rng = new Rng(seed, STREAM_OBJECTIVE);
     this.sampler = new RowSampler(data.train, seed);
-    initParameters(this.params, step.layout, options.config, seed, options.initStd ?? 0.02);
+    initParameters(this.params, step.layout, step.config, seed, options.initStd ?? 0.02);
   }
 
   private get tokensPerStep(): number {
@@ -307,7 +290,7 @@ class Trainer {
       objective.kind === "ar" ? A * batchRows * (this.length - 1) : A * batchRows * this.length;
     const perRow =
       objective.kind === "block" && objective.context === "noisy"
-        ? this.length / this.o.config.blockSize
+        ? this.length / this.step.config.blockSize
         : 1;
     // Mask rates for the whole optimizer batch, stratified across all its rows (MDLM).
     const rates =
@@ -357,7 +340,7 @@ class Trainer {
           maskId: o.maskId,
           rates: rates!,
           normalizer,
-          blockSize: this.o.config.blockSize,
+          blockSize: this.step.config.blockSize,
           context: o.context,
         });
       case "ar":
@@ -383,7 +366,7 @@ class Trainer {
       for (let r = 0; r < n; r++) valid.copyRow(first + r, rows, r * this.length);
       const part = rows.subarray(0, n * this.length);
       const perRow =
-        o.kind === "block" && o.context === "noisy" ? this.length / this.o.config.blockSize : 1;
+        o.kind === "block" && o.context === "noisy" ? this.length / this.step.config.blockSize : 1;
       const rates =
         o.kind === "ar" ? null : sampleMaskRates(n * perRow, rng, o.lowDiscrepancy ?? true, o.eps);
       const normalizer = o.kind === "ar" ? n * (this.length - 1) : n * this.length;
@@ -424,9 +407,9 @@ class Trainer {
       adamV: this.adam.v,
       rng: this.rng.state(),
       data: this.sampler.position(),
-      config: this.o.config,
+      config: this.step.config,
       layout: this.step.layout,
-      options: JSON.parse(JSON.stringify({ ...this.o, config: undefined })),
+      options: JSON.parse(JSON.stringify(this.o)),
       history: this.history,
       elapsedSeconds: this.elapsedBefore + (this.now() - sessionStart) / 1000,
     };
@@ -461,7 +444,7 @@ class Trainer {
   }
 
   private restore(s: TrainState): void {
-    const want = JSON.stringify(configToJson(this.o.config));
+    const want = JSON.stringify(configToJson(this.step.config));
     if (JSON.stringify(configToJson(s.config)) !== want) {
       throw new TrainError("the checkpoint's model config differs from this run's");
     }

@@ -24,19 +24,9 @@
 // shifted by one; our own models do not shift, and nothing here does.
 
 import type { Rng } from "../model/random.js";
+import type { LossBatch } from "./step.js";
 
-/** One batch of a training objective, as the training step consumes it. */
-export interface LossBatch {
-  /** [rows, length] model input (masked for diffusion). */
-  tokens: Int32Array;
-  rows: number;
-  /** [K] flat indices (row·length + pos) of the logits that carry loss. */
-  lossIndex: Int32Array;
-  /** [K] the target token at each of those positions. */
-  targets: Int32Array;
-  /** [K] loss weight of each, already divided by the normaliser. */
-  weights: Float32Array;
-}
+export type { LossBatch };
 
 /** LLaDA's ε: the smallest masking probability. */
 export const defaultMaskEps = 1e-3;
