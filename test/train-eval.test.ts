@@ -4,7 +4,9 @@ import type { ModelConfig } from "../src/model/config.js";
 import { randomWeights } from "../src/model/random.js";
 import { ReferenceModel } from "../src/model/reference.js";
 import type { ForwardRequest, ForwardResult, LanguageModel } from "../src/model/types.js";
-import { bitsPerByte } from "../src/train/eval.js";
+import { BpeTokenizer, SPECIAL_IDS } from "../src/train/bpe.js";
+import { PackedRows } from "../src/train/data.js";
+import { bitsPerByte, packedEvalText } from "../src/train/eval.js";
 
 const V = 11;
 const MASK = 10;
@@ -150,5 +152,19 @@ describe("bitsPerByte", () => {
   it("refuses a diffusion model without a mask id", async () => {
     const model = new UniformModel(tiny({ maskTokenId: null }));
     await assert.rejects(bitsPerByte(model, { sequences: [seq(1, 2)], bytes: 2 }), /mask_token_id/);
+  });
+});
+
+describe("packedEvalText", () => {
+  it("takes rows of a token stream and counts their exact UTF-8 bytes (specials: 0)", () => {
+    const tok = new BpeTokenizer({ merges: [] }); // bytes only: id = 7 + byte
+    const text = "héllo, wörld ✓\n";
+    const ids = [...tok.encodeOrdinary(text), SPECIAL_IDS.eos];
+    const rows = new PackedRows(Uint16Array.from([...ids, ...ids]), ids.length);
+    const t = packedEvalText(rows, tok, 1);
+    assert.equal(t.sequences.length, 1);
+    assert.deepEqual([...t.sequences[0]], ids);
+    assert.equal(t.bytes, Buffer.byteLength(text));
+    assert.equal(packedEvalText(rows, tok).bytes, 2 * Buffer.byteLength(text));
   });
 });

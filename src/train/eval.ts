@@ -19,6 +19,8 @@
 
 import { Rng } from "../model/random.js";
 import type { LanguageModel } from "../model/types.js";
+import { BYTE_OFFSET } from "./bpe.js";
+import type { PackedRows } from "./data.js";
 
 export interface EvalText {
   /** Token sequences, each scored on its own (batched with others of its length). */
@@ -52,6 +54,27 @@ export interface LikelihoodResult {
 
 export class LikelihoodError extends Error {
   override name = "LikelihoodError";
+}
+
+/**
+ * The first `maxRows` packed rows of a held-out token stream as EvalText, with their exact UTF-8
+ * byte count: byte-level BPE tokens are bytes, so the bytes of a row are the sum of its tokens'
+ * lengths (special tokens, such as the EOS between documents, count zero).
+ */
+export function packedEvalText(
+  rows: PackedRows,
+  tokenizer: { token(id: number): Uint8Array },
+  maxRows = rows.count,
+): EvalText {
+  const sequences: Int32Array[] = [];
+  let bytes = 0;
+  for (let r = 0; r < Math.min(maxRows, rows.count); r++) {
+    const row = new Int32Array(rows.length);
+    rows.copyRow(r, row);
+    for (const id of row) if (id >= BYTE_OFFSET) bytes += tokenizer.token(id).length;
+    sequences.push(row);
+  }
+  return { sequences, bytes };
 }
 
 /** Bits per byte of held-out text under `model`, by the method its attention calls for. */
