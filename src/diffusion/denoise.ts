@@ -346,6 +346,10 @@ class DenoiseLoop {
         let m = 0;
         for (let p = block.start; p < block.end; p++) if (x[p] === maskId) this.candidates[m++] = p;
         if (m === 0) break;
+        if (i > (countBased ? S : initialMasked) + o.remaskBudget) {
+          // every step reveals at least one token and re-masks stay within the budget
+          throw new Error(`denoise: block ${b} made no progress in ${i} steps`);
+        }
         const lastStep = countBased && i >= S - 1;
         // revealed positions of the block that self-correction may take back
         let r = 0;
@@ -582,7 +586,7 @@ class DenoiseLoop {
 
   /**
    * Fills `work` with query j's logits in float64: classifier-free guidance applied
-   * (un + (s + 1)·(cond − un), LLaDA), EOS and pad at −∞ when suppressed.
+   * (un + (s + 1)·(cond − un), LLaDA), the mask token at −∞, EOS and pad too when suppressed.
    */
   private loadRow(logits: Float32Array, p: number, j: number): Float64Array {
     const { V, work, o } = this;
@@ -595,8 +599,12 @@ class DenoiseLoop {
     } else {
       for (let v = 0; v < V; v++) work[v] = logits[cond + v];
     }
-    if (o.eos === "suppress")
+    // the mask token is never a prediction: revealing it would leave the position masked and
+    // the loop without progress (random and undertrained models do rank it first)
+    work[this.plan.maskId] = Number.NEGATIVE_INFINITY;
+    if (o.eos === "suppress") {
       for (const t of this.plan.endTokens) work[t] = Number.NEGATIVE_INFINITY;
+    }
     return work;
   }
 
