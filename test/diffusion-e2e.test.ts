@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import { after, test } from "node:test";
 import { decodeAr } from "../src/diffusion/ar.js";
+import { benchDecode } from "../src/diffusion/bench.js";
 import { denoise } from "../src/diffusion/denoise.js";
 import { type DiffusionOptions, type PresetName, presetNames } from "../src/diffusion/options.js";
 import type { DecodeResult, StepEvent } from "../src/diffusion/types.js";
@@ -214,4 +215,24 @@ test("AR decoding with the K/V cache equals recomputing the whole sequence each 
       assert.deepEqual(Array.from(result.canvas), seq, `shift=${logitShift}`);
     }
   }
+});
+
+test("benchDecode measures every preset and the AR baseline side by side", async () => {
+  const r = await benchDecode({
+    diffusion: reference(tinyConfig()),
+    blockDiffusion: reference(tinyConfig({ attention_mask: "block_causal", block_size: 4 })),
+    ar: reference(tinyConfig({ attention_mask: "causal" })),
+    prompt: PROMPT,
+    genLength: 16,
+  });
+  assert.deepEqual(
+    r.presets.map((p) => p.name),
+    presetNames,
+  );
+  for (const p of [...r.presets, r.ar]) {
+    assert.ok(p.tokens_per_s > 0 && Number.isFinite(p.tokens_per_s));
+    assert.ok(p.forwards_per_token > 0 && p.forwards_per_token <= 1);
+  }
+  assert.equal(r.ar.forwards_per_token, 1);
+  assert.equal(r.presets.find((p) => p.name === "llada")!.forwards_per_token, 1);
 });

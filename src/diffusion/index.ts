@@ -28,6 +28,12 @@ export {
   streamInfill,
 } from "./api.js";
 export { type ArOptions, decodeAr } from "./ar.js";
+export {
+  benchDecode,
+  type DecodeBenchOptions,
+  type DecodeBenchResult,
+  type DecodeSpeed,
+} from "./bench.js";
 export { denoise, renderCanvas } from "./denoise.js";
 export { DecodeAbortedError, DecodeOptionError } from "./errors.js";
 export {

@@ -274,8 +274,8 @@ export function selectFactor(
 
 /**
  * Dream's `alg_temp` selection: softmax(confidence / algTemperature) over the candidates, then k
- * draws without replacement (`torch.multinomial(..., replacement=False)`). Candidates of zero
- * weight (confidence −∞) are taken last, by position. `weights` and `out` are scratch (≥ count).
+ * draws without replacement (`torch.multinomial(..., replacement=False)`). Once only candidates
+ * whose weight underflowed to zero are left, they are taken by confidence, then position. `weights` and `out` are scratch (≥ count).
  */
 export function selectSampled(
   confidence: Float64Array,
@@ -306,10 +306,17 @@ export function selectSampled(
       }
     }
     if (pick === -1 || w[pick] <= 0) {
-      // only zero weights left: the lowest position not yet taken
+      // only zero weights left (torch would refuse): the surest not yet taken, then by position
+      pick = -1;
       for (let i = 0; i < count; i++) {
         if (w[i] === -1) continue;
-        if (pick === -1 || w[pick] === -1 || positions[i] < positions[pick]) pick = i;
+        if (
+          pick === -1 ||
+          confidence[i] > confidence[pick] ||
+          (confidence[i] === confidence[pick] && positions[i] < positions[pick])
+        ) {
+          pick = i;
+        }
       }
     }
     total -= Math.max(w[pick], 0);
