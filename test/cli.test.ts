@@ -128,6 +128,26 @@ const commands: Record<string, string[]> = {
   edit: [...decodingOptions, "--lines", "--write", "--diff"],
   fix: [...decodingOptions.filter((o) => o !== "--length"), "--below", "--max-fraction", "--write"],
   bench: ["--json", "--canvas", "--runs", "--positions", "--config", "--rows", "--length"],
+  train: [
+    "--config",
+    "--corpus",
+    "--tokenizer",
+    "--run",
+    "--out",
+    "--steps",
+    "--tokens",
+    "--batch",
+    "--accumulate",
+    "--length",
+    "--lr",
+    "--warmup",
+    "--seed",
+    "--eval-every",
+    "--checkpoint-every",
+    "--eval-rows",
+    "--fresh",
+    "--json",
+  ],
   corpus: [
     "--out",
     "--packages",
@@ -420,7 +440,7 @@ test("bad input: a clear message, a non-zero exit code, no stack trace", async (
   for (const [args, code, pattern] of cases) assertFails(await cli(args), code, pattern);
 });
 
-test("corpus: from an installed package folder, then the tokenizer on its train split", async () => {
+test("corpus → tokenizer → train (and resume) → generate, on a tiny package", async () => {
   const base = join(dir, "corpus");
   const src = join(base, "node_modules", "tiny-pkg", "src");
   await mkdir(src, { recursive: true });
@@ -429,7 +449,7 @@ test("corpus: from an installed package folder, then the tokenizer on its train 
     join(base, "node_modules", "tiny-pkg", "package.json"),
     '{"name": "tiny-pkg", "version": "1.0.0", "license": "MIT"}',
   );
-  for (let m = 0; m < 6; m++) {
+  for (let m = 0; m < 12; m++) {
     const fns = Array.from(
       { length: 12 },
       (_, k) =>
@@ -450,7 +470,7 @@ test("corpus: from an installed package folder, then the tokenizer on its train 
   const r = await cli([
     ...args,
     "--valid-fraction",
-    "0.3",
+    "0.5",
     "--tokenizer",
     "--vocab-size",
     "300",
@@ -459,7 +479,8 @@ test("corpus: from an installed package folder, then the tokenizer on its train 
   assert.equal(r.code, 0, r.stderr);
   const report = JSON.parse(r.stdout);
   assert.equal(report.corpus.packages, 1);
-  assert.equal(report.corpus.splits.train.files + report.corpus.splits.valid.files, 6);
+  assert.equal(report.corpus.splits.train.files + report.corpus.splits.valid.files, 12);
+  assert.ok(report.corpus.splits.valid.files > 0, "a held-out split to evaluate on");
   assert.equal(report.tokenizer.vocabSize, 300);
   for (const f of ["train.jsonl", "valid.jsonl", "manifest.json", "tokenizer.json"]) {
     assert.ok(existsSync(join(out, f)), f);
@@ -473,6 +494,63 @@ test("corpus: from an installed package folder, then the tokenizer on its train 
     await cli(["corpus", "--packages", join(base, "nope.json")]),
     1,
     /packages\.json not found|nope\.json/,
+  );
+
+  // train on it (then resume), and generate with the exported model
+  const config = join(base, "config.json");
+  await writeFile(
+    config,
+    JSON.stringify({
+      model_type: "unmask",
+      vocab_size: 300,
+      hidden_size: 16,
+      num_hidden_layers: 1,
+      num_attention_heads: 2,
+      intermediate_size: 32,
+      max_position_embeddings: 32,
+      mask_token_id: 0,
+      pad_token_id: 1,
+      bos_token_id: 2,
+      eos_token_id: 3,
+    }),
+  );
+  const run = join(base, "run");
+  const trainArgs = [
+    "train",
+    "-c",
+    config,
+    "--corpus",
+    out,
+    "--run",
+    run,
+    "-b",
+    "2",
+    "--length",
+    "16",
+    "--json",
+  ];
+  const trained = await cli([...trainArgs, "--steps", "4"]);
+  assert.equal(trained.code, 0, trained.stderr);
+  const t = JSON.parse(trained.stdout);
+  assert.equal(t.objective, "diffusion");
+  assert.equal(t.steps, 4);
+  assert.equal(t.tokens, 4 * 2 * 16);
+  assert.equal(t.resumed_from, null);
+  assert.ok(Number.isFinite(t.train_loss) && Number.isFinite(t.valid_bits_per_byte));
+  assert.equal(t.model, join(run, "model"));
+  const resumed = JSON.parse((await cli([...trainArgs, "--steps", "6"])).stdout);
+  assert.match(resumed.resumed_from, /step-0+4$/);
+  assert.equal(resumed.steps, 6);
+  const generated = await cli(["generate", "-m", t.model, "export function", "-n", "8", "--json"]);
+  assert.equal(generated.code, 0, generated.stderr);
+  const g = JSON.parse(generated.stdout);
+  assert.equal(g.tokens.canvas, g.tokens.prompt + 8);
+  assertFails(await cli(["train", "-c", config, "--corpus", out]), 2, /--steps N or --tokens N/);
+  const nowhere = join(base, "nowhere");
+  assertFails(
+    await cli(["train", "--steps", "1", "--corpus", nowhere]),
+    2,
+    /'unmask corpus' first/,
   );
 });
 
@@ -519,13 +597,17 @@ test("live canvas under a pseudo-terminal (script): frames drawn in place, then 
   assert.ok(plain.stdout.replace(/\r/g, "").startsWith(`ab c${expected.text}\n`));
 });
 
+let tmuxSessions = 0;
+
 /** Runs `args` in a detached tmux session; resolves with helpers to read its screen. */
 async function inTmux(
   args: string[],
   run: (tmux: (...a: string[]) => string, rc: string) => Promise<void>,
 ): Promise<string> {
-  const socket = `unmask-cli-test-${process.pid}`;
-  const rc = join(dir, `rc-${Date.now()}`);
+  // a fresh server per session: a new session on a server still shutting down can be lost
+  const id = `${process.pid}-${++tmuxSessions}`;
+  const socket = `unmask-cli-test-${id}`;
+  const rc = join(dir, `rc-${id}`);
   const tmux = (...a: string[]) =>
     spawnSync("tmux", ["-L", socket, ...a], { encoding: "utf8" }).stdout ?? "";
   const line = `${shellLine(args)}; echo $? > ${rc}; sleep 30`;
@@ -544,10 +626,15 @@ async function inTmux(
   return rc;
 }
 
-async function waitFor(what: string, check: () => boolean, seconds = 20): Promise<void> {
+async function waitFor(
+  what: string,
+  check: () => boolean,
+  show: () => string = () => "",
+  seconds = 20,
+): Promise<void> {
   const deadline = Date.now() + seconds * 1000;
   while (!check()) {
-    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
+    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}\n${show()}`);
     await new Promise((r) => setTimeout(r, 100));
   }
 }
@@ -559,7 +646,11 @@ test("live canvas under tmux: the final screen holds the result and the summary"
   const expected = JSON.parse((await cli([...args, "--json"])).stdout) as { text: string };
   let screen = "";
   const rc = await inTmux(args, async (tmux, rc) => {
-    await waitFor("the exit code", () => existsSync(rc));
+    await waitFor(
+      "the exit code",
+      () => existsSync(rc),
+      () => tmux("capture-pane", "-p", "-t", "cli"),
+    );
     screen = tmux("capture-pane", "-p", "-t", "cli");
   });
   assert.equal((await readFile(rc, "utf8")).trim(), "0");
@@ -576,8 +667,11 @@ test("Ctrl-C stops at the next step and prints what is there (exit 130)", {
   const args = ["generate", "-m", slowModel, "ab", "-n", "400"];
   let screen = "";
   const rc = await inTmux(args, async (tmux, rc) => {
-    await waitFor("the first frames", () =>
-      /step [2-9]\d* ·/.test(tmux("capture-pane", "-p", "-t", "cli")),
+    const screenNow = () => tmux("capture-pane", "-p", "-t", "cli");
+    await waitFor(
+      "a few steps",
+      () => Number(/step (\d+) ·/.exec(screenNow())?.[1] ?? 0) >= 2,
+      screenNow,
     );
     tmux("send-keys", "-t", "cli", "C-c");
     await waitFor("the exit code", () => existsSync(rc));

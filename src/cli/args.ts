@@ -21,8 +21,6 @@ export interface OptionSpec {
 export interface CommandSpec {
   /** e.g. "generate". */
   name: string;
-  /** One line for `unmask --help`. */
-  summary: string;
   /** Usage lines after "unmask ", e.g. "generate [options] [PROMPT|-]". */
   usage: string[];
   /** Paragraphs between the usage and the options. */

@@ -82,7 +82,6 @@ const benches: Bench[] = [forward, train];
 
 const spec: CommandSpec = {
   name: "bench",
-  summary: "measure speed: forward pass and training step against the engine's MatMul peak",
   usage: [`bench <${[...benches.map((b) => b.name), "all"].join("|")}> [options]`],
   description: `
 Runs a benchmark and prints its numbers; "all" runs every benchmark in turn. Every claim is a

@@ -40,3 +40,11 @@ export async function readText(source: string): Promise<string> {
     throw new UsageError(`${source}: ${why}`, { cause });
   }
 }
+
+/** Aborted by the user (Ctrl-C): exit code 130 after printing what is there. */
+export class Interrupted extends Error {
+  override name = "Interrupted";
+  constructor() {
+    super("interrupted");
+  }
+}

@@ -24,7 +24,6 @@ import { PhasedProgress } from "./progress.js";
 
 const spec: CommandSpec = {
   name: "corpus",
-  summary: "assemble the training corpus from the pinned npm packages; train the tokenizer",
   usage: ["corpus [options]"],
   description: `
 Installs the npm packages pinned in ../shared/corpus/packages.json into a cache folder (once;

@@ -21,6 +21,7 @@ import {
   UsageError,
   wrap,
 } from "./args.js";
+import { Interrupted } from "./command.js";
 import { type LoadedModel, loadModel, resolveModelDir } from "./model.js";
 import {
   type CanvasLook,
@@ -230,14 +231,6 @@ export interface Outcome<R extends DecodeResult = DecodeResult> {
   result: R;
   stop: Stop;
   decodeMs: number;
-}
-
-/** Aborted by the user (Ctrl-C): exit code 130 after printing what is there. */
-export class Interrupted extends Error {
-  override name = "Interrupted";
-  constructor() {
-    super("interrupted");
-  }
 }
 
 class OutOfTime extends Error {

@@ -47,7 +47,6 @@ const writeOption = {
 
 const editSpec: CommandSpec = {
   name: "edit",
-  summary: "regenerate lines A-B of a file, the rest held fixed",
   usage: ["edit [options] FILE --lines A-B"],
   description: `
 Regenerates lines A to B of FILE (1-based, inclusive; "--lines 7" is line 7 alone) with the rest
@@ -88,7 +87,6 @@ as the old ones had, or --length.`,
 
 const fixSpec: CommandSpec = {
   name: "fix",
-  summary: "let the model find and rewrite the tokens it finds least likely; show a diff",
   usage: ["fix [options] FILE"],
   description: `
 Scores every token of FILE with the model (each token masked in turn, in a few batched passes),

@@ -20,7 +20,6 @@ import { canvasLook, idsText } from "./text.js";
 
 const spec: CommandSpec = {
   name: "generate",
-  summary: "continue code from a prompt (argument, file or stdin)",
   usage: ["generate [options] [PROMPT | -]", "generate [options] --file FILE"],
   description: `
 Continues code from PROMPT: the canvas is the prompt followed by --length masked positions, and

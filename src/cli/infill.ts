@@ -25,7 +25,6 @@ const defaultHole = 16;
 
 const spec: CommandSpec = {
   name: "infill",
-  summary: "fill the holes of a file (<FILL> markers), or between --prefix and --suffix",
   usage: ["infill [options] FILE", "infill [options] --prefix TEXT --suffix TEXT"],
   description: `
 Fills holes in code with the code around them held fixed, all holes on one canvas at once. In

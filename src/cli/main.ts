@@ -4,27 +4,60 @@
 // code 2 for bad usage, 1 for a failure, 130 when Ctrl-C stopped the work.
 
 import { helpText, optionTable, UsageError } from "./args.js";
-import { bench } from "./bench.js";
-import type { Command } from "./command.js";
-import { corpus } from "./corpus.js";
-import { Interrupted } from "./decode.js";
-import { edit, fix } from "./edit.js";
-import { generate } from "./generate.js";
-import { infill } from "./infill.js";
+import { type Command, Interrupted } from "./command.js";
 import { packageVersion } from "./model.js";
 
-/** The subcommands, in the order `unmask --help` lists them. */
-const commands: Command[] = [generate, infill, edit, fix, bench, corpus];
+/**
+ * The subcommands, in the order `unmask --help` lists them. Each is loaded when it runs, so that
+ * a command starts without the code of the others (training graphs, corpus tools...).
+ */
+const commands: { name: string; summary: string; load: () => Promise<Command> }[] = [
+  {
+    name: "generate",
+    summary: "continue code from a prompt (argument, file or stdin)",
+    load: async () => (await import("./generate.js")).generate,
+  },
+  {
+    name: "infill",
+    summary: "fill the holes of a file (<FILL> markers), or between --prefix and --suffix",
+    load: async () => (await import("./infill.js")).infill,
+  },
+  {
+    name: "edit",
+    summary: "regenerate lines A-B of a file, the rest held fixed",
+    load: async () => (await import("./edit.js")).edit,
+  },
+  {
+    name: "fix",
+    summary: "let the model find and rewrite the tokens it finds least likely; show a diff",
+    load: async () => (await import("./edit.js")).fix,
+  },
+  {
+    name: "corpus",
+    summary: "assemble the training corpus from the pinned npm packages; train the tokenizer",
+    load: async () => (await import("./corpus.js")).corpus,
+  },
+  {
+    name: "train",
+    summary: "train a model on the corpus (diffusion, block diffusion or the AR twin), with resume",
+    load: async () => (await import("./train.js")).trainCommand,
+  },
+  {
+    name: "bench",
+    summary: "measure speed: forward pass and training step against the engine's MatMul peak",
+    load: async () => (await import("./bench.js")).bench,
+  },
+];
 
 function topHelp(): string {
-  const width = Math.max(...commands.map((c) => c.spec.name.length)) + 4;
+  const width = Math.max(...commands.map((c) => c.name.length)) + 4;
   return `Usage: unmask <command> [options]
 
 Text-diffusion language models for code, on ONNX Runtime: a canvas of masks becomes code over a
 few denoising steps.
 
 Commands:
-${commands.map((c) => `  ${c.spec.name.padEnd(width)}${c.spec.summary}`).join("\n")}
+${commands.map((c) => `  ${c.name.padEnd(width)}${c.summary}`).join("\n")}
 
 Options:
 ${optionTable([
@@ -39,8 +72,8 @@ Run 'unmask <command> --help' for a command's options and examples.
 async function main(argv: string[], interrupt: AbortSignal): Promise<number> {
   const [name, ...rest] = argv;
   if (name === undefined || name === "--help" || name === "-h" || name === "help") {
-    const about = name === "help" ? commands.find((c) => c.spec.name === rest[0]) : undefined;
-    if (about !== undefined) return main([about.spec.name, "--help"], interrupt);
+    const about = name === "help" ? commands.find((c) => c.name === rest[0]) : undefined;
+    if (about !== undefined) return main([about.name, "--help"], interrupt);
     process.stdout.write(topHelp());
     return name === undefined ? 2 : 0;
   }
@@ -48,15 +81,16 @@ async function main(argv: string[], interrupt: AbortSignal): Promise<number> {
     process.stdout.write(`unmask ${packageVersion()}\n`);
     return 0;
   }
-  const command = commands.find((c) => c.spec.name === name);
-  if (command === undefined) {
+  const entry = commands.find((c) => c.name === name);
+  if (entry === undefined) {
     const what = name.startsWith("-")
       ? `unknown option ${name}`
       : `unknown command ${JSON.stringify(name)}`;
     throw new UsageError(
-      `${what} (commands: ${commands.map((c) => c.spec.name).join(", ")}; see 'unmask --help')`,
+      `${what} (commands: ${commands.map((c) => c.name).join(", ")}; see 'unmask --help')`,
     );
   }
+  const command = await entry.load();
   const options = rest.includes("--") ? rest.slice(0, rest.indexOf("--")) : rest;
   if (options.includes("--help") || options.includes("-h")) {
     process.stdout.write(helpText(command.spec));

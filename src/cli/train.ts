@@ -1,0 +1,331 @@
+// `unmask train`: train a model of a config.json on the corpus of `unmask corpus`, resuming from
+// the newest checkpoint of its run folder, and export it as a Hugging Face checkpoint folder.
+// The objective follows the config's attention: full → masked diffusion (MDLM/LLaDA),
+// block_causal → block diffusion (BD3-LM), causal → next token (the AR twin).
+
+import { existsSync } from "node:fs";
+import { copyFile, readFile } from "node:fs/promises";
+import { basename, dirname, join, resolve } from "node:path";
+import { type ModelConfig, parseModelConfig } from "../model/config.js";
+import { BpeTokenizer, bpeFromTokenizerJson } from "../train/bpe.js";
+import { exportModel } from "../train/checkpoint.js";
+import { PackedRows, type TokenStream, tokenizeCorpus } from "../train/data.js";
+import { type ObjectiveSpec, type TrainOptions, train } from "../train/loop.js";
+import { ProgressBar } from "../train/progress.js";
+import { createTrainStep } from "../train/step.js";
+import {
+  type CommandSpec,
+  flag,
+  intOption,
+  numberOption,
+  parse,
+  stringOption,
+  UsageError,
+} from "./args.js";
+import type { Command, Context } from "./command.js";
+import { packageRoot } from "./model.js";
+import { PhasedProgress } from "./progress.js";
+
+const spec: CommandSpec = {
+  name: "train",
+  usage: ["train [options] --steps N", "train [options] --tokens N"],
+  description: `
+Trains the model that --config describes on the corpus that 'unmask corpus --tokenizer' wrote
+(train.jsonl, valid.jsonl, tokenizer.json), then exports it to --out as a checkpoint folder that
+every other command loads with --model. The loss follows the config's attention: "full" trains
+masked diffusion (MDLM/LLaDA: a mask rate t per sequence, cross-entropy on the masked tokens
+weighted by 1/t), "block_causal" block diffusion (BD3-LM), "causal" the next-token loss of the
+autoregressive twin. AdamW with warm-up and cosine decay, gradient clipping; the held-out loss
+(and bits per byte) is evaluated every --eval-every steps. Checkpoints go to the run folder, and
+running the same command again resumes from the newest one exactly. Ctrl-C saves a checkpoint
+and stops (exit 130).`,
+  options: [
+    {
+      name: "config",
+      type: "string",
+      short: "c",
+      value: "FILE",
+      description: "the model's config.json (default: configs/unmask-code.json)",
+    },
+    {
+      name: "corpus",
+      type: "string",
+      value: "DIR",
+      description: "the corpus folder of 'unmask corpus' (default: .cache/corpus)",
+    },
+    {
+      name: "tokenizer",
+      type: "string",
+      value: "FILE",
+      description: "tokenizer.json (default: the one in the corpus folder)",
+    },
+    {
+      name: "run",
+      type: "string",
+      value: "DIR",
+      description:
+        "run folder for checkpoints and the loss plot (default: .cache/runs/<config name>)",
+    },
+    {
+      name: "out",
+      type: "string",
+      short: "o",
+      value: "DIR",
+      description: "where the trained model is exported (default: <run>/model)",
+    },
+    { name: "steps", type: "string", value: "N", description: "optimizer steps to train" },
+    {
+      name: "tokens",
+      type: "string",
+      value: "N",
+      description: "tokens to train on, instead of --steps (rounded up to whole steps)",
+    },
+    {
+      name: "batch",
+      type: "string",
+      short: "b",
+      value: "N",
+      description: "rows per micro-batch (default 16)",
+    },
+    {
+      name: "accumulate",
+      type: "string",
+      value: "N",
+      description: "micro-batches per optimizer step (default 1)",
+    },
+    {
+      name: "length",
+      type: "string",
+      value: "N",
+      description: "tokens per row (default: the model's context)",
+    },
+    { name: "lr", type: "string", value: "LR", description: "peak learning rate (default 0.002)" },
+    {
+      name: "warmup",
+      type: "string",
+      value: "N",
+      description: "warm-up steps (default: 5% of the steps)",
+    },
+    {
+      name: "seed",
+      type: "string",
+      value: "N",
+      description: "seed of weights, data order and masks (default 0)",
+    },
+    {
+      name: "eval-every",
+      type: "string",
+      value: "N",
+      description: "steps between held-out evaluations (default: 10 in all)",
+    },
+    {
+      name: "checkpoint-every",
+      type: "string",
+      value: "N",
+      description: "steps between checkpoints (default: as --eval-every)",
+    },
+    {
+      name: "eval-rows",
+      type: "string",
+      value: "N",
+      description: "held-out rows per evaluation (default: all)",
+    },
+    {
+      name: "fresh",
+      type: "boolean",
+      description: "start over instead of resuming from the run folder",
+    },
+    {
+      name: "json",
+      type: "boolean",
+      description: "print the result (steps, tokens, losses) as JSON",
+    },
+  ],
+  examples: [
+    "unmask corpus --tokenizer && unmask train --steps 2000",
+    "unmask train --config configs/unmask-code-ar.json --steps 2000   # the AR twin",
+    "unmask train --steps 50 --batch 4 --length 64 --run /tmp/run --out /tmp/model",
+    "unmask generate --model /tmp/model 'function '",
+  ],
+};
+
+function objectiveOf(config: ModelConfig, file: string): ObjectiveSpec {
+  if (config.attention === "causal") return { kind: "ar" };
+  if (config.maskTokenId === null) {
+    throw new UsageError(`${file}: a ${config.attention} model needs a mask_token_id to train`);
+  }
+  return config.attention === "full"
+    ? { kind: "diffusion", maskId: config.maskTokenId }
+    : { kind: "block", maskId: config.maskTokenId };
+}
+
+async function run(argv: string[], context: Context): Promise<number> {
+  const parsed = parse(spec, argv);
+  const root = packageRoot();
+  const configFile = resolve(
+    stringOption(parsed, "config") ?? join(root, "configs", "unmask-code.json"),
+  );
+  const corpusDir = resolve(stringOption(parsed, "corpus") ?? join(root, ".cache", "corpus"));
+  const tokenizerFile = resolve(
+    stringOption(parsed, "tokenizer") ?? join(corpusDir, "tokenizer.json"),
+  );
+  const runDir = resolve(
+    stringOption(parsed, "run") ?? join(root, ".cache", "runs", basename(configFile, ".json")),
+  );
+  const outDir = resolve(stringOption(parsed, "out") ?? join(runDir, "model"));
+  const steps = intOption(parsed, "steps", 1);
+  const tokens = intOption(parsed, "tokens", 1);
+  if ((steps === undefined) === (tokens === undefined)) {
+    throw new UsageError("train: give the budget as --steps N or --tokens N (one of them)");
+  }
+  const batchRows = intOption(parsed, "batch", 1) ?? 16;
+  const accumulation = intOption(parsed, "accumulate", 1) ?? 1;
+  const lr = numberOption(parsed, "lr", (v) => (v > 0 ? null : "expected a rate > 0")) ?? 2e-3;
+  const seed = intOption(parsed, "seed", 0) ?? 0;
+  const warmup = intOption(parsed, "warmup", 0);
+  const evalEvery = intOption(parsed, "eval-every", 1);
+  const checkpointEvery = intOption(parsed, "checkpoint-every", 1);
+  const evalRows = intOption(parsed, "eval-rows", 1);
+  for (const [file, what] of [
+    [configFile, "--config"],
+    [
+      join(corpusDir, "train.jsonl"),
+      "the corpus (run 'unmask corpus' first, or pass --corpus DIR)",
+    ],
+    [tokenizerFile, "the tokenizer (run 'unmask corpus --tokenizer', or pass --tokenizer FILE)"],
+  ]) {
+    if (!existsSync(file)) throw new UsageError(`${file}: not found: ${what}`);
+  }
+
+  const config = parseModelConfig(JSON.parse(await readFile(configFile, "utf8")), configFile);
+  const objective = objectiveOf(config, configFile);
+  const length = intOption(parsed, "length", 2, config.maxPositions) ?? config.maxPositions;
+  if (config.attention === "block_causal" && length % config.blockSize !== 0) {
+    throw new UsageError(
+      `--length ${length}: block diffusion needs a multiple of the block size ${config.blockSize}`,
+    );
+  }
+  const tokenizerJson = await readFile(tokenizerFile, "utf8");
+  const tokenizer = new BpeTokenizer(bpeFromTokenizerJson(JSON.parse(tokenizerJson)));
+  if (tokenizer.vocabSize > config.vocabSize) {
+    throw new UsageError(
+      `${tokenizerFile} has ${tokenizer.vocabSize} tokens, more than ${configFile}'s vocab_size ${config.vocabSize}`,
+    );
+  }
+
+  // tokens of the corpus (cached next to it after the first run)
+  const tokenize = async (split: string): Promise<TokenStream | null> => {
+    const corpus = join(corpusDir, `${split}.jsonl`);
+    if (!existsSync(corpus)) return null;
+    const progress = new PhasedProgress("tokenize");
+    try {
+      return await tokenizeCorpus({
+        corpus,
+        tokenizer,
+        onProgress: (p) => progress.update(split, p.done, p.fileBytes, { tokens: p.tokens }),
+      });
+    } finally {
+      progress.end();
+    }
+  };
+  const trainTokens = (await tokenize("train"))!;
+  const validTokens = await tokenize("valid");
+  const data: Parameters<typeof train>[0]["data"] = {
+    train: new PackedRows(trainTokens.tokens, length),
+  };
+  if (validTokens !== null && validTokens.tokens.length >= length) {
+    data.valid = new PackedRows(validTokens.tokens, length);
+    data.validBytesPerToken = validTokens.bytes / validTokens.tokens.length;
+  }
+
+  const step = await createTrainStep(config);
+  const tokensPerStep = batchRows * length * accumulation;
+  const totalSteps = steps ?? Math.ceil(tokens! / tokensPerStep);
+  const options: TrainOptions = {
+    runDir,
+    objective,
+    batchRows,
+    accumulation,
+    lr,
+    seed,
+    warmupSteps: warmup ?? Math.floor(totalSteps * 0.05),
+    evalEvery: evalEvery ?? Math.max(1, Math.ceil(totalSteps / 10)),
+    checkpointEvery: checkpointEvery ?? evalEvery ?? Math.max(1, Math.ceil(totalSteps / 10)),
+    resume: !flag(parsed, "fresh"),
+  };
+  if (steps !== undefined) options.maxSteps = steps;
+  else options.maxTokens = tokens!;
+  if (evalRows !== undefined) options.evalRows = evalRows;
+
+  const bar = new ProgressBar({ label: "train", total: totalSteps });
+  const json = flag(parsed, "json");
+  let last = { step: 0, loss: Number.NaN };
+  let result: Awaited<ReturnType<typeof train>>;
+  try {
+    result = await train(
+      { ...options, step, data },
+      {
+        onProgress: (p) => {
+          last = { step: p.step, loss: p.loss };
+          bar.update(p.step, {
+            loss: p.loss.toFixed(3),
+            lr: p.lr.toExponential(1),
+            "tok/s": Math.round(p.tokensPerSecond),
+          });
+        },
+        onEval: (e) => {
+          const bpb = e.bitsPerByte === null ? "" : `, ${e.bitsPerByte.toFixed(3)} bits/byte`;
+          if (!json) bar.log(`step ${e.step}: held-out loss ${e.loss.toFixed(4)}${bpb}`);
+        },
+        onInterrupt: (handler) => {
+          context.interrupt.addEventListener("abort", handler, { once: true });
+          return () => context.interrupt.removeEventListener("abort", handler);
+        },
+      },
+    );
+  } finally {
+    bar.finish(last.step, { loss: last.loss.toFixed(3) });
+    await step.dispose();
+  }
+
+  let exported: string | null = null;
+  if (!result.interrupted) {
+    await exportModel(outDir, {
+      config,
+      layout: result.layout,
+      params: result.params,
+      tokenizerJson,
+    });
+    const tokenizerConfig = join(dirname(tokenizerFile), "tokenizer_config.json");
+    if (existsSync(tokenizerConfig))
+      await copyFile(tokenizerConfig, join(outDir, "tokenizer_config.json"));
+    exported = outDir;
+  }
+  const valid = result.history.valid.at(-1) ?? null;
+  if (json) {
+    const summary = {
+      config: configFile,
+      objective: objective.kind,
+      run: runDir,
+      model: exported,
+      resumed_from: result.resumedFrom,
+      checkpoint: result.checkpoint,
+      interrupted: result.interrupted,
+      steps: result.step,
+      tokens: result.tokens,
+      train_loss: last.loss,
+      valid_loss: valid?.loss ?? null,
+      valid_bits_per_byte: valid?.bitsPerByte ?? null,
+    };
+    process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
+  } else if (result.interrupted) {
+    process.stderr.write(
+      `unmask: interrupted at step ${result.step}; checkpoint in ${result.checkpoint}; run the same command to resume\n`,
+    );
+  } else {
+    process.stdout.write(`trained ${result.step} steps (${result.tokens} tokens) → ${exported}\n`);
+  }
+  return result.interrupted ? 130 : 0;
+}
+
+export const trainCommand: Command = { spec, run };
