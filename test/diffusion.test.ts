@@ -442,3 +442,16 @@ test("event text renders the view, masks as ░", async () => {
   assert.equal(result.text, decode(target.subarray(2)));
   assert.equal(VOCAB, 32);
 });
+
+test("leaving the iteration early ends the run: no further forward passes", async () => {
+  const model = new FakeModel(fakeConfig(), oracle(targetSequence(37)));
+  for await (const e of denoise(
+    model,
+    { tokens: promptCanvas(PROMPT, 32) },
+    { preset: "fast-dllm", threshold: 1 },
+  )) {
+    assert.equal(e.step, 0);
+    break;
+  }
+  assert.equal(model.calls.length, 1);
+});

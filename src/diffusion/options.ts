@@ -108,6 +108,11 @@ export interface ResolvedOptions
   blockLengthGiven: boolean;
 }
 
+/**
+ * The defaults under every preset: LLaDA's (linear schedule, low-confidence top-k, float64
+ * Gumbel-max at temperature 0, no guidance), Dream's eps 1e-3, Fast-dLLM's threshold 0.9 and
+ * factor 1, self-correction off, EOS kept but ending open-ended runs, seed 0.
+ */
 const base: Required<Omit<DiffusionOptions, "steps" | "blockLength" | "preset">> = {
   schedule: "linear",
   confidence: "probability",
