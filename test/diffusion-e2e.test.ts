@@ -131,7 +131,7 @@ test("every preset runs end to end on the float64 reference: events, shapes, det
   }
 });
 
-test("the engine runs every preset like the reference (greedy, same tokens)", async () => {
+test("the engine runs every preset like the reference (greedy: same tokens) and reproducibly", async () => {
   for (const preset of presetNames) {
     const config = configFor(preset, true);
     const onnx = await engine(config);
@@ -146,6 +146,15 @@ test("the engine runs every preset like the reference (greedy, same tokens)", as
     const b = await collect(denoise(ref, { tokens: canvas(), openEnded: true }, options));
     assert.deepEqual(Array.from(a.result.canvas), Array.from(b.result.canvas), preset);
     assert.equal(a.result.forwards, b.result.forwards, preset);
+    // sampled runs on the engine repeat exactly from their seed
+    const s1 = await collect(
+      denoise(onnx, { tokens: canvas(), openEnded: true }, { ...options, ...sampled }),
+    );
+    const s2 = await collect(
+      denoise(onnx, { tokens: canvas(), openEnded: true }, { ...options, ...sampled }),
+    );
+    checkEvents(s1.events, s1.result, `engine ${preset} sampled`);
+    assert.deepEqual(s2.events, s1.events, `engine ${preset}: not reproducible`);
   }
 });
 
