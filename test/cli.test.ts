@@ -127,7 +127,18 @@ const commands: Record<string, string[]> = {
   infill: [...decodingOptions, "--prefix", "--suffix", "--trim", "--write"],
   edit: [...decodingOptions, "--lines", "--write", "--diff"],
   fix: [...decodingOptions.filter((o) => o !== "--length"), "--below", "--max-fraction", "--write"],
-  bench: ["--json", "--canvas", "--runs", "--positions", "--config", "--rows", "--length"],
+  bench: [
+    "--json",
+    "--canvas",
+    "--runs",
+    "--positions",
+    "--model",
+    "--ar-model",
+    "--presets",
+    "--config",
+    "--rows",
+    "--length",
+  ],
   train: [
     "--config",
     "--corpus",
@@ -365,6 +376,36 @@ test("fix: a unified diff, and --write applies it", async () => {
   assert.equal(await readFile(file, "utf8"), out.text);
 });
 
+test("bench decode --json: every strategy asked for and the AR twin, side by side", async () => {
+  const r = await cli([
+    "bench",
+    "decode",
+    "--model",
+    model,
+    "--ar-model",
+    arModel,
+    "--presets",
+    "llada,fast-dllm",
+    "--length",
+    "8",
+    "--json",
+  ]);
+  assert.equal(r.code, 0, r.stderr);
+  const out = JSON.parse(r.stdout);
+  assert.deepEqual(
+    out.presets.map((p: { name: string }) => p.name),
+    ["llada", "fast-dllm"],
+  );
+  for (const speed of [...out.presets, out.ar]) {
+    assert.ok(speed.tokens_per_s > 0);
+    assert.ok(speed.forwards_per_token > 0 && speed.forwards_per_token <= 1);
+  }
+  assert.equal(out.ar.forwards_per_token, 1);
+  assert.equal(out.gen_length, 8);
+  assertFails(await cli(["bench", "decode", "--presets", "llada,best"]), 2, /--presets: .*"best"/);
+  assertFails(await cli(["bench", "decode", "--model", model]), 2, /both --model and --ar-model/);
+});
+
 test("bench: train --json on a small config; an unknown benchmark is a usage error", async () => {
   const config = join(dir, "model", "config.json");
   const r = await cli([
@@ -394,7 +435,7 @@ test("bench: train --json on a small config; an unknown benchmark is a usage err
   assertFails(
     await cli(["bench", "nope"]),
     2,
-    /unknown benchmark "nope" \(valid: forward, train, all\)/,
+    /unknown benchmark "nope" \(valid: forward, decode, train, all\)/,
   );
   assertFails(await cli(["bench"]), 2, /which benchmark/);
 });

@@ -1,9 +1,17 @@
 // `unmask bench`: the project's speed measurements, each a ratio measured side by side in one
 // run (see DESIGN.md, "Where the numbers must come from"), as text or as JSON.
 
-import { resolve } from "node:path";
+import { existsSync, readFileSync } from "node:fs";
+import { join, resolve } from "node:path";
 import { benchForward, type ForwardBenchResult } from "../bench/forward.js";
 import { benchTrain, type TrainBenchResult } from "../bench/train.js";
+import { benchDecode, type DecodeBenchResult } from "../diffusion/bench.js";
+import { type PresetName, presetNames } from "../diffusion/options.js";
+import type { Tokenizer } from "../format/index.js";
+import { type ModelConfig, parseModelConfig } from "../model/config.js";
+import { OnnxModel } from "../model/engine.js";
+import { randomWeights } from "../model/random.js";
+import type { LanguageModel } from "../model/types.js";
 import {
   type CommandSpec,
   flag,
@@ -14,6 +22,8 @@ import {
   UsageError,
 } from "./args.js";
 import type { Command, Context } from "./command.js";
+import { defaultArModelName, defaultModelName, loadModel } from "./model.js";
+import { packageRoot } from "./package.js";
 import { formatSeconds, StatusLine } from "./terminal.js";
 
 interface Bench {
@@ -78,7 +88,114 @@ const train: Bench = {
   },
 };
 
-const benches: Bench[] = [forward, train];
+/** The prompt every decoding run continues. */
+const benchPrompt =
+  "export function binarySearch(xs: number[], x: number): number {\n  let lo = 0;\n";
+
+/**
+ * The models `bench decode` compares: the checkpoints named, else the embedded pair, else random
+ * weights of the embedded models' shapes (configs/), with a block-diffusion twin of that shape.
+ */
+async function decodeModels(parsed: Parsed, say: (message: string) => void) {
+  const given = [stringOption(parsed, "model"), stringOption(parsed, "ar-model")];
+  if ((given[0] === undefined) !== (given[1] === undefined)) {
+    throw new UsageError("bench decode: give both --model and --ar-model, or neither");
+  }
+  const root = packageRoot();
+  const embedded = [defaultModelName, defaultArModelName].map((n) => join(root, "models", n));
+  const dirs =
+    given[0] !== undefined
+      ? given.map((d) => resolve(d!))
+      : embedded.every((d) => existsSync(join(d, "config.json")))
+        ? embedded
+        : null;
+  const models: LanguageModel[] = [];
+  try {
+    if (dirs !== null) {
+      say("loading the models…");
+      const diffusion = await loadModel(dirs[0]);
+      models.push(diffusion.model);
+      const ar = await loadModel(dirs[1]);
+      models.push(ar.model);
+      return { label: `${dirs[0]} against ${dirs[1]}`, tokenizer: diffusion.tokenizer, models };
+    }
+    say("building random models of the embedded models' shapes…");
+    const read = (name: string): ModelConfig => {
+      const file = join(root, "configs", `${name}.json`);
+      return parseModelConfig(JSON.parse(readFileSync(file, "utf8")), file);
+    };
+    const diffusion = read(defaultModelName);
+    const block: ModelConfig = { ...diffusion, attention: "block_causal", blockSize: 32 };
+    for (const config of [diffusion, read(defaultArModelName), block]) {
+      models.push(await OnnxModel.create(config, randomWeights(config, 1)));
+    }
+    return {
+      label: "random weights, shapes of configs/unmask-code*.json",
+      tokenizer: null,
+      models,
+    };
+  } catch (error) {
+    for (const m of models) await m.dispose();
+    throw error;
+  }
+}
+
+const decode: Bench = {
+  name: "decode",
+  summary:
+    "tokens/s and forward passes per token of every strategy and of the AR twin, side by side",
+  async run(parsed, say) {
+    const length = intOption(parsed, "length", 1);
+    const runs = intOption(parsed, "runs", 1);
+    const list = stringOption(parsed, "presets");
+    const presets = list?.split(",").map((p) => p.trim());
+    for (const p of presets ?? []) {
+      if (!(presetNames as string[]).includes(p)) {
+        throw new UsageError(
+          `--presets: unknown strategy ${JSON.stringify(p)} (valid: ${presetNames.join(", ")})`,
+        );
+      }
+    }
+    const { label, tokenizer, models } = await decodeModels(parsed, say);
+    const [diffusion, ar, block] = models;
+    try {
+      const prompt = promptIds(tokenizer, diffusion.config);
+      const options: Parameters<typeof benchDecode>[0] = { diffusion, ar, prompt, progress: say };
+      if (block !== undefined) options.blockDiffusion = block;
+      if (length !== undefined) options.genLength = length;
+      if (runs !== undefined) options.runs = runs;
+      if (presets !== undefined) options.presets = presets as PresetName[];
+      const r: DecodeBenchResult = await benchDecode(options);
+      const width = Math.max(...r.presets.map((p) => p.name.length), 2) + 2;
+      const row = (name: string, tps: number, fpt: number) =>
+        `  ${name.padEnd(width)}${tps.toFixed(0).padStart(8)} tokens/s  ${fpt.toFixed(2).padStart(5)} forwards/token  ${(tps / r.ar.tokens_per_s).toFixed(2).padStart(6)}× AR`;
+      return {
+        json: { model: label, ...r },
+        lines: [
+          `decoding ${r.gen_length} tokens after a ${r.prompt_length}-token prompt, ${label}, median of ${r.runs}:`,
+          ...r.presets.map((p) => row(p.name, p.tokens_per_s, p.forwards_per_token)),
+          row("ar", r.ar.tokens_per_s, r.ar.forwards_per_token),
+        ],
+      };
+    } finally {
+      for (const m of models) await m.dispose();
+    }
+  },
+};
+
+/** The benchmark prompt's ids: by the tokenizer, or fixed ids inside the vocabulary. */
+function promptIds(tokenizer: Tokenizer | null, config: ModelConfig): number[] {
+  if (tokenizer !== null) return tokenizer.encode(benchPrompt);
+  const special = new Set([config.maskTokenId, config.eosTokenId, config.padTokenId]);
+  const ids: number[] = [];
+  for (let i = 0; ids.length < 24; i++) {
+    const id = 16 + ((i * 37) % (config.vocabSize - 16));
+    if (!special.has(id)) ids.push(id);
+  }
+  return ids;
+}
+
+const benches: Bench[] = [forward, decode, train];
 
 const spec: CommandSpec = {
   name: "bench",
@@ -104,13 +221,33 @@ ${benches.map((b) => `  ${b.name.padEnd(9)}${b.summary}`).join("\n")}`,
       name: "runs",
       type: "string",
       value: "N",
-      description: "forward, train: timed runs per measurement, the median reported",
+      description: "timed runs per measurement, the median reported",
     },
     {
       name: "positions",
       type: "string",
       value: "N",
       description: "forward: positions to compute logits at in the subset measurement (default 32)",
+    },
+    {
+      name: "model",
+      type: "string",
+      short: "m",
+      value: "DIR",
+      description:
+        "decode: the diffusion checkpoint (with --ar-model; default: the embedded pair, or random weights of their shape)",
+    },
+    {
+      name: "ar-model",
+      type: "string",
+      value: "DIR",
+      description: "decode: the autoregressive checkpoint to compare with",
+    },
+    {
+      name: "presets",
+      type: "string",
+      value: "LIST",
+      description: "decode: strategies to time, comma-separated (default: all)",
     },
     {
       name: "config",
@@ -128,11 +265,12 @@ ${benches.map((b) => `  ${b.name.padEnd(9)}${b.summary}`).join("\n")}`,
       name: "length",
       type: "string",
       value: "N",
-      description: "train: tokens per sequence (default: 256 or the model's context)",
+      description: "decode: tokens to generate (default 64); train: tokens per sequence",
     },
   ],
   examples: [
     "unmask bench forward",
+    "unmask bench decode --presets llada,fast-dllm --length 128 --runs 3",
     "unmask bench train --rows 8 --length 128",
     "unmask bench all --json > bench.json",
   ],

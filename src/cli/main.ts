@@ -5,7 +5,7 @@
 
 import { helpText, optionTable, UsageError } from "./args.js";
 import { type Command, Interrupted } from "./command.js";
-import { packageVersion } from "./model.js";
+import { packageVersion } from "./package.js";
 
 /**
  * The subcommands, in the order `unmask --help` lists them. Each is loaded when it runs, so that

@@ -2,35 +2,13 @@
 // ONNX Runtime model and its tokenizer. The embedded models live in the package itself
 // (`models/unmask-code`, and its autoregressive twin `models/unmask-code-ar`).
 
-import { existsSync, readFileSync } from "node:fs";
-import { dirname, join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
+import { existsSync } from "node:fs";
+import { join, resolve } from "node:path";
 import { loadCheckpoint, type Tokenizer } from "../format/index.js";
 import type { ModelConfig } from "../model/config.js";
 import { OnnxModel } from "../model/engine.js";
 import { UsageError } from "./args.js";
-
-/** The package's root folder: the nearest folder above this file with unmask's package.json. */
-export function packageRoot(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (;;) {
-    const file = join(dir, "package.json");
-    if (existsSync(file)) {
-      const pkg = JSON.parse(readFileSync(file, "utf8")) as { name?: unknown };
-      if (pkg.name === "unmask") return dir;
-    }
-    const up = dirname(dir);
-    if (up === dir) throw new Error("cannot find unmask's package.json above the CLI");
-    dir = up;
-  }
-}
-
-export function packageVersion(): string {
-  const pkg = JSON.parse(readFileSync(join(packageRoot(), "package.json"), "utf8")) as {
-    version?: unknown;
-  };
-  return typeof pkg.version === "string" ? pkg.version : "unknown";
-}
+import { packageRoot } from "./package.js";
 
 export const defaultModelName = "unmask-code";
 export const defaultArModelName = "unmask-code-ar";

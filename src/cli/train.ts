@@ -23,7 +23,7 @@ import {
   UsageError,
 } from "./args.js";
 import type { Command, Context } from "./command.js";
-import { packageRoot } from "./model.js";
+import { packageRoot } from "./package.js";
 import { PhasedProgress } from "./progress.js";
 
 const spec: CommandSpec = {
