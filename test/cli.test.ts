@@ -159,6 +159,7 @@ const commands: Record<string, string[]> = {
     "--fresh",
     "--json",
   ],
+  eval: ["--model", "--corpus", "--rows", "--length", "--samples", "--batch", "--seed", "--json"],
   corpus: [
     "--out",
     "--packages",
@@ -481,7 +482,7 @@ test("bad input: a clear message, a non-zero exit code, no stack trace", async (
   for (const [args, code, pattern] of cases) assertFails(await cli(args), code, pattern);
 });
 
-test("corpus → tokenizer → train (and resume) → generate, on a tiny package", async () => {
+test("corpus → tokenizer → train (and resume) → generate and eval, on a tiny package", async () => {
   const base = join(dir, "corpus");
   const src = join(base, "node_modules", "tiny-pkg", "src");
   await mkdir(src, { recursive: true });
@@ -586,6 +587,23 @@ test("corpus → tokenizer → train (and resume) → generate, on a tiny packag
   assert.equal(generated.code, 0, generated.stderr);
   const g = JSON.parse(generated.stdout);
   assert.equal(g.tokens.canvas, g.tokens.prompt + 8);
+  const evaluated = await cli([
+    "eval",
+    "-m",
+    t.model,
+    "--corpus",
+    out,
+    "-n",
+    "16",
+    "--samples",
+    "2",
+    "--json",
+  ]);
+  assert.equal(evaluated.code, 0, evaluated.stderr);
+  const e = JSON.parse(evaluated.stdout);
+  assert.equal(e.method, "diffusion-elbo");
+  assert.equal(e.length, 16);
+  assert.ok(e.rows >= 1 && e.bytes > 0 && Number.isFinite(e.bitsPerByte) && e.standardError >= 0);
   assertFails(await cli(["train", "-c", config, "--corpus", out]), 2, /--steps N or --tokens N/);
   const nowhere = join(base, "nowhere");
   assertFails(

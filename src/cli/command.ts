@@ -5,7 +5,10 @@ import type { CommandSpec } from "./args.js";
 import { UsageError } from "./args.js";
 
 export interface Context {
-  /** Fires on Ctrl-C (SIGINT): long work stops at its next step and reports what it has. */
+  /**
+   * Fires on Ctrl-C (SIGINT): work that listens stops at its next step and reports what it has.
+   * While nothing listens, Ctrl-C ends the process at once (exit 130).
+   */
   interrupt: AbortSignal;
 }
 

@@ -3,6 +3,7 @@
 // as `unmask: <message>` on stderr without a stack trace (UNMASK_DEBUG=1 shows it), with exit
 // code 2 for bad usage, 1 for a failure, 130 when Ctrl-C stopped the work.
 
+import { getEventListeners } from "node:events";
 import { helpText, optionTable, UsageError } from "./args.js";
 import { type Command, Interrupted } from "./command.js";
 import { packageVersion } from "./package.js";
@@ -41,6 +42,11 @@ const commands: { name: string; summary: string; load: () => Promise<Command> }[
     name: "train",
     summary: "train a model on the corpus (diffusion, block diffusion or the AR twin), with resume",
     load: async () => (await import("./train.js")).trainCommand,
+  },
+  {
+    name: "eval",
+    summary: "held-out bits per byte of a model (diffusion ELBO or exact AR likelihood)",
+    load: async () => (await import("./eval.js")).evalCommand,
   },
   {
     name: "bench",
@@ -113,11 +119,14 @@ export function report(error: unknown): number {
   return error instanceof UsageError ? 2 : 1;
 }
 
-// Ctrl-C aborts the work in progress (which then prints what it has and exits 130); a second
-// Ctrl-C exits at once.
+// Ctrl-C aborts the work in progress where it listens for that (a denoising run, training),
+// which then stops at its next step, reports what it has and exits 130; elsewhere, and on a
+// second Ctrl-C, the process exits 130 at once.
 const interrupt = new AbortController();
 process.on("SIGINT", () => {
-  if (interrupt.signal.aborted) process.exit(130);
+  if (interrupt.signal.aborted || getEventListeners(interrupt.signal, "abort").length === 0) {
+    process.exit(130);
+  }
   interrupt.abort(new Interrupted());
 });
 // A closed pipe (`unmask generate … | head`) is not an error.

@@ -21,7 +21,7 @@ export class PhasedProgress {
     this.bar.update(done, fields);
   }
 
-  /** Draws the current phase's last state and ends its line. */
+  /** Draws the current phase's last state and ends its line (nothing when none began). */
   end(): void {
     this.bar?.finish(this.last.done, this.last.fields);
     this.bar = null;
