@@ -31,8 +31,13 @@ export const int32Tensor = (data: Int32Array, dims: readonly number[]): HostTens
 });
 
 export interface SessionOptions {
-  /** Intra-op threads; default: every core. */
+  /** Intra-op threads; default: $UNMASK_THREADS, else every core. */
   threads?: number;
+}
+
+function defaultThreads(): number {
+  const fromEnv = Number(process.env.UNMASK_THREADS);
+  return Number.isInteger(fromEnv) && fromEnv > 0 ? fromEnv : availableParallelism();
 }
 
 export class RuntimeError extends Error {
@@ -53,7 +58,7 @@ export class Session {
   static async fromGraph(graph: Graph, options: SessionOptions = {}): Promise<Session> {
     const weightBytes = graph.initializers.reduce((n, i) => n + i.data.byteLength, 0);
     const sessionOptions: ort.InferenceSession.SessionOptions = {
-      intraOpNumThreads: options.threads ?? availableParallelism(),
+      intraOpNumThreads: options.threads ?? defaultThreads(),
       interOpNumThreads: 1,
       graphOptimizationLevel: "all",
       executionMode: "sequential",
