@@ -63,7 +63,8 @@ export function parse(spec: CommandSpec, argv: string[]): Parsed {
       throw new UsageError(`${spec.name}: unknown option ${unknown[1]} ${see}`);
     }
     if (typeof code === "string" && code.startsWith("ERR_PARSE_ARGS")) {
-      throw new UsageError(`${spec.name}: ${message.replace(/\.$/, "")} ${see}`);
+      const oneLine = message.replace(/\.?\n/g, "; ").replace(/\.$/, "");
+      throw new UsageError(`${spec.name}: ${oneLine} ${see}`);
     }
     throw cause;
   }

@@ -145,6 +145,7 @@ export interface DecodeFlags {
 /** The flags behind each option of the diffusion library, for its errors. */
 const flagOf: Record<string, string> = {
   preset: "--strategy",
+  cache: "--strategy",
   genLength: "--length",
   maxTokens: "--length",
   steps: "--steps",

@@ -217,10 +217,9 @@ export class LiveCanvas {
     this.last = now;
   }
 
-  /** Draws the last step if it was skipped, then erases the animation. */
-  finish(keepLastFrame = false): void {
-    if (keepLastFrame) this.flush(performance.now());
-    else this.screen.clear();
+  /** Erases the animation (the caller prints the result in its place). */
+  finish(): void {
+    this.screen.clear();
     this.restoreCursor();
     process.removeListener("exit", this.restoreCursor);
   }
