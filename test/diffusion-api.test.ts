@@ -13,12 +13,12 @@ import {
   streamFix,
   streamGenerate,
   streamInfill,
-  type Tokenizer,
+  type TextCodec,
 } from "../src/diffusion/index.js";
 import { EOS, FakeModel, fakeConfig, logitFor, oracle, type Predictor } from "./fake-models.js";
 
 /** A character tokenizer: a–z → 1–26, space 27, newline 28; EOS and pad decode to nothing. */
-const chars: Tokenizer = {
+const chars: TextCodec = {
   encode: (text) =>
     Array.from(text, (c) => (c === " " ? 27 : c === "\n" ? 28 : c.charCodeAt(0) - 96)),
   decode: (ids) =>

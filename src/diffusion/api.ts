@@ -18,12 +18,12 @@ import { denoise, renderCanvas } from "./denoise.js";
 import { DecodeAbortedError, DecodeOptionError } from "./errors.js";
 import { checkInteger, type DiffusionOptions, resolveOptions } from "./options.js";
 import { logSumExp } from "./sampling.js";
-import type { CanvasSpec, DecodeResult, StepEvent, Tokenizer } from "./types.js";
+import type { CanvasSpec, DecodeResult, StepEvent, TextCodec } from "./types.js";
 
 /** What every call takes besides the decoding options. */
 export interface CallOptions {
   /** Needed to pass text and to get text back. */
-  tokenizer?: Tokenizer;
+  tokenizer?: TextCodec;
   /** Stops the run before its next forward pass (DecodeAbortedError). */
   signal?: AbortSignal;
   /** How a mask renders in event text; default "░". */
@@ -50,7 +50,7 @@ export async function complete<R>(run: Run<R>): Promise<R> {
   }
 }
 
-function encode(what: string, input: string | ArrayLike<number>, tokenizer?: Tokenizer): number[] {
+function encode(what: string, input: string | ArrayLike<number>, tokenizer?: TextCodec): number[] {
   if (typeof input !== "string") return Array.from(input);
   if (tokenizer === undefined) {
     throw new DecodeOptionError("tokenizer", `${what} is text: pass a tokenizer (or token ids)`);
@@ -58,7 +58,7 @@ function encode(what: string, input: string | ArrayLike<number>, tokenizer?: Tok
   return tokenizer.encode(input);
 }
 
-function decodeFn(tokenizer?: Tokenizer) {
+function decodeFn(tokenizer?: TextCodec) {
   return tokenizer === undefined ? undefined : (ids: ArrayLike<number>) => tokenizer.decode(ids);
 }
 
@@ -221,7 +221,7 @@ interface Layout {
   parts: (number[] | number)[];
 }
 
-function layout(model: LanguageModel, parts: readonly InfillPart[], tokenizer?: Tokenizer): Layout {
+function layout(model: LanguageModel, parts: readonly InfillPart[], tokenizer?: TextCodec): Layout {
   if (!Array.isArray(parts) || parts.length === 0) {
     throw new DecodeOptionError("parts", "expected a list of text, token ids and { hole } parts");
   }

@@ -62,5 +62,5 @@ export type {
   PositionChange,
   StepEvent,
   StopReason,
-  Tokenizer,
+  TextCodec,
 } from "./types.js";

@@ -3,7 +3,7 @@
 // can show either one the same way.
 
 /** The tokenizer shape the decoders need (the format seam's Tokenizer fits it). */
-export interface Tokenizer {
+export interface TextCodec {
   encode(text: string): number[];
   decode(ids: ArrayLike<number>): string;
 }

@@ -1,0 +1,25 @@
+// unmask: text-diffusion language models for code, in TypeScript on ONNX Runtime.
+// The public entry point: the engine, checkpoint loading, the samplers and the training pieces.
+
+export * from "./diffusion/index.js";
+export * from "./format/index.js";
+export { gradients } from "./graph/autodiff.js";
+export { Graph, GraphError, Tensor } from "./graph/graph.js";
+export * as op from "./graph/ops.js";
+export {
+  type AttentionKind,
+  ConfigError,
+  configToJson,
+  type ModelConfig,
+  parameterCount,
+  parameterShapes,
+  parseModelConfig,
+  type Weights,
+} from "./model/config.js";
+export { buildInferenceGraph, type EngineOptions, OnnxModel } from "./model/engine.js";
+export { Rng, randomWeights } from "./model/random.js";
+export { ReferenceModel } from "./model/reference.js";
+export { ForwardRequestError, WeightsError } from "./model/request.js";
+export type { ForwardRequest, ForwardResult, KvCache, LanguageModel } from "./model/types.js";
+export { RuntimeError, Session } from "./runtime/session.js";
+export { createTrainStep, type LossBatch, type TrainStep } from "./train/step.js";
