@@ -51,3 +51,8 @@ export class Interrupted extends Error {
     super("interrupted");
   }
 }
+
+/** A note for the person at the terminal (stderr), never for a pipe or a log. */
+export function note(message: string): void {
+  if (process.stderr.isTTY) process.stderr.write(`${message}\n`);
+}

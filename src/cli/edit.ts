@@ -20,7 +20,7 @@ import {
   stringOption,
   UsageError,
 } from "./args.js";
-import { type Command, type Context, readText } from "./command.js";
+import { type Command, type Context, note, readText } from "./command.js";
 import {
   type DecodeFlags,
   decodeFlags,
@@ -221,8 +221,7 @@ async function runEdit(argv: string[], context: Context): Promise<number> {
     };
     const written = await writeBack(parsed, file, text, outcome);
     const print = flag(parsed, "diff") ? diff : written ? "" : text;
-    if (written && !flags.json)
-      process.stderr.write(`unmask: rewrote lines ${lines.join("-")} of ${file}\n`);
+    if (written && !flags.json) note(`rewrote lines ${lines.join("-")} of ${file}`);
     return finish(flags, loaded, outcome, report, loadMs, print);
   } finally {
     await loaded.model.dispose();
@@ -269,7 +268,7 @@ async function runFix(argv: string[], context: Context): Promise<number> {
       extra: { diff, remasked: result.remasked.length, changed: result.changed.length },
     };
     const written = diff !== "" && (await writeBack(parsed, file, text, outcome));
-    if (written && !flags.json) process.stderr.write(`unmask: fixed ${file}\n`);
+    if (written && !flags.json) note(`fixed ${file}`);
     return finish(flags, loaded, outcome, report, loadMs, diff);
   } finally {
     await loaded.model.dispose();

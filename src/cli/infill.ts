@@ -4,7 +4,7 @@
 import { writeFile } from "node:fs/promises";
 import { type Hole, type InfillResult, streamInfill } from "../diffusion/api.js";
 import { type CommandSpec, flag, parse, stringOption, UsageError } from "./args.js";
-import { type Command, type Context, readText } from "./command.js";
+import { type Command, type Context, note, readText } from "./command.js";
 import {
   decodeFlags,
   decodeOptions,
@@ -150,7 +150,7 @@ async function run(argv: string[], context: Context): Promise<number> {
       } else {
         await writeFile(file, text);
         if (!flags.json) {
-          process.stderr.write(`unmask: filled ${fills.length} holes in ${file}\n`);
+          note(`filled ${fills.length} holes in ${file}`);
           return finish(flags, loaded, outcome, report, loadMs, "");
         }
       }
