@@ -4,6 +4,7 @@
 import { Graph } from "../graph/graph.js";
 import * as op from "../graph/ops.js";
 import {
+  layerMatmulParameters,
   type ModelConfig,
   parameterShapes,
   parseModelConfig,
@@ -62,17 +63,11 @@ export function benchWeights(config: ModelConfig, std = 0.02): Weights {
 
 /** Floating-point operations of one forward pass over n tokens with logits at p of them. */
 export function forwardFlops(config: ModelConfig, n: number, p = n): number {
-  const {
-    hiddenSize: h,
-    headDim: d,
-    numHeads,
-    numKvHeads,
-    intermediateSize: m,
-    vocabSize: v,
-  } = config;
-  const projections = h * d * (2 * numHeads + 2 * numKvHeads) + 3 * h * m;
+  const { hiddenSize: h, headDim: d, numHeads, vocabSize: v } = config;
   const attention = 2 * n * numHeads * d; // scores and weighted sum, per query
-  return config.numLayers * (2 * n * projections + 2 * n * attention) + 2 * p * h * v;
+  return (
+    config.numLayers * (2 * n * layerMatmulParameters(config) + 2 * n * attention) + 2 * p * h * v
+  );
 }
 
 /** Median of the timings of `runs` calls after one warm-up. */

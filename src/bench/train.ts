@@ -2,7 +2,7 @@
 // engine's own MatMul peak measured in the same run.
 
 import { readFileSync } from "node:fs";
-import { type ModelConfig, parseModelConfig } from "../model/config.js";
+import { layerMatmulParameters, type ModelConfig, parseModelConfig } from "../model/config.js";
 import { Rng } from "../model/random.js";
 import { createTrainStep } from "../train/step.js";
 import { compareMs, matmulPeakRunner, type Progress } from "./forward.js";
@@ -23,15 +23,8 @@ export interface TrainBenchResult {
  * products), the LM head only at the K positions that carry loss, and attention.
  */
 export function trainFlops(config: ModelConfig, rows: number, length: number, k: number): number {
-  const {
-    hiddenSize: h,
-    headDim: d,
-    numHeads,
-    numKvHeads,
-    intermediateSize: m,
-    vocabSize: v,
-  } = config;
-  const perLayer = h * d * (2 * numHeads + 2 * numKvHeads) + 3 * h * m;
+  const { hiddenSize: h, headDim: d, numHeads, vocabSize: v } = config;
+  const perLayer = layerMatmulParameters(config);
   const tokens = rows * length;
   const attention = 3 * 2 * 2 * tokens * length * numHeads * d;
   return config.numLayers * (6 * tokens * perLayer + attention) + 6 * k * h * v;

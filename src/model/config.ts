@@ -276,6 +276,12 @@ export function parameterCount(config: ModelConfig): number {
   return parameterShapes(config).reduce((n, p) => n + p.shape.reduce((a, b) => a * b, 1), 0);
 }
 
+/** Weights each token is multiplied by in one layer: q, k, v, o projections and the MLP. */
+export function layerMatmulParameters(config: ModelConfig): number {
+  const { hiddenSize: h, headDim: d, numHeads, numKvHeads, intermediateSize: m } = config;
+  return h * d * (2 * numHeads + 2 * numKvHeads) + 3 * h * m;
+}
+
 export interface ParameterShape {
   name: string;
   shape: number[];
