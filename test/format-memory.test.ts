@@ -1,0 +1,45 @@
+// Loading a checkpoint holds at most ~1.3× the weights' fp32 bytes at its peak: tensors are read
+// one at a time, F32 straight into their final arrays, F16/BF16 through a small scratch buffer.
+
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { setFlagsFromString } from "node:v8";
+import { runInNewContext } from "node:vm";
+import { loadCheckpoint, saveCheckpoint } from "../src/format/index.js";
+import { parameterShapes } from "../src/model/config.js";
+import { seededWeights, tinyConfig, withTempDir } from "./format-helpers.js";
+
+setFlagsFromString("--expose-gc");
+const gc = runInNewContext("gc") as () => void;
+
+for (const dtype of ["F32", "F16"] as const) {
+  test(`loading a ${dtype} checkpoint peaks below 1.3× the fp32 weight bytes`, async (t) => {
+    // ~8M parameters (32 MB in fp32): large next to the loader's own buffers.
+    const config = tinyConfig({
+      vocab_size: 4096,
+      hidden_size: 256,
+      num_hidden_layers: 4,
+      num_attention_heads: 4,
+      num_key_value_heads: 4,
+      intermediate_size: 1024,
+    });
+    const weightBytes =
+      4 * parameterShapes(config).reduce((n, p) => n + p.shape.reduce((a, b) => a * b, 1), 0);
+    await withTempDir(async (dir) => {
+      await saveCheckpoint(dir, { config, weights: seededWeights(config) }, { dtype });
+      gc();
+      const before = process.memoryUsage().arrayBuffers;
+      let peak = before;
+      const sampler = setInterval(() => {
+        peak = Math.max(peak, process.memoryUsage().arrayBuffers);
+      }, 1);
+      const checkpoint = await loadCheckpoint(dir, { tokenizer: false });
+      clearInterval(sampler);
+      peak = Math.max(peak, process.memoryUsage().arrayBuffers);
+      assert.equal(checkpoint.weights.size, parameterShapes(config).length);
+      const ratio = (peak - before) / weightBytes;
+      t.diagnostic(`peak: ${ratio.toFixed(3)}× the fp32 weight bytes`);
+      assert.ok(ratio >= 0.99 && ratio <= 1.3, `peak ${ratio.toFixed(3)}× the weights' bytes`);
+    });
+  });
+}
