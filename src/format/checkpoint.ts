@@ -23,6 +23,7 @@ import { f32ToBF16, f32ToF16 } from "./half.js";
 import {
   floatDtypes,
   SafetensorsReader,
+  scratchBytes,
   shapeSize,
   type TensorEntry,
   writeSafetensors,
@@ -171,8 +172,9 @@ async function loadWeights(dir: string, config: ModelConfig, configFile: string)
       );
     }
     const weights: Weights = new Map();
+    const scratch = new ArrayBuffer(scratchBytes); // one conversion buffer for every tensor
     for (const { name } of expected) {
-      weights.set(name, await byTensor.get(name)!.readFloat32(name));
+      weights.set(name, await byTensor.get(name)!.readFloat32(name, scratch));
     }
     return weights;
   } finally {

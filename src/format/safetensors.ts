@@ -38,7 +38,7 @@ export const floatDtypes: readonly Dtype[] = ["F64", "F32", "F16", "BF16"];
 export const maxHeaderBytes = 100_000_000;
 
 /** Largest read of a tensor that needs conversion. */
-const scratchBytes = 1 << 20;
+export const scratchBytes = 1 << 20;
 
 export interface TensorInfo {
   dtype: Dtype;
@@ -268,7 +268,12 @@ export class SafetensorsReader implements SafetensorsHeader {
    * straight into the result; other dtypes are converted through a scratch buffer of at most
    * 1 MiB, so a read never holds more than the result plus that.
    */
-  async readFloat32(name: string): Promise<Float32Array> {
+  /**
+   * Reads a float tensor as float32. Conversions (F16, BF16, F64) go through `scratch`, which a
+   * caller reading tensors one after another can pass to reuse (default: a fresh 1 MiB buffer,
+   * so that concurrent reads are safe).
+   */
+  async readFloat32(name: string, scratch?: ArrayBuffer): Promise<Float32Array> {
     const info = this.info(name);
     if (!floatDtypes.includes(info.dtype)) {
       throw new SafetensorsError(
@@ -284,16 +289,16 @@ export class SafetensorsReader implements SafetensorsHeader {
       await readExactly(this.handle, this.file, new Uint8Array(out.buffer), info.offset);
       return out;
     }
-    const scratch = new ArrayBuffer(Math.min(scratchBytes, info.byteLength));
-    const perChunk = scratch.byteLength / size;
+    const buffer = scratch ?? new ArrayBuffer(Math.min(scratchBytes, info.byteLength));
+    const perChunk = Math.floor(buffer.byteLength / size);
     for (let start = 0; start < n; start += perChunk) {
       const count = Math.min(perChunk, n - start);
-      const chunk = new Uint8Array(scratch, 0, count * size);
+      const chunk = new Uint8Array(buffer, 0, count * size);
       await readExactly(this.handle, this.file, chunk, info.offset + start * size);
       const target = out.subarray(start, start + count);
-      if (info.dtype === "F64") target.set(new Float64Array(scratch, 0, count));
-      else if (info.dtype === "F16") f16ToF32(new Uint16Array(scratch, 0, count), target);
-      else bf16ToF32(new Uint16Array(scratch, 0, count), target);
+      if (info.dtype === "F64") target.set(new Float64Array(buffer, 0, count));
+      else if (info.dtype === "F16") f16ToF32(new Uint16Array(buffer, 0, count), target);
+      else bf16ToF32(new Uint16Array(buffer, 0, count), target);
     }
     return out;
   }
