@@ -45,7 +45,7 @@ const commands: { name: string; summary: string; load: () => Promise<Command> }[
   },
   {
     name: "eval",
-    summary: "held-out bits per byte of a model (diffusion ELBO or exact AR likelihood)",
+    summary: "evaluate a model: held-out bits per byte, infill exact match, syntax-valid samples",
     load: async () => (await import("./eval.js")).evalCommand,
   },
   {

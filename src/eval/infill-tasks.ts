@@ -1,0 +1,261 @@
+// Infill tasks for evaluation: whole lines of a file hidden between a prefix and a suffix that the
+// model sees, made deterministically from held-out files (never training data) and, optionally,
+// from the canonical solutions of HumanEval-X JS (../shared/eval, evaluation-only data).
+//
+//   single-line  one non-blank line of 10–120 characters that holds a word character (so never a
+//                lone brace), as the single-line tasks of SantaCoder's FIM evaluation;
+//   multi-line   2–6 consecutive lines (the count drawn per task), the first and last non-blank,
+//                none longer than 120 characters, at least two holding a word character;
+//   HumanEval-X  HumanEval-infilling's single-line recipe (Bavarian et al. 2022, "Efficient
+//                Training of Language Models to Fill in the Middle"): every non-blank line of the
+//                canonical solution is a candidate hole, the problem's prompt is part of the
+//                prefix; in JavaScript a lone `}` (or `};`) is not a task (Python has none): the
+//                1293 candidates that ../shared/eval/SOURCES.md counts.
+//
+// Candidates of all files are shuffled with the seed and taken in that order while they fit: the
+// hole (the middle's own token count, or more under `holeScale`) at most `maxHoleShare` of the
+// context, and the prefix and suffix are whole lines around it, as many as the rest of the
+// context (`maxPositions`) holds, split evenly and the unused share of one side given to the
+// other. Token counts are those of the tokenizer on each piece alone, which is how `infill`
+// encodes its parts, so the canvas prefix + hole + suffix never exceeds the context.
+
+import { readFile } from "node:fs/promises";
+import { gunzipSync } from "node:zlib";
+import { Rng } from "../model/random.js";
+
+/** A file to make tasks from. */
+export interface SourceDocument {
+  /** Where it came from, for the task's id: e.g. "lodash@4.17.21/chunk.js". */
+  source: string;
+  text: string;
+  /** Its file name (the syntax check picks TypeScript or JavaScript by its extension). */
+  path?: string;
+  /** Lines [from, to) (0-based) that may be hidden; default every line. */
+  holeLines?: readonly [number, number];
+  /** `filtered` (default): the length and content rules above; `every`: any non-blank line but a lone `}`. */
+  holeRule?: "filtered" | "every";
+}
+
+export type InfillKind = "single-line" | "multi-line";
+
+export interface InfillTask {
+  /** `<source>:<first line, 1-based>` and `-<last line>` for several lines. */
+  id: string;
+  kind: InfillKind;
+  source: string;
+  /** The first hidden line, 0-based, and how many. */
+  line: number;
+  lines: number;
+  prefix: string;
+  /** The hidden lines, each with its newline (the file's last line may have none). */
+  middle: string;
+  suffix: string;
+  /** [start, end) of prefix + middle + suffix in the document's text. */
+  window: [number, number];
+  /** Tokens of the middle alone: the true hole length. */
+  middleTokens: number;
+  /** Tokens the canvas gives the hole: middleTokens, scaled by `holeScale`. */
+  holeTokens: number;
+}
+
+export interface InfillTaskOptions {
+  tokenizer: { encode(text: string): number[] };
+  /** Tokens of the canvas at most: the model's maxPositions. */
+  context: number;
+  kind: InfillKind;
+  /** Tasks to make at most (fewer when fewer candidates fit). */
+  count: number;
+  /** Default 0. */
+  seed?: number;
+  /** The hole's share of the context at most (default 0.5), so that context remains around it. */
+  maxHoleShare?: number;
+  /** Hole tokens per middle token (default 1: the true length; more for variable-length infill). */
+  holeScale?: number;
+  /** A candidate whose text encodes to this id (the mask, as "[MASK]" in source) is skipped. */
+  maskTokenId?: number | null;
+}
+
+const MIN_CHARS = 10;
+const MAX_CHARS = 120;
+const MIN_LINES = 2;
+const MAX_LINES = 6;
+const WORD = /[\p{L}\p{N}_$]/u;
+
+/** Line i of a text runs over [starts[i], starts[i + 1]) (its newline included). */
+function lineStarts(text: string): number[] {
+  const starts = [0];
+  for (let i = 0; i < text.length; i++) if (text[i] === "\n") starts.push(i + 1);
+  if (starts[starts.length - 1] === text.length && starts.length > 1) starts.pop();
+  starts.push(text.length);
+  return starts;
+}
+
+/** Deterministic infill tasks from `documents`; see the module comment. */
+export function buildInfillTasks(
+  documents: readonly SourceDocument[],
+  options: InfillTaskOptions,
+): InfillTask[] {
+  const { tokenizer, context, kind, count } = options;
+  const rng = new Rng(options.seed ?? 0, kind === "single-line" ? 1 : 2);
+  const maxHole = Math.floor(context * (options.maxHoleShare ?? 0.5));
+  const scale = options.holeScale ?? 1;
+  if (!(scale >= 1)) throw new RangeError(`holeScale: expected a number ≥ 1, got ${scale}`);
+
+  const docs = documents.map((d) => {
+    const starts = lineStarts(d.text);
+    const lines = starts.slice(0, -1).map((s, i) => d.text.slice(s, starts[i + 1]));
+    return { d, starts, lines };
+  });
+  const candidates: [number, number][] = [];
+  docs.forEach(({ d, lines }, di) => {
+    const [from, to] = d.holeLines ?? [0, lines.length];
+    for (let i = Math.max(0, from); i < Math.min(to, lines.length); i++) {
+      if (holeLine(lines[i], d.holeRule ?? "filtered")) candidates.push([di, i]);
+    }
+  });
+  for (let i = candidates.length - 1; i > 0; i--) {
+    const j = rng.int(i + 1);
+    [candidates[i], candidates[j]] = [candidates[j], candidates[i]];
+  }
+
+  const tasks: InfillTask[] = [];
+  for (const [di, a] of candidates) {
+    if (tasks.length >= count) break;
+    const { d, starts, lines } = docs[di];
+    const n = kind === "single-line" ? 1 : MIN_LINES + rng.int(MAX_LINES - MIN_LINES + 1);
+    const b = a + n; // lines [a, b) are hidden
+    if (kind === "multi-line" && !multiLineHole(lines, a, b, d.holeLines?.[1] ?? lines.length)) {
+      continue;
+    }
+    const middle = d.text.slice(starts[a], starts[b]);
+    const middleIds = tokenizer.encode(middle);
+    const middleTokens = middleIds.length;
+    const holeTokens = Math.ceil(middleTokens * scale);
+    if (middleTokens === 0 || holeTokens > maxHole) continue;
+    const [p, s, fixed] = contextWindow(d.text, starts, a, b, context - holeTokens, tokenizer);
+    const mask = options.maskTokenId ?? null;
+    if (mask !== null && [...middleIds, ...fixed].includes(mask)) continue;
+    const last = b - 1;
+    tasks.push({
+      id: `${d.source}:${a + 1}${n > 1 ? `-${last + 1}` : ""}`,
+      kind,
+      source: d.source,
+      line: a,
+      lines: n,
+      prefix: d.text.slice(starts[p], starts[a]),
+      middle,
+      suffix: d.text.slice(starts[b], starts[s]),
+      window: [starts[p], starts[s]],
+      middleTokens,
+      holeTokens,
+    });
+  }
+  return tasks;
+}
+
+function holeLine(line: string, rule: "filtered" | "every"): boolean {
+  const t = line.trim();
+  if (rule === "every") return t.length > 0 && t !== "}" && t !== "};";
+  return t.length >= MIN_CHARS && t.length <= MAX_CHARS && WORD.test(t);
+}
+
+/** Lines [a, b) as a multi-line hole: inside the file, ends non-blank, short lines, some words. */
+function multiLineHole(lines: string[], a: number, b: number, end: number): boolean {
+  if (b > Math.min(end, lines.length)) return false;
+  const span = lines.slice(a, b).map((l) => l.trim());
+  if (span[0] === "" || span[span.length - 1] === "") return false;
+  if (span.some((l) => l.length > MAX_CHARS)) return false;
+  return span.filter((l) => WORD.test(l)).length >= 2;
+}
+
+/**
+ * The lines [p, a) before and [b, s) after the hole that fit in `budget` tokens: half each, the
+ * unused share of one side to the other; then, measured exactly, the farthest line dropped from
+ * the longer side until the two fit. Returns p, s and the ids of the two sides.
+ */
+function contextWindow(
+  text: string,
+  starts: number[],
+  a: number,
+  b: number,
+  budget: number,
+  tokenizer: { encode(text: string): number[] },
+): [number, number, number[]] {
+  const lines = starts.length - 1;
+  const costs = new Map<number, number>();
+  const cost = (i: number) => {
+    let c = costs.get(i);
+    if (c === undefined) {
+      c = tokenizer.encode(text.slice(starts[i], starts[i + 1])).length;
+      costs.set(i, c);
+    }
+    return c;
+  };
+  let p = a;
+  let s = b;
+  let used = 0;
+  const growBefore = (limit: number) => {
+    while (p > 0 && used + cost(p - 1) <= limit) used += cost(--p);
+  };
+  const growAfter = (limit: number) => {
+    while (s < lines && used + cost(s) <= limit) used += cost(s++);
+  };
+  growBefore(Math.floor(budget / 2));
+  growAfter(budget);
+  growBefore(budget);
+  for (;;) {
+    const before = tokenizer.encode(text.slice(starts[p], starts[a]));
+    const after = tokenizer.encode(text.slice(starts[b], starts[s]));
+    if (before.length + after.length <= budget) return [p, s, [...before, ...after]];
+    if (before.length >= after.length) p++;
+    else s--;
+  }
+}
+
+/** Where the evaluation data lies relative to the repository root. */
+export const humanEvalXFile = "../shared/eval/HumanEval-X-js.jsonl.gz";
+
+export class EvalDataError extends Error {
+  override name = "EvalDataError";
+}
+
+/**
+ * HumanEval-X JS (THUDM/CodeGeeX) as documents for `buildInfillTasks`: each problem's prompt
+ * followed by its canonical solution, the solution's lines the holes (`every` rule).
+ */
+export async function readHumanEvalX(file: string): Promise<SourceDocument[]> {
+  let lines: string[];
+  try {
+    lines = gunzipSync(await readFile(file))
+      .toString("utf8")
+      .split("\n");
+  } catch (cause) {
+    throw new EvalDataError(`${file}: cannot read as gzipped JSONL: ${String(cause)}`, { cause });
+  }
+  const docs: SourceDocument[] = [];
+  lines.forEach((line, n) => {
+    if (line.trim() === "") return;
+    let row: unknown;
+    try {
+      row = JSON.parse(line);
+    } catch (cause) {
+      throw new EvalDataError(`${file}:${n + 1}: not JSON`, { cause });
+    }
+    const { task_id, prompt, canonical_solution } = (row ?? {}) as Record<string, unknown>;
+    if (
+      typeof task_id !== "string" ||
+      typeof prompt !== "string" ||
+      typeof canonical_solution !== "string" ||
+      !prompt.endsWith("\n")
+    ) {
+      throw new EvalDataError(
+        `${file}:${n + 1}: expected task_id, prompt (ending in a newline) and canonical_solution strings`,
+      );
+    }
+    const text = prompt + canonical_solution;
+    const first = lineStarts(prompt).length - 1;
+    const holeLines: [number, number] = [first, lineStarts(text).length - 1];
+    docs.push({ source: task_id, text, path: "solution.js", holeLines, holeRule: "every" });
+  });
+  return docs;
+}
