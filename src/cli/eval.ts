@@ -297,9 +297,6 @@ function jsonSummary(r: EvalReport, run: RunInfo): Record<string, unknown> {
       total_s: run.totalSeconds,
     },
     notes: run.notes,
-    // the names of the bits-per-byte-only `unmask eval` that came before, for its scripts
-    bitsPerByte: bpb?.bitsPerByte ?? null,
-    standardError: bpb?.standardError ?? null,
   };
 }
 
