@@ -23,3 +23,4 @@ export { ForwardRequestError, WeightsError } from "./model/request.js";
 export type { ForwardRequest, ForwardResult, KvCache, LanguageModel } from "./model/types.js";
 export { RuntimeError, Session } from "./runtime/session.js";
 export { createTrainStep, type LossBatch, type TrainStep } from "./train/step.js";
+export { type EvalReport, evaluateModel } from "./eval/evaluate.js";

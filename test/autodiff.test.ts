@@ -163,7 +163,9 @@ for (const c of cases) {
       false,
     );
     g.output(loss, "loss");
-    gradients(loss, xs).forEach((t, i) => g.output(t, `grad${i}`));
+    gradients(loss, xs).forEach((t, i) => {
+      g.output(t, `grad${i}`);
+    });
     const session = await Session.fromGraph(g, { threads: 1 });
     sessions.push(session);
 

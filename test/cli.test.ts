@@ -603,7 +603,9 @@ test("corpus → tokenizer → train (and resume) → generate and eval, on a ti
   const e = JSON.parse(evaluated.stdout);
   assert.equal(e.method, "diffusion-elbo");
   assert.equal(e.length, 16);
-  assert.ok(e.rows >= 1 && e.bytes > 0 && Number.isFinite(e.bits_per_byte) && e.bits_per_byte_stderr >= 0);
+  assert.ok(
+    e.rows >= 1 && e.bytes > 0 && Number.isFinite(e.bits_per_byte) && e.bits_per_byte_stderr >= 0,
+  );
   assertFails(await cli(["train", "-c", config, "--corpus", out]), 2, /--steps N or --tokens N/);
   const nowhere = join(base, "nowhere");
   assertFails(

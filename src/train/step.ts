@@ -83,7 +83,9 @@ export function buildTrainGraph(config: ModelConfig): Graph {
   const loss = op.neg(op.reduceSum(op.mul(op.squeeze(picked, [-1]), weights), [0, 1], false)); // []
   g.output(loss, "loss");
   const grads = gradients(loss, [...params.values()]);
-  layout.forEach((p, i) => g.output(grads[i], `grad.${p.name}`));
+  layout.forEach((p, i) => {
+    g.output(grads[i], `grad.${p.name}`);
+  });
   return g;
 }
 
