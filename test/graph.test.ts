@@ -1,4 +1,6 @@
 import assert from "node:assert/strict";
+import { readdirSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { test } from "node:test";
 import { Graph, GraphError } from "../src/graph/graph.js";
 import * as op from "../src/graph/ops.js";
@@ -33,4 +35,40 @@ test("shapes are checked when a node is built", () => {
   assert.deepEqual(op.reshape(op.concat([a, a], 0), [-1]).shape, [12]);
   assert.deepEqual(op.slice(a, [1], [3], [1]).shape, [2, 2]);
   assert.deepEqual(op.gather(b, g.input("i", "int32", ["n"]), 1).shape, [4, "n"]);
+});
+
+test("a graph whose weights go through an external-data file runs the same, leaving no file", async () => {
+  const build = () => {
+    const g = new Graph();
+    const x = g.input("x", "float32", [1, 300]);
+    const w1 = g.initializer(
+      "w1",
+      "float32",
+      [300, 300],
+      Float32Array.from({ length: 90000 }, (_, i) => Math.sin(i)),
+    );
+    const w2 = g.initializer(
+      "w2",
+      "float32",
+      [300, 7],
+      Float32Array.from({ length: 2100 }, (_, i) => Math.cos(i)),
+    );
+    g.output(op.matmul(op.matmul(x, w1), w2), "y");
+    return g;
+  };
+  const feed = {
+    x: floatTensor(
+      Float32Array.from({ length: 300 }, (_, i) => i / 300),
+      [1, 300],
+    ),
+  };
+  const inline = await Session.fromGraph(build());
+  const before = readdirSync(tmpdir()).filter((f) => f.startsWith("unmask-")).length;
+  const external = await Session.fromGraph(build(), { externalDataAbove: 0 });
+  assert.equal(readdirSync(tmpdir()).filter((f) => f.startsWith("unmask-")).length, before);
+  const a = (await inline.run(feed)).y.data as Float32Array;
+  const b = (await external.run(feed)).y.data as Float32Array;
+  assert.deepEqual(Array.from(b), Array.from(a));
+  await inline.release();
+  await external.release();
 });

@@ -3,7 +3,7 @@
 // here only.
 
 import { once } from "node:events";
-import { createWriteStream, mkdirSync, writeFileSync } from "node:fs";
+import { createWriteStream, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { availableParallelism, tmpdir } from "node:os";
 import { join } from "node:path";
 import ort from "onnxruntime-node";
@@ -33,6 +33,11 @@ export const int32Tensor = (data: Int32Array, dims: readonly number[]): HostTens
 export interface SessionOptions {
   /** Intra-op threads; default: $UNMASK_THREADS, else every core. */
   threads?: number;
+  /**
+   * Graphs with more weight bytes than this go through an external-data file (default 1.5 GB,
+   * under protobuf's 2 GB limit).
+   */
+  externalDataAbove?: number;
 }
 
 function defaultThreads(): number {
@@ -43,9 +48,6 @@ function defaultThreads(): number {
 export class RuntimeError extends Error {
   override name = "RuntimeError";
 }
-
-/** Graphs whose weights exceed this many bytes are written to disk with external data. */
-const inlineLimit = 1.5 * 2 ** 30;
 
 export class Session {
   private constructor(
@@ -65,23 +67,28 @@ export class Session {
       logSeverityLevel: 3,
     };
     let inner: ort.InferenceSession;
-    if (weightBytes < inlineLimit) {
+    if (weightBytes <= (options.externalDataAbove ?? 1.5 * 2 ** 30)) {
       const { model } = graph.toModel();
       inner = await createChecked(() => ort.InferenceSession.create(model, sessionOptions));
     } else {
-      const dir = join(tmpdir(), `unmask-${process.pid}-${Date.now()}`);
-      mkdirSync(dir, { recursive: true });
-      const { model, external } = graph.toModel({ externalData: "weights.bin" });
-      const stream = createWriteStream(join(dir, "weights.bin"));
-      for (const chunk of external) {
-        if (!stream.write(chunk)) await once(stream, "drain");
+      // Over protobuf's 2 GB limit: the weights go to an external-data file that onnxruntime
+      // reads (streamed out chunk by chunk, no second copy in memory), removed once loaded.
+      const dir = mkdtempSync(join(tmpdir(), "unmask-"));
+      try {
+        const { model, external } = graph.toModel({ externalData: "weights.bin" });
+        const stream = createWriteStream(join(dir, "weights.bin"));
+        for (const chunk of external) {
+          if (!stream.write(chunk)) await once(stream, "drain");
+        }
+        stream.end();
+        await once(stream, "finish");
+        writeFileSync(join(dir, "model.onnx"), model);
+        inner = await createChecked(() =>
+          ort.InferenceSession.create(join(dir, "model.onnx"), sessionOptions),
+        );
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
       }
-      stream.end();
-      await once(stream, "finish");
-      writeFileSync(join(dir, "model.onnx"), model);
-      inner = await createChecked(() =>
-        ort.InferenceSession.create(join(dir, "model.onnx"), sessionOptions),
-      );
     }
     return new Session(inner, inner.inputNames, inner.outputNames);
   }
