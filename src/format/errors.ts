@@ -13,9 +13,8 @@ export class FormatError extends Error {
   }
 }
 
-/** A safetensors file (or a shard index) is malformed or does not hold what it claims. */
-export class SafetensorsError extends FormatError {
-  override name = "SafetensorsError";
+/** A problem with a file that may concern one of its tensors, named in the message. */
+abstract class TensorFileError extends FormatError {
   constructor(
     file: string,
     readonly tensor: string | null,
@@ -30,21 +29,14 @@ export class SafetensorsError extends FormatError {
   }
 }
 
+/** A safetensors file (or a shard index) is malformed or does not hold what it claims. */
+export class SafetensorsError extends TensorFileError {
+  override name = "SafetensorsError";
+}
+
 /** A checkpoint directory is incomplete, or its weights do not match its config. */
-export class CheckpointError extends FormatError {
+export class CheckpointError extends TensorFileError {
   override name = "CheckpointError";
-  constructor(
-    file: string,
-    readonly tensor: string | null,
-    message: string,
-    options?: { cause?: unknown },
-  ) {
-    super(
-      file,
-      tensor === null ? message : `tensor ${JSON.stringify(tensor)}: ${message}`,
-      options,
-    );
-  }
 }
 
 /** A tokenizer.json (or tokenizer_config.json) cannot be read or used. */

@@ -68,7 +68,8 @@ export interface Initializer {
   data: TensorData;
 }
 
-const onnxType: Record<DType, number> = {
+/** ONNX TensorProto.DataType codes (also the `to` of Cast). */
+export const onnxType: Record<DType, number> = {
   float32: 1,
   uint8: 2,
   int8: 3,

@@ -1,7 +1,15 @@
 // ONNX operators (opset 17) as typed functions over symbolic tensors. Each infers its output
 // shape and rejects inconsistent inputs when the graph is built, naming the op and the shapes.
 
-import { type Attr, type Dim, type DType, GraphError, type Shape, type Tensor } from "./graph.js";
+import {
+  type Attr,
+  type Dim,
+  type DType,
+  GraphError,
+  onnxType,
+  type Shape,
+  type Tensor,
+} from "./graph.js";
 
 const fmt = (s: Shape): string => `[${s.join(", ")}]`;
 
@@ -260,19 +268,9 @@ export function gather(data: Tensor, indices: Tensor, axis = 0): Tensor {
   })[0];
 }
 
-const castCode: Record<DType, number> = {
-  float32: 1,
-  uint8: 2,
-  int8: 3,
-  int32: 6,
-  int64: 7,
-  bool: 9,
-  float16: 10,
-  float64: 11,
-};
 export function cast(x: Tensor, to: DType): Tensor {
   if (x.dtype === to) return x;
-  return x.graph.node("Cast", [x], [{ dtype: to, shape: x.shape }], { to: { i: castCode[to] } })[0];
+  return x.graph.node("Cast", [x], [{ dtype: to, shape: x.shape }], { to: { i: onnxType[to] } })[0];
 }
 
 export function unsqueeze(x: Tensor, axes: readonly number[]): Tensor {
