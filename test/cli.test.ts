@@ -5,7 +5,7 @@
 
 import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync, statSync } from "node:fs";
 import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -583,6 +583,16 @@ test("corpus → tokenizer → train (and resume) → generate and eval, on a ti
   const resumed = JSON.parse((await cli([...trainArgs, "--steps", "6"])).stdout);
   assert.match(resumed.resumed_from, /step-0+4$/);
   assert.equal(resumed.steps, 6);
+  // A finished run re-exports at once, here in half precision: half the weight bytes.
+  const f32Bytes = statSync(join(t.model, "model.safetensors")).size;
+  const again = JSON.parse((await cli([...trainArgs, "--steps", "6", "--dtype", "F16"])).stdout);
+  assert.equal(again.steps, 6);
+  const f16Bytes = statSync(join(t.model, "model.safetensors")).size;
+  assert.ok(f16Bytes < 0.6 * f32Bytes, `F16 export ${f16Bytes} B vs F32 ${f32Bytes} B`);
+  assert.equal(
+    JSON.parse(readFileSync(join(t.model, "generation_config.json"), "utf8")).mask_token_id,
+    0,
+  );
   const generated = await cli(["generate", "-m", t.model, "export function", "-n", "8", "--json"]);
   assert.equal(generated.code, 0, generated.stderr);
   const g = JSON.parse(generated.stdout);

@@ -131,6 +131,12 @@ and stops (exit 130).`,
       description: "held-out rows per evaluation (default: all)",
     },
     {
+      name: "dtype",
+      type: "string",
+      value: "TYPE",
+      description: "storage type of the exported weights: F32 (default, exact), F16 or BF16",
+    },
+    {
       name: "fresh",
       type: "boolean",
       description: "start over instead of resuming from the run folder",
@@ -186,6 +192,10 @@ async function run(argv: string[], context: Context): Promise<number> {
   const evalEvery = intOption(parsed, "eval-every", 1);
   const checkpointEvery = intOption(parsed, "checkpoint-every", 1);
   const evalRows = intOption(parsed, "eval-rows", 1);
+  const dtype = stringOption(parsed, "dtype") ?? "F32";
+  if (dtype !== "F32" && dtype !== "F16" && dtype !== "BF16") {
+    throw new UsageError(`--dtype: expected F32, F16 or BF16, got ${JSON.stringify(dtype)}`);
+  }
   for (const [file, what] of [
     [configFile, "--config"],
     [
@@ -290,12 +300,22 @@ async function run(argv: string[], context: Context): Promise<number> {
 
   let exported: string | null = null;
   if (!result.interrupted) {
-    await exportModel(outDir, {
-      config,
-      layout: result.layout,
-      params: result.params,
-      tokenizerJson,
-    });
+    await exportModel(
+      outDir,
+      {
+        config,
+        layout: result.layout,
+        params: result.params,
+        tokenizerJson,
+        generation: {
+          bos_token_id: config.bosTokenId,
+          eos_token_id: config.eosTokenId,
+          pad_token_id: config.padTokenId,
+          mask_token_id: config.maskTokenId,
+        },
+      },
+      { dtype },
+    );
     const tokenizerConfig = join(dirname(tokenizerFile), "tokenizer_config.json");
     if (existsSync(tokenizerConfig))
       await copyFile(tokenizerConfig, join(outDir, "tokenizer_config.json"));
