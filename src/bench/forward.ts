@@ -1,5 +1,8 @@
 // `unmask bench forward`: the forward pass's speed as a share of the engine's own MatMul peak,
 // measured side by side in one run, and the gain of computing logits only where they are needed.
+// Sessions timed in turn are built without thread spinning: onnxruntime's idle workers otherwise
+// spin on the cores the other session needs (measured: the peak MatMul fell from ~430 to ~270
+// GFLOP/s when timed in turn with a spinning model session).
 
 import { Graph } from "../graph/graph.js";
 import * as op from "../graph/ops.js";
@@ -14,6 +17,9 @@ import { OnnxModel } from "../model/engine.js";
 import { floatTensor, Session } from "../runtime/session.js";
 
 export type Progress = (message: string) => void;
+
+/** Options of every session a benchmark times in turn with another (see the header). */
+export const inTurn = { spinning: false } as const;
 
 /** ~110M parameters: hidden 768, 12 layers, 12 heads, SwiGLU 2048, vocab 32k, tied head. */
 export const bench110M = parseModelConfig({
@@ -124,7 +130,7 @@ export async function matmulPeakRunner(size = 2048): Promise<{
   const a = g.input("a", "float32", [size, size]);
   const b = new Float32Array(size * size).map((_, i) => ((i * 7919) % 1000) / 1000 - 0.5);
   g.output(op.matmul(a, g.initializer("b", "float32", [size, size], b)), "c");
-  const session = await Session.fromGraph(g);
+  const session = await Session.fromGraph(g, inTurn);
   const feed = { a: floatTensor(new Float32Array(size * size).fill(0.5), [size, size]) };
   return {
     run: () => session.run(feed),
@@ -157,7 +163,7 @@ export async function benchForward(
   const say = options.progress ?? (() => {});
 
   say("110M model: building…");
-  const model = await OnnxModel.create(bench110M, benchWeights(bench110M));
+  const model = await OnnxModel.create(bench110M, benchWeights(bench110M), inTurn);
   const peak = await matmulPeakRunner();
   const tokens = Int32Array.from({ length: canvas }, (_, i) => (i * 31) % bench110M.vocabSize);
   say("110M model: timing against the MatMul peak…");
@@ -168,7 +174,7 @@ export async function benchForward(
   const gflops = forwardFlops(bench110M, canvas) / (ms * 1e6);
 
   say("0.5B model (Qwen2.5 shape): building…");
-  const big = await OnnxModel.create(benchQwen05B, benchWeights(benchQwen05B));
+  const big = await OnnxModel.create(benchQwen05B, benchWeights(benchQwen05B), inTurn);
   const bigTokens = Int32Array.from({ length: canvas }, (_, i) => (i * 31) % 1000);
   const at = Int32Array.from({ length: subset }, (_, i) => canvas - subset + i);
   say("0.5B model: timing full logits and logits at a subset…");

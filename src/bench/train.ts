@@ -5,7 +5,7 @@ import { readFileSync } from "node:fs";
 import { layerMatmulParameters, type ModelConfig, parseModelConfig } from "../model/config.js";
 import { Rng } from "../model/random.js";
 import { createTrainStep } from "../train/step.js";
-import { compareMs, matmulPeakRunner, type Progress } from "./forward.js";
+import { compareMs, inTurn, matmulPeakRunner, type Progress } from "./forward.js";
 
 export interface TrainBenchResult {
   model: string;
@@ -46,7 +46,7 @@ export async function benchTrain(
   const length = options.length ?? Math.min(256, config.maxPositions);
   const say = options.progress ?? (() => {});
   say("building the training step…");
-  const step = await createTrainStep(config);
+  const step = await createTrainStep(config, inTurn);
   const rng = new Rng(1);
   const params = new Float32Array(step.parameterCount);
   for (let i = 0; i < params.length; i++) params[i] = 0.02 * rng.normal();

@@ -38,6 +38,11 @@ export interface SessionOptions {
    * under protobuf's 2 GB limit).
    */
   externalDataAbove?: number;
+  /**
+   * Whether idle worker threads spin waiting for work (onnxruntime's default: faster for one
+   * busy session, but two sessions used in turn steal each other's cores).
+   */
+  spinning?: boolean;
 }
 
 function defaultThreads(): number {
@@ -65,6 +70,7 @@ export class Session {
       graphOptimizationLevel: "all",
       executionMode: "sequential",
       logSeverityLevel: 3,
+      extra: { session: { intra_op: { allow_spinning: options.spinning === false ? "0" : "1" } } },
     };
     let inner: ort.InferenceSession;
     if (weightBytes <= (options.externalDataAbove ?? 1.5 * 2 ** 30)) {
