@@ -7,6 +7,7 @@ import {
   dreamTransferCount,
   filterTopK,
   filterTopP,
+  filterTopPBySort,
   gumbelArgmax,
   marginConfidence,
   negativeEntropy,
@@ -98,4 +99,21 @@ test("selections: ranking, threshold, Fast-dLLM's factor rule, sampled without r
     selectSampled(conf, positions, 5, 2, 1e-4, new Rng(1), new Float64Array(5), out),
   );
   assert.deepEqual(sharp, [1, 3]);
+});
+
+test("filterTopP (candidates only) equals the full sort on random and tied logits", () => {
+  const rng = new Rng(3);
+  for (let trial = 0; trial < 300; trial++) {
+    const n = 1 + rng.int(300);
+    const scale = [0.1, 1, 5, 30][trial % 4];
+    const x = Float64Array.from({ length: n }, () =>
+      trial % 5 === 0 ? Math.round(rng.normal() * 2) : scale * rng.normal(),
+    );
+    const p = [0.1, 0.5, 0.9, 0.95, 0.999, 0.999999][trial % 6];
+    const fast = Float64Array.from(x);
+    const slow = Float64Array.from(x);
+    filterTopP(fast, p, new Int32Array(n), new Float64Array(n));
+    filterTopPBySort(slow, p, new Int32Array(n), new Float64Array(n));
+    assert.deepEqual(fast, slow, `trial ${trial}: n ${n}, p ${p}`);
+  }
 });

@@ -120,9 +120,9 @@ export function filterTopK(x: Float64Array, k: number, scratch: Float64Array, n 
  * Dream's `top_p_logits` (nucleus): sort descending, remove every token whose cumulative
  * probability, counting itself, exceeds p, except that the first token above p is kept (the
  * mask shifted right by one). p ≥ 1: unchanged. `order` (Int32Array) and `probs` (Float64Array),
- * both of length ≥ n, are scratch.
+ * both of length ≥ n, are scratch. The slow, obvious form: it sorts the whole vocabulary.
  */
-export function filterTopP(
+export function filterTopPBySort(
   x: Float64Array,
   p: number,
   order: Int32Array,
@@ -142,6 +142,50 @@ export function filterTopP(
     const remove = j > 0 && previousAbove;
     previousAbove = cumulative > p;
     if (remove) x[i] = Number.NEGATIVE_INFINITY;
+  }
+}
+
+/**
+ * filterTopP with the same result as filterTopPBySort, sorting only the candidates: the tokens
+ * whose probability is at least a threshold that falls by 16× until their mass exceeds p. Every
+ * token left out is less likely than every candidate, so it comes after them in the sorted order
+ * and is removed. A 100k vocabulary sorts a few dozen entries instead of all of them. `probs`
+ * ends up holding scratch values.
+ */
+export function filterTopP(
+  x: Float64Array,
+  p: number,
+  order: Int32Array,
+  probs: Float64Array,
+  n = x.length,
+): void {
+  if (p >= 1) return;
+  softmax(x, probs, n);
+  for (let threshold = 1 / 16; ; threshold /= 16) {
+    let count = 0;
+    let mass = 0;
+    const last = threshold < 1e-12; // every token is a candidate
+    for (let i = 0; i < n; i++) {
+      if (last || probs[i] >= threshold) {
+        order[count++] = i;
+        mass += probs[i];
+      }
+    }
+    if (mass <= p && !last) continue;
+    const candidates = order.subarray(0, count);
+    candidates.sort((a, b) => x[b] - x[a] || a - b);
+    let cumulative = 0;
+    let keep = count; // candidates before `keep` stay
+    for (let j = 0; j < count; j++) {
+      cumulative += probs[candidates[j]];
+      if (cumulative > p) {
+        keep = j + 1;
+        break;
+      }
+    }
+    for (let j = 0; j < keep; j++) probs[candidates[j]] = -1; // marks the kept tokens
+    for (let i = 0; i < n; i++) if (probs[i] !== -1) x[i] = Number.NEGATIVE_INFINITY;
+    return;
   }
 }
 
