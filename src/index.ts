@@ -2,6 +2,7 @@
 // The public entry point: the engine, checkpoint loading, the samplers and the training pieces.
 
 export * from "./diffusion/index.js";
+export { type EvalReport, evaluateModel } from "./eval/evaluate.js";
 export * from "./format/index.js";
 export { gradients } from "./graph/autodiff.js";
 export { Graph, GraphError, Tensor } from "./graph/graph.js";
@@ -23,4 +24,3 @@ export { ForwardRequestError, WeightsError } from "./model/request.js";
 export type { ForwardRequest, ForwardResult, KvCache, LanguageModel } from "./model/types.js";
 export { RuntimeError, Session } from "./runtime/session.js";
 export { createTrainStep, type LossBatch, type TrainStep } from "./train/step.js";
-export { type EvalReport, evaluateModel } from "./eval/evaluate.js";
