@@ -140,6 +140,15 @@ interface Preset {
   options: Omit<DiffusionOptions, "preset">;
 }
 
+/** Fast-dLLM's parallel decoding (arXiv:2505.22618), shared by its two cache variants. */
+const fastDllm = {
+  confidence: "probability",
+  selection: "threshold",
+  threshold: 0.9,
+  sampler: "gumbel",
+  blockLength: 32,
+} as const;
+
 /**
  * The strategies of the literature as presets. Every preset defaults to one token per step
  * (`steps` = masked count) and greedy decoding unless its reference says otherwise.
@@ -206,25 +215,11 @@ export const presets = {
   "fast-dllm": {
     description:
       "Fast-dLLM: confidence-threshold parallel decoding (threshold 0.9), blocks of 32, prefix cache",
-    options: {
-      confidence: "probability",
-      selection: "threshold",
-      threshold: 0.9,
-      sampler: "gumbel",
-      blockLength: 32,
-      cache: "prefix",
-    },
+    options: { ...fastDllm, cache: "prefix" },
   },
   "fast-dllm-dual": {
     description: "Fast-dLLM with the dual cache (prefix and suffix), threshold 0.9, blocks of 32",
-    options: {
-      confidence: "probability",
-      selection: "threshold",
-      threshold: 0.9,
-      sampler: "gumbel",
-      blockLength: 32,
-      cache: "dual",
-    },
+    options: { ...fastDllm, cache: "dual" },
   },
   "self-correct": {
     description:
