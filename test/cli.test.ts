@@ -593,6 +593,11 @@ test("corpus → tokenizer → train (and resume) → generate and eval, on a ti
     JSON.parse(readFileSync(join(t.model, "generation_config.json"), "utf8")).mask_token_id,
     0,
   );
+  // Training an exported model further: --init starts from its weights in a new run folder.
+  const furtherArgs = trainArgs.map((a) => (a === run ? `${run}-further` : a));
+  const further = await cli([...furtherArgs, "--steps", "1", "--init", t.model]);
+  assert.equal(further.code, 0, further.stderr);
+  assert.equal(JSON.parse(further.stdout).resumed_from, null);
   const generated = await cli(["generate", "-m", t.model, "export function", "-n", "8", "--json"]);
   assert.equal(generated.code, 0, generated.stderr);
   const g = JSON.parse(generated.stdout);

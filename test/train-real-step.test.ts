@@ -144,4 +144,35 @@ describe("train on the real ONNX training step", () => {
       await step.dispose();
     }
   });
+
+  it("starts from given weights (an exported model trained further), and names a missing one", async () => {
+    const cfg = config("causal");
+    const step = await createTrainStep(cfg, { threads: 1 });
+    try {
+      const start = new Float32Array(step.parameterCount);
+      initParameters(start, step.layout, cfg, 42);
+      const options = {
+        ...base("from-weights"),
+        maxSteps: 1,
+        lr: 1e-30,
+        evalEvery: 0,
+        objective: { kind: "ar" as const },
+        step,
+        data,
+        resume: false,
+        initialWeights: weightsFromFlat(step.layout, start),
+      };
+      const result = await train(options, noSignal);
+      // A step of 1e-30 leaves the given weights as they were: training began from them.
+      assert.deepEqual(result.params, start);
+      const missing = weightsFromFlat(step.layout, start);
+      missing.delete("model.norm.weight");
+      await assert.rejects(
+        train({ ...options, initialWeights: missing }, noSignal),
+        /initial weights: model\.norm\.weight is missing/,
+      );
+    } finally {
+      await step.dispose();
+    }
+  });
 });

@@ -6,7 +6,8 @@
 import { existsSync } from "node:fs";
 import { copyFile, readFile } from "node:fs/promises";
 import { basename, dirname, join, resolve } from "node:path";
-import { type ModelConfig, parseModelConfig } from "../model/config.js";
+import { loadCheckpoint } from "../format/index.js";
+import { configToJson, type ModelConfig, parseModelConfig } from "../model/config.js";
 import { BpeTokenizer, bpeFromTokenizerJson } from "../train/bpe.js";
 import { exportModel } from "../train/checkpoint.js";
 import { PackedRows, type TokenStream, tokenizeCorpus } from "../train/data.js";
@@ -129,6 +130,13 @@ and stops (exit 130).`,
       type: "string",
       value: "N",
       description: "held-out rows per evaluation (default: all)",
+    },
+    {
+      name: "init",
+      type: "string",
+      value: "DIR",
+      description:
+        "start from this exported model's weights (same config) instead of random ones, to train it further",
     },
     {
       name: "dtype",
@@ -266,6 +274,14 @@ async function run(argv: string[], context: Context): Promise<number> {
   if (steps !== undefined) options.maxSteps = steps;
   else options.maxTokens = tokens!;
   if (evalRows !== undefined) options.evalRows = evalRows;
+  const initDir = stringOption(parsed, "init");
+  if (initDir !== undefined) {
+    const from = await loadCheckpoint(resolve(initDir), { tokenizer: false });
+    if (JSON.stringify(configToJson(from.config)) !== JSON.stringify(configToJson(config))) {
+      throw new UsageError(`--init ${initDir}: its config.json differs from ${configFile}`);
+    }
+    options.initialWeights = from.weights;
+  }
 
   const bar = new ProgressBar({ label: "train", total: totalSteps });
   const json = flag(parsed, "json");

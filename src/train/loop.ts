@@ -8,7 +8,7 @@
 // training step, a run stopped at step k and resumed ends with the same bits as a run that
 // never stopped.
 
-import { configToJson, type ModelConfig } from "../model/config.js";
+import { configToJson, type ModelConfig, type Weights } from "../model/config.js";
 import { Rng } from "../model/random.js";
 import {
   type EvalPoint,
@@ -88,6 +88,11 @@ export interface TrainOptions {
   logEvery?: number;
   /** Continue from the newest checkpoint in runDir when there is one (default true). */
   resume?: boolean;
+  /**
+   * Start from these weights (e.g. an exported model's, to train it further) instead of a random
+   * initialisation; a checkpoint in runDir still takes precedence when resuming.
+   */
+  initialWeights?: Weights;
 }
 
 export interface TrainProgress {
@@ -203,7 +208,19 @@ class Trainer {
     this.adam = new AdamW(n, decayMask(step.layout, n), { ...defaultAdamW, ...options.adam });
     this.rng = new Rng(seed, STREAM_OBJECTIVE);
     this.sampler = new RowSampler(data.train, seed);
-    initParameters(this.params, step.layout, step.config, seed, options.initStd ?? 0.02);
+    if (options.initialWeights) {
+      for (const p of step.layout) {
+        const w = options.initialWeights.get(p.name);
+        if (!w || w.length !== p.size) {
+          throw new TrainError(
+            `initial weights: ${p.name} ${w ? `has ${w.length} values, expected ${p.size}` : "is missing"}`,
+          );
+        }
+        this.params.set(w, p.offset);
+      }
+    } else {
+      initParameters(this.params, step.layout, step.config, seed, options.initStd ?? 0.02);
+    }
   }
 
   private get tokensPerStep(): number {
