@@ -173,6 +173,12 @@ const commands: Record<string, string[]> = {
   ],
 };
 
+test("the bin runs as a program: executable, with a node shebang (what npx unmask starts)", async () => {
+  const result = spawnSync(main, ["--version"], { encoding: "utf8" });
+  assert.equal(result.status, 0, `${result.error ?? ""} ${result.stderr}`);
+  assert.match(result.stdout, /^unmask \d+\.\d+\.\d+/);
+});
+
 test("unmask --help lists every command; --version prints the package's", async () => {
   const r = await cli(["--help"]);
   assert.equal(r.code, 0);
