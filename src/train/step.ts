@@ -7,6 +7,7 @@ import { gradients } from "../graph/autodiff.js";
 import { Graph, type Tensor } from "../graph/graph.js";
 import * as op from "../graph/ops.js";
 import { type ModelConfig, parameterShapes } from "../model/config.js";
+import { defaultAttentionBias } from "../model/request.js";
 import { transformer } from "../model/transformer.js";
 import {
   floatTensor,
@@ -89,21 +90,6 @@ export function buildTrainGraph(config: ModelConfig): Graph {
   return g;
 }
 
-/** The default attention bias of a training batch (causal or block-causal), [rows, L, L]. */
-function trainingBias(config: ModelConfig, rows: number, length: number): Float32Array {
-  const bias = new Float32Array(rows * length * length);
-  const group = (p: number) =>
-    config.attention === "causal" ? p : Math.floor(p / config.blockSize);
-  for (let r = 0; r < rows; r++) {
-    for (let i = 0; i < length; i++) {
-      for (let j = 0; j < length; j++) {
-        if (group(j) > group(i)) bias[(r * length + i) * length + j] = Number.NEGATIVE_INFINITY;
-      }
-    }
-  }
-  return bias;
-}
-
 export async function createTrainStep(
   config: ModelConfig,
   options: SessionOptions = {},
@@ -132,8 +118,10 @@ export async function createTrainStep(
       };
       if (config.attention !== "full") {
         const key = `${batch.rows}x${length}`;
-        if (biasCache?.key !== key)
-          biasCache = { key, bias: trainingBias(config, batch.rows, length) };
+        if (biasCache?.key !== key) {
+          const bias = defaultAttentionBias(config, batch.rows, length, 0, positions);
+          biasCache = { key, bias: bias as Float32Array };
+        }
         feeds.attn_bias = floatTensor(biasCache.bias, [batch.rows, length, length]);
       }
       for (const p of layout) {
