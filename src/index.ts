@@ -7,10 +7,12 @@ export * from "./format/index.js";
 export { gradients } from "./graph/autodiff.js";
 export { Graph, GraphError, Tensor } from "./graph/graph.js";
 export * as op from "./graph/ops.js";
+export * from "./host/index.js";
 export {
   type AttentionKind,
   ConfigError,
   configToJson,
+  endTokenIds,
   type ModelConfig,
   parameterCount,
   parameterShapes,

@@ -4,7 +4,7 @@
 // in the Hugging Face layout, with the tiny a/b/c tokenizer of the format tests.
 
 import assert from "node:assert/strict";
-import { spawn, spawnSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -12,46 +12,15 @@ import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { presetNames } from "../src/diffusion/options.js";
-import { saveCheckpoint } from "../src/format/index.js";
-import { parseModelConfig } from "../src/model/config.js";
-import { randomWeights } from "../src/model/random.js";
-import { tinyTokenizerJson } from "./format-helpers.js";
+import { cli, main, type Ran, writeModel } from "./cli-helpers.js";
 
 const ESC = "\x1b";
-const main = fileURLToPath(new URL("../src/cli/main.js", import.meta.url));
 const root = fileURLToPath(new URL("../../", import.meta.url));
 
 let dir = "";
 let model = "";
 let arModel = "";
 let slowModel = "";
-
-/** A checkpoint over the tiny tokenizer (ids 0 pad, 1 mask, 2 bos, 3 eos; a b c space newline ab). */
-async function writeModel(
-  path: string,
-  extra: Record<string, unknown>,
-  size = { hidden: 16, layers: 2, context: 64 },
-): Promise<void> {
-  const config = parseModelConfig({
-    model_type: "unmask",
-    vocab_size: 13,
-    hidden_size: size.hidden,
-    num_hidden_layers: size.layers,
-    num_attention_heads: 2,
-    intermediate_size: 2 * size.hidden,
-    max_position_embeddings: size.context,
-    pad_token_id: 0,
-    mask_token_id: 1,
-    bos_token_id: 2,
-    eos_token_id: 3,
-    ...extra,
-  });
-  await saveCheckpoint(path, {
-    config,
-    weights: randomWeights(config, 7, 0.5),
-    tokenizerJson: tinyTokenizerJson(),
-  });
-}
 
 before(async () => {
   dir = await mkdtemp(join(tmpdir(), "unmask-cli-"));
@@ -67,37 +36,6 @@ before(async () => {
 after(async () => {
   await rm(dir, { recursive: true, force: true });
 });
-
-interface Ran {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs the CLI to its end, off a terminal. */
-function cli(
-  args: string[],
-  options: { input?: string; env?: Record<string, string>; onSpawn?: (pid: number) => void } = {},
-): Promise<Ran> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [main, ...args], {
-      env: { ...process.env, ...options.env },
-      stdio: ["pipe", "pipe", "pipe"],
-    });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (d: Buffer) => {
-      stdout += d.toString();
-    });
-    child.stderr.on("data", (d: Buffer) => {
-      stderr += d.toString();
-    });
-    child.on("error", reject);
-    child.on("close", (code) => resolve({ code, stdout, stderr }));
-    child.stdin.end(options.input ?? "");
-    if (child.pid !== undefined) options.onSpawn?.(child.pid);
-  });
-}
 
 /** The error contract: a non-zero code, one `unmask: ` line on stderr, no stack trace. */
 function assertFails(r: Ran, code: number, pattern: RegExp): void {
@@ -477,7 +415,11 @@ test("bad input: a clear message, a non-zero exit code, no stack trace", async (
     [["edit", "-m", model, lines], 2, /which lines\? \(--lines A-B\)/],
     [["infill", "-m", model, lines], 2, /no <FILL> marker/],
     [["generate", "-m", model, "ab ".repeat(40)], 2, /prompt is 80 tokens, longer than .* 64/],
-    [["generate", "-m", model, "ab", "-n", "64"], 2, /--length 64: .* room for 63/],
+    [
+      ["generate", "-m", model, "ab", "-n", "64"],
+      2,
+      /--length: 64 tokens do not fit: .* room for 63/,
+    ],
     [["generate", "-m", notAModel, "ab"], 1, /config\.json: not found: is this a checkpoint/],
     [["generate", "-m", badConfig, "ab"], 1, /config\.json: colour: unknown config key/],
     [["generate", "-m", join(dir, "nowhere"), "ab"], 2, /--model: .*nowhere: not found/],

@@ -8,6 +8,7 @@ import { benchTrain, type TrainBenchResult } from "../bench/train.js";
 import { benchDecode, type DecodeBenchResult } from "../diffusion/bench.js";
 import { type PresetName, presetNames } from "../diffusion/options.js";
 import type { Tokenizer } from "../format/index.js";
+import { defaultArModelName, defaultModelName, loadModel } from "../host/models.js";
 import { type ModelConfig, parseModelConfig } from "../model/config.js";
 import { OnnxModel } from "../model/engine.js";
 import { randomWeights } from "../model/random.js";
@@ -22,7 +23,6 @@ import {
   UsageError,
 } from "./args.js";
 import type { Command, Context } from "./command.js";
-import { defaultArModelName, defaultModelName, loadModel } from "./model.js";
 import { packageRoot } from "./package.js";
 import { formatSeconds, StatusLine } from "./terminal.js";
 
@@ -159,6 +159,11 @@ const decode: Bench = {
     const { label, tokenizer, models } = await decodeModels(parsed, say);
     const [diffusion, ar, block] = models;
     try {
+      if (presets?.includes("block-diffusion") && block === undefined) {
+        throw new UsageError(
+          `--presets block-diffusion: needs a block_causal model, and ${label} has none (drop it from --presets)`,
+        );
+      }
       const prompt = promptIds(tokenizer, diffusion.config);
       const options: Parameters<typeof benchDecode>[0] = { diffusion, ar, prompt, progress: say };
       if (block !== undefined) options.blockDiffusion = block;

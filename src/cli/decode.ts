@@ -2,15 +2,23 @@
 // of a decoder's event stream (live canvas on a terminal, Ctrl-C and --max-time through one
 // AbortSignal), and the result as a summary line or as JSON.
 
-import { DecodeAbortedError, DecodeOptionError } from "../diffusion/errors.js";
+import { DecodeOptionError } from "../diffusion/errors.js";
 import {
   type DiffusionOptions,
   type PresetName,
   presetNames,
   presets,
-  resolveOptions,
 } from "../diffusion/options.js";
-import type { DecodeResult, StepEvent, StopReason } from "../diffusion/types.js";
+import type { DecodeResult, StepEvent } from "../diffusion/types.js";
+import { type Control, type Outcome, round, runReport, settle, supervise } from "../host/decode.js";
+import { IgnoredOptionError } from "../host/errors.js";
+import { type LoadedModel, loadModel, resolveModelDir } from "../host/models.js";
+import {
+  checkModelFor,
+  checkSettings,
+  type DecodeSettings,
+  diffusionOptions as hostDiffusionOptions,
+} from "../host/options.js";
 import {
   flag,
   intOption,
@@ -21,8 +29,6 @@ import {
   UsageError,
   wrap,
 } from "./args.js";
-import { Interrupted } from "./command.js";
-import { type LoadedModel, loadModel, resolveModelDir } from "./model.js";
 import {
   type CanvasLook,
   formatSeconds,
@@ -131,21 +137,18 @@ export interface DecodeFlags {
   /** The AR twin's folder when --ar-model was given. */
   arModelDir: string | undefined;
   ar: boolean;
-  strategy: PresetName;
-  steps: number | undefined;
-  length: number | undefined;
-  blockLength: number | undefined;
-  threshold: number | undefined;
-  temperature: number | undefined;
-  seed: number | undefined;
+  /** The request's options, checked by the decode service's one validator. */
+  settings: DecodeSettings;
   maxTimeMs: number | undefined;
   json: boolean;
 }
 
-/** The flags behind each option of the diffusion library, for its errors. */
+/** The flags behind each option of the decode service, for its errors. */
 const flagOf: Record<string, string> = {
+  strategy: "--strategy",
   preset: "--strategy",
   cache: "--strategy",
+  length: "--length",
   genLength: "--length",
   maxTokens: "--length",
   steps: "--steps",
@@ -155,14 +158,8 @@ const flagOf: Record<string, string> = {
   seed: "--seed",
 };
 
-/** Reads and checks the decoding flags; the diffusion library validates their ranges. */
+/** Reads the decoding flags and checks them with the decode service's validator. */
 export function decodeFlags(parsed: Parsed): DecodeFlags {
-  const strategy = stringOption(parsed, "strategy") ?? "llada";
-  if (!(presetNames as string[]).includes(strategy)) {
-    throw new UsageError(
-      `--strategy: unknown strategy ${JSON.stringify(strategy)} (valid: ${presetNames.join(", ")})`,
-    );
-  }
   const maxTime = numberOption(parsed, "max-time", (v) => (v > 0 ? null : "expected seconds > 0"));
   const arModelDir = stringOption(parsed, "ar-model");
   const ar = flag(parsed, "ar") || arModelDir !== undefined;
@@ -171,77 +168,81 @@ export function decodeFlags(parsed: Parsed): DecodeFlags {
       "--ar decodes with the autoregressive twin: name its folder with --ar-model DIR (--model names the diffusion model)",
     );
   }
-  const flags: DecodeFlags = {
-    modelDir: stringOption(parsed, "model"),
-    arModelDir,
-    ar,
-    strategy: strategy as PresetName,
+  const settings: DecodeSettings = { decoder: ar ? "autoregressive" : "diffusion" };
+  const strategy = stringOption(parsed, "strategy");
+  if (strategy !== undefined) settings.strategy = strategy as PresetName;
+  const numbers = {
     steps: intOption(parsed, "steps", Number.MIN_SAFE_INTEGER),
     length: intOption(parsed, "length", 1),
     blockLength: intOption(parsed, "block-length", Number.MIN_SAFE_INTEGER),
     threshold: numberOption(parsed, "threshold"),
     temperature: numberOption(parsed, "temperature"),
     seed: intOption(parsed, "seed", Number.MIN_SAFE_INTEGER),
+  };
+  for (const [key, value] of Object.entries(numbers)) {
+    if (value !== undefined) settings[key as keyof typeof numbers] = value;
+  }
+  try {
+    checkSettings(settings); // before a model is loaded
+  } catch (error) {
+    throw asUsageError(error, ar);
+  }
+  return {
+    modelDir: stringOption(parsed, "model"),
+    arModelDir,
+    ar,
+    settings,
     maxTimeMs: maxTime === undefined ? undefined : maxTime * 1000,
     json: flag(parsed, "json"),
   };
-  diffusionOptions(flags); // validate now, before a model is loaded
-  return flags;
 }
 
-/** The diffusion library's options of the flags; its DecodeOptionError becomes a UsageError. */
+/** The diffusion library's options of the flags. */
 export function diffusionOptions(flags: DecodeFlags): DiffusionOptions {
-  const options: DiffusionOptions = { preset: flags.strategy };
-  if (flags.steps !== undefined) options.steps = flags.steps;
-  if (flags.blockLength !== undefined) options.blockLength = flags.blockLength;
-  if (flags.threshold !== undefined) options.threshold = flags.threshold;
-  if (flags.temperature !== undefined) options.temperature = flags.temperature;
-  if (flags.seed !== undefined) options.seed = flags.seed;
-  try {
-    resolveOptions(options);
-  } catch (error) {
-    throw asUsageError(error);
-  }
-  return options;
+  return hostDiffusionOptions(flags.settings);
 }
 
 /**
- * A DecodeOptionError about an option the user set by flag, as a UsageError naming the flag (and
- * input too long for the context as a UsageError too); other errors unchanged.
+ * A DecodeOptionError as a UsageError naming the flag (an ignored option names --ar too when it
+ * was --ar that made it ignored); other errors unchanged.
  */
-export function asUsageError(error: unknown): unknown {
+export function asUsageError(error: unknown, ar = false): unknown {
   if (error instanceof DecodeOptionError) {
     const message = error.message.slice(error.parameter.length + 2);
-    // the input is longer than the model's context
-    if (error.parameter === "length") return new UsageError(message, { cause: error });
+    if (error.parameter.startsWith("--")) return new UsageError(error.message, { cause: error });
     const name = flagOf[error.parameter];
-    if (name !== undefined) return new UsageError(`${name}: ${message}`, { cause: error });
+    if (name === undefined) return new UsageError(message, { cause: error });
+    const why = error instanceof IgnoredOptionError && ar ? `${name} with --ar: ` : `${name}: `;
+    return new UsageError(why + message, { cause: error });
   }
   return error;
 }
 
-/** Loads the model the flags name (the AR twin with --ar). */
+/** Loads the model the flags name (the AR twin with --ar), refusing one of the wrong kind. */
 export async function loadForFlags(flags: DecodeFlags): Promise<LoadedModel> {
-  return loadModel(resolveModelDir(flags.ar ? flags.arModelDir : flags.modelDir, flags.ar));
+  const parameter = flags.ar ? "--ar-model" : "--model";
+  try {
+    const given = flags.ar ? flags.arModelDir : flags.modelDir;
+    const loaded = await loadModel(resolveModelDir(given, flags.settings.decoder, parameter));
+    try {
+      const hint = flags.ar ? "" : " (--ar --ar-model DIR)";
+      checkModelFor(loaded.config, flags.settings.decoder, parameter, hint);
+    } catch (error) {
+      await loaded.model.dispose();
+      throw error;
+    }
+    return loaded;
+  } catch (error) {
+    throw asUsageError(error);
+  }
 }
 
-/** Why a run ended: the decoder's reason, or ours. */
-export type Stop = StopReason | "interrupted" | "max_time";
-
-export interface Outcome<R extends DecodeResult = DecodeResult> {
-  result: R;
-  stop: Stop;
-  decodeMs: number;
-}
-
-class OutOfTime extends Error {
-  override name = "OutOfTime";
-}
+export type { Outcome, Stop } from "../host/decode.js";
 
 /**
- * Runs a decoder to its end: `start` makes the event stream with the signal that Ctrl-C
- * (`interrupt`) and --max-time abort; `live`, when given, draws every step. An aborted run hands
- * back the partial canvas.
+ * Runs a decoder to its end under the decode service: `start` makes the event stream with the
+ * signal that Ctrl-C (`interrupt`) and --max-time abort; `live`, when given, draws every step.
+ * An aborted run hands back the partial canvas.
  */
 export async function drive<R extends DecodeResult>(
   start: (signal: AbortSignal) => AsyncGenerator<StepEvent, R, undefined>,
@@ -249,38 +250,13 @@ export async function drive<R extends DecodeResult>(
   maxTimeMs: number | undefined,
   live: LiveCanvas | null,
 ): Promise<Outcome<R>> {
-  const controller = new AbortController();
-  const onInterrupt = () => controller.abort(new Interrupted());
-  if (interrupt.aborted) onInterrupt();
-  else interrupt.addEventListener("abort", onInterrupt, { once: true });
-  const timer =
-    maxTimeMs === undefined
-      ? undefined
-      : setTimeout(() => controller.abort(new OutOfTime()), maxTimeMs);
-  const t0 = performance.now();
+  const control: Control = { signal: interrupt };
+  if (maxTimeMs !== undefined) control.maxTimeMs = maxTimeMs;
   try {
-    const events = start(controller.signal);
-    for (;;) {
-      const next = await events.next();
-      if (next.done === true) {
-        return {
-          result: next.value,
-          stop: next.value.stopReason,
-          decodeMs: performance.now() - t0,
-        };
-      }
-      live?.step(next.value);
-    }
+    return await settle(supervise(start, control), (event) => live?.step(event));
   } catch (error) {
-    if (error instanceof DecodeAbortedError) {
-      const stop = controller.signal.reason instanceof OutOfTime ? "max_time" : "interrupted";
-      // the library's streams hand back their own result type as the partial result
-      return { result: error.partial as R, stop, decodeMs: performance.now() - t0 };
-    }
     throw asUsageError(error);
   } finally {
-    clearTimeout(timer);
-    interrupt.removeEventListener("abort", onInterrupt);
     live?.finish();
   }
 }
@@ -332,34 +308,28 @@ export function finish(
   loadMs: number,
   printText: string = report.text,
 ): number {
-  const strategy = flags.ar ? "ar" : flags.strategy;
+  const s = flags.settings;
+  const strategy = flags.ar ? "ar" : (s.strategy ?? "llada");
   if (flags.json) {
-    const rate = outcome.decodeMs > 0 ? report.tokens / (outcome.decodeMs / 1000) : 0;
+    const run = runReport(outcome, report.tokens);
     const json = {
       command: report.command,
       model: loaded.dir,
-      decoder: flags.ar ? "autoregressive" : "diffusion",
+      decoder: s.decoder,
       strategy,
       options: {
-        steps: flags.steps ?? null,
-        length: flags.length ?? null,
-        block_length: flags.blockLength ?? null,
-        threshold: flags.threshold ?? null,
-        temperature: flags.temperature ?? null,
-        seed: flags.seed ?? null,
+        steps: s.steps ?? null,
+        length: s.length ?? null,
+        block_length: s.blockLength ?? null,
+        threshold: s.threshold ?? null,
+        temperature: s.temperature ?? null,
+        seed: s.seed ?? null,
         max_time: flags.maxTimeMs === undefined ? null : flags.maxTimeMs / 1000,
       },
       text: report.text,
       tokens: { generated: report.tokens, ...report.counts },
-      steps: outcome.result.steps,
-      forward_passes: outcome.result.forwards,
-      remasks: outcome.result.remasks,
-      stop_reason: outcome.stop,
-      timings: {
-        load_ms: round(loadMs),
-        decode_ms: round(outcome.decodeMs),
-        tokens_per_s: round(rate),
-      },
+      ...run,
+      timings: { load_ms: round(loadMs), ...run.timings },
       ...report.extra,
     };
     process.stdout.write(`${JSON.stringify(json, null, 2)}\n`);
@@ -374,10 +344,6 @@ export function finish(
     }
   }
   return outcome.stop === "interrupted" ? 130 : 0;
-}
-
-function round(x: number): number {
-  return Math.round(x * 100) / 100;
 }
 
 /** The "JSON output" help section of a decoding command. */

@@ -190,7 +190,8 @@ async function runEdit(argv: string[], context: Context): Promise<number> {
   if (rawLines === undefined) throw new UsageError("edit: which lines? (--lines A-B)");
   const source = await readText(file);
   const lines = parseLines(rawLines, lineCount(source));
-  const span = flags.length === undefined ? { lines } : { lines, length: flags.length };
+  const span =
+    flags.settings.length === undefined ? { lines } : { lines, length: flags.settings.length };
   const [[a, b]] = spanRanges(source, [span]);
 
   const t0 = performance.now();

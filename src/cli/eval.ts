@@ -15,10 +15,10 @@ import {
 } from "../eval/evaluate.js";
 import { heldOutRows, readHeldOutDocuments } from "../eval/held-out.js";
 import { humanEvalXFile, readHumanEvalX } from "../eval/infill-tasks.js";
+import { loadModel, resolveModelDir } from "../host/models.js";
 import { type CommandSpec, flag, intOption, parse, stringOption, UsageError } from "./args.js";
 import { type Command, type Context, Interrupted } from "./command.js";
-import { modelOption } from "./decode.js";
-import { loadModel, resolveModelDir } from "./model.js";
+import { asUsageError, modelOption } from "./decode.js";
 import { packageRoot } from "./package.js";
 import { PhasedProgress } from "./progress.js";
 
@@ -150,7 +150,16 @@ async function run(argv: string[], context: Context): Promise<number> {
   if (ar && stringOption(parsed, "model") !== undefined) {
     throw new UsageError("--ar evaluates the embedded AR twin: pass either --ar or --model DIR");
   }
-  const dir = resolveModelDir(stringOption(parsed, "model"), ar);
+  let dir: string;
+  try {
+    dir = resolveModelDir(
+      stringOption(parsed, "model"),
+      ar ? "autoregressive" : "diffusion",
+      "--model",
+    );
+  } catch (error) {
+    throw asUsageError(error);
+  }
   const corpusDir = resolve(
     stringOption(parsed, "corpus") ?? join(packageRoot(), ".cache", "corpus"),
   );

@@ -1,14 +1,15 @@
 // `unmask generate`: continue code from a prompt. The canvas is the prompt followed by --length
 // masks that the denoise loop fills; with --ar the autoregressive twin writes left to right.
 
-import { streamGenerate, streamGenerateAr } from "../diffusion/api.js";
+import type { GenerateResult } from "../diffusion/api.js";
+import { type Plan, planGenerate } from "../host/decode.js";
 import { type CommandSpec, parse, stringOption, UsageError } from "./args.js";
 import { type Command, type Context, readText } from "./command.js";
 import {
   arOptions,
+  asUsageError,
   decodeFlags,
   decodeOptions,
-  diffusionOptions,
   drive,
   finish,
   jsonSection,
@@ -68,43 +69,19 @@ async function run(argv: string[], context: Context): Promise<number> {
   const loaded = await loadForFlags(flags);
   try {
     const loadMs = performance.now() - t0;
-    const { config, tokenizer, model } = loaded;
+    const { config, tokenizer } = loaded;
     const promptIds = tokenizer.encode(prompt);
-    const room = config.maxPositions - promptIds.length;
-    if (room < 1) {
-      throw new UsageError(
-        `the prompt is ${promptIds.length} tokens, longer than the model's context of ${config.maxPositions}: shorten it`,
-      );
+    let plan: Plan<GenerateResult>;
+    try {
+      plan = planGenerate(loaded, flags.settings, promptIds);
+    } catch (error) {
+      throw asUsageError(error);
     }
-    if (flags.length !== undefined && flags.length > room) {
-      throw new UsageError(
-        `--length ${flags.length}: the prompt's ${promptIds.length} tokens leave room for ${room} in the model's context of ${config.maxPositions}`,
-      );
-    }
-    const length = flags.length ?? Math.min(128, room);
-    const look = canvasLook(loaded, [0, promptIds.length + length]);
     const outcome = await drive(
-      (signal) => {
-        if (flags.ar) {
-          const ar: {
-            maxTokens: number;
-            signal: AbortSignal;
-            temperature?: number;
-            seed?: number;
-          } = { maxTokens: length, signal };
-          if (flags.temperature !== undefined) ar.temperature = flags.temperature;
-          if (flags.seed !== undefined) ar.seed = flags.seed;
-          return streamGenerateAr(model, promptIds, ar);
-        }
-        return streamGenerate(model, promptIds, {
-          ...diffusionOptions(flags),
-          genLength: length,
-          signal,
-        });
-      },
+      plan.start,
       context.interrupt,
       flags.maxTimeMs,
-      liveCanvasFor(flags, look),
+      liveCanvasFor(flags, canvasLook(loaded, [0, plan.canvasLength])),
     );
     // generated ids, cut at the first end token (masks remain where a run was stopped)
     const { tokens } = outcome.result;
@@ -117,7 +94,7 @@ async function run(argv: string[], context: Context): Promise<number> {
         command: "generate",
         text,
         tokens: tokens.filter((t) => t !== config.maskTokenId).length,
-        counts: { prompt: promptIds.length, canvas: promptIds.length + length },
+        counts: { prompt: promptIds.length, canvas: plan.canvasLength },
         extra: { prompt },
       },
       loadMs,

@@ -84,7 +84,7 @@ async function run(argv: string[], context: Context): Promise<number> {
   const prefix = stringOption(parsed, "prefix");
   const suffix = stringOption(parsed, "suffix");
   const write = flag(parsed, "write");
-  const holeLength = flags.length ?? defaultHole;
+  const holeLength = flags.settings.length ?? defaultHole;
   let parts: (string | Hole)[];
   if (file !== undefined) {
     if (prefix !== undefined || suffix !== undefined) {

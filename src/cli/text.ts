@@ -2,7 +2,8 @@
 // the canvas (a run stopped early) drawn as the placeholder.
 
 import { renderCanvas } from "../diffusion/denoise.js";
-import type { LoadedModel } from "./model.js";
+import type { LoadedModel } from "../host/models.js";
+import { endTokenIds } from "../model/config.js";
 import { type CanvasLook, maskGlyph } from "./terminal.js";
 
 /** Decodes ids for display: special tokens (BOS, EOS, pad) are not text. */
@@ -18,11 +19,10 @@ export function idsText(loaded: LoadedModel, ids: ArrayLike<number>): string {
 
 /** How the live canvas draws this model's canvases over `view`. */
 export function canvasLook(loaded: LoadedModel, view: readonly [number, number]): CanvasLook {
-  const { maskTokenId, eosTokenId, padTokenId } = loaded.config;
   return {
     view,
-    maskId: maskTokenId ?? -1,
-    endTokens: [eosTokenId, padTokenId].filter((t): t is number => t !== null && t !== maskTokenId),
+    maskId: loaded.config.maskTokenId ?? -1,
+    endTokens: endTokenIds(loaded.config),
     decode: displayDecode(loaded),
   };
 }

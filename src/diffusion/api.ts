@@ -12,6 +12,7 @@
 // hole; then fixed length (`holeLength: "fixed"`, the default, with end tokens suppressed) is
 // the honest mode.
 
+import { endTokenIds } from "../model/config.js";
 import type { LanguageModel } from "../model/types.js";
 import { type ArOptions, decodeAr } from "./ar.js";
 import { denoise, renderCanvas } from "./denoise.js";
@@ -82,11 +83,6 @@ function maskIdOf(model: LanguageModel): number {
   return id;
 }
 
-function endTokensOf(model: LanguageModel): number[] {
-  const { eosTokenId, padTokenId } = model.config;
-  return [eosTokenId, padTokenId].filter((t): t is number => t !== null);
-}
-
 /** The ids up to the first end token. */
 function cutAtEnd(ids: ArrayLike<number>, end: number[]): number[] {
   const out: number[] = [];
@@ -122,7 +118,7 @@ export function streamGenerate(
   if (decode !== undefined) spec.decode = decode;
   if (options.maskText !== undefined) spec.maskText = options.maskText;
   const run = denoise(model, spec, split(options, ["genLength"]), options.signal);
-  return finish(run, (r) => generated(r, ids.length, endTokensOf(model), decode));
+  return finish(run, (r) => generated(r, ids.length, endTokenIds(model.config), decode));
 }
 
 /** The promise of a continuation; see streamGenerate. */
@@ -174,7 +170,7 @@ export function streamGenerateAr(
   const decode = decodeFn(tokenizer);
   if (decode !== undefined) ar.decode = decode;
   const run = decodeAr(model, ids, ar, signal);
-  return finish(run, (r) => generated(r, ids.length, endTokensOf(model), decode));
+  return finish(run, (r) => generated(r, ids.length, endTokenIds(model.config), decode));
 }
 
 export async function generateAr(
@@ -274,7 +270,7 @@ export function streamInfill(
   const spec: CanvasSpec = { tokens: lay.canvas };
   if (decode !== undefined) spec.decode = decode;
   if (options.maskText !== undefined) spec.maskText = options.maskText;
-  const end = endTokensOf(model);
+  const end = endTokenIds(model.config);
   const run = denoise(model, spec, diffusion, options.signal);
   return finish(run, (r) => filled(r, lay, mode === "trim" ? end : [], decode));
 }

@@ -15,60 +15,47 @@ import { Rng } from "../model/random.js";
 import type { ForwardRequest, KvCache, LanguageModel } from "../model/types.js";
 import { DecodeAbortedError, DecodeOptionError } from "./errors.js";
 import { sliceKv } from "./kv.js";
-import { checkInteger } from "./options.js";
+import { checkInteger, type DiffusionOptions, resolveOptions } from "./options.js";
 import { argmax, filterTopK, filterTopP, sampleCategorical, softmax } from "./sampling.js";
 import type { DecodeResult, DecodeText, StepEvent, StopReason } from "./types.js";
 
-export interface ArOptions {
+/**
+ * The AR decoder's options: the sampling fields of the diffusion options (one options object,
+ * validated by the same rules), plus how many tokens to write and how to render them.
+ */
+export interface ArOptions extends Pick<DiffusionOptions, (typeof samplingNames)[number]> {
   /** Tokens to generate at most; default 128. */
   maxTokens?: number;
-  /** ≥ 0; 0 is greedy (argmax, lowest id on ties). Default 0. */
-  temperature?: number;
-  /** Keep the k most likely tokens; 0 (default) is off. */
-  topK?: number;
-  /** Nucleus mass in (0, 1]; 1 (default) is off. */
-  topP?: number;
-  /** Default 0. */
-  seed?: number;
-  /** Stop after the model's EOS; default true. */
-  stopAtEos?: boolean;
   /** Renders the generated tokens as text in each event and in the result. */
   decode?: DecodeText;
 }
 
-const arOptionNames = ["maxTokens", "temperature", "topK", "topP", "seed", "stopAtEos", "decode"];
+/** The diffusion options the AR decoder reads: temperature (0: argmax, lowest id on ties), top-k, top-p, seed, and stopping after EOS. */
+const samplingNames = ["temperature", "topK", "topP", "seed", "stopAtEos"] as const;
 
-function resolveArOptions(options: ArOptions): Required<Omit<ArOptions, "decode">> {
-  for (const key of Object.keys(options)) {
-    if (!arOptionNames.includes(key)) {
-      throw new DecodeOptionError(key, `unknown option (valid: ${arOptionNames.join(", ")})`);
+type ResolvedAr = Required<Omit<ArOptions, "decode">>;
+
+/** Validates AR options (the sampling ones by resolveOptions); an option it does not read is an error. */
+export function resolveArOptions(options: ArOptions): ResolvedAr {
+  const sampling: DiffusionOptions = {};
+  for (const [key, value] of Object.entries(options)) {
+    if (key === "maxTokens" || key === "decode") continue;
+    if (!(samplingNames as readonly string[]).includes(key)) {
+      throw new DecodeOptionError(
+        key,
+        `not an option of the autoregressive decoder (valid: maxTokens, ${samplingNames.join(", ")}, decode)`,
+      );
     }
+    (sampling as Record<string, unknown>)[key] = value;
   }
-  const temperature = options.temperature ?? 0;
-  if (typeof temperature !== "number" || !(temperature >= 0) || temperature === Infinity) {
-    throw new DecodeOptionError(
-      "temperature",
-      `expected a number ≥ 0, got ${JSON.stringify(temperature)}`,
-    );
-  }
-  const topP = options.topP ?? 1;
-  if (typeof topP !== "number" || !(topP > 0 && topP <= 1)) {
-    throw new DecodeOptionError("topP", `expected a number in (0, 1], got ${JSON.stringify(topP)}`);
-  }
-  const stopAtEos = options.stopAtEos ?? true;
-  if (typeof stopAtEos !== "boolean") {
-    throw new DecodeOptionError(
-      "stopAtEos",
-      `expected true or false, got ${JSON.stringify(stopAtEos)}`,
-    );
-  }
+  const o = resolveOptions(sampling);
   return {
     maxTokens: checkInteger("maxTokens", options.maxTokens ?? 128, 1),
-    temperature,
-    topK: checkInteger("topK", options.topK ?? 0, 0),
-    topP,
-    seed: checkInteger("seed", options.seed ?? 0, Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER),
-    stopAtEos,
+    temperature: o.temperature,
+    topK: o.topK,
+    topP: o.topP,
+    seed: o.seed,
+    stopAtEos: o.stopAtEos,
   };
 }
 
@@ -120,7 +107,7 @@ export function decodeAr(
 async function* arLoop(
   model: LanguageModel,
   start: number[],
-  o: Required<Omit<ArOptions, "decode">>,
+  o: ResolvedAr,
   decode: DecodeText | undefined,
   signal: AbortSignal | undefined,
 ): AsyncGenerator<StepEvent, DecodeResult, undefined> {

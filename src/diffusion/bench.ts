@@ -68,7 +68,14 @@ export async function benchDecode(options: DecodeBenchOptions): Promise<DecodeBe
       );
     }
   }
+  if (options.presets?.includes("block-diffusion") && options.blockDiffusion === undefined) {
+    throw new DecodeOptionError(
+      "presets",
+      "block-diffusion needs a block_causal model (blockDiffusion), and none was given",
+    );
+  }
   const prompt = Array.from(options.prompt);
+  // every preset when none was named, block diffusion only with its model
   const selected = names.filter(
     (n) => n !== "block-diffusion" || options.blockDiffusion !== undefined,
   );

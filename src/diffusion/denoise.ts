@@ -22,7 +22,7 @@
 // Models with logit shift (Dream family) predict position i from the hidden state at i − 1, so
 // a cached window starts one position before the block: its first logits are then exact too.
 
-import type { ModelConfig } from "../model/config.js";
+import { endTokenIds, type ModelConfig } from "../model/config.js";
 import { Rng } from "../model/random.js";
 import type { ForwardRequest, KvCache, LanguageModel } from "../model/types.js";
 import { DecodeAbortedError, DecodeOptionError } from "./errors.js";
@@ -122,9 +122,7 @@ export function planCanvas(model: LanguageModel, spec: CanvasSpec, o: ResolvedOp
       `[${view[0]}, ${view[1]}) is not a range of the ${L}-token canvas`,
     );
   }
-  const endTokens = [...new Set([cfg.eosTokenId, cfg.padTokenId])].filter(
-    (t): t is number => t !== null && t !== maskId,
-  );
+  const endTokens = endTokenIds(cfg);
 
   if ((o.cache === "prefix" || o.cache === "dual") && cfg.attention !== "full") {
     throw new DecodeOptionError(

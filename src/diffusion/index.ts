@@ -27,7 +27,7 @@ export {
   streamGenerateAr,
   streamInfill,
 } from "./api.js";
-export { type ArOptions, decodeAr } from "./ar.js";
+export { type ArOptions, decodeAr, resolveArOptions } from "./ar.js";
 export {
   benchDecode,
   type DecodeBenchOptions,

@@ -272,6 +272,13 @@ export function configToJson(config: ModelConfig): Record<string, unknown> {
 }
 
 /** Number of parameters, counting a tied head once. */
+/** The ids that end a text: EOS and pad, distinct, those the config has and that are not the mask. */
+export function endTokenIds(config: ModelConfig): number[] {
+  return [...new Set([config.eosTokenId, config.padTokenId])].filter(
+    (t): t is number => t !== null && t !== config.maskTokenId,
+  );
+}
+
 export function parameterCount(config: ModelConfig): number {
   return parameterShapes(config).reduce((n, p) => n + p.shape.reduce((a, b) => a * b, 1), 0);
 }

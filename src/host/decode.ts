@@ -1,0 +1,230 @@
+// The decode service: a request (diffusion strategy or AR, options, a prompt or a canvas of fixed
+// text and holes) becomes a stream of step events and an outcome. It defaults lengths against
+// the model's context, refuses what does not fit, runs the decoder under an AbortSignal and a
+// time limit, and reports the result in one shape. The CLI, the server and the page call it.
+
+import {
+  type GenerateResult,
+  type InfillPart,
+  type InfillResult,
+  type Run,
+  streamGenerate,
+  streamGenerateAr,
+  streamInfill,
+} from "../diffusion/api.js";
+import { DecodeAbortedError, DecodeOptionError } from "../diffusion/errors.js";
+import type { DecodeResult, StepEvent, StopReason } from "../diffusion/types.js";
+import type { LoadedModel } from "./models.js";
+import {
+  arOptions,
+  checkModelFor,
+  checkSettings,
+  type DecodeSettings,
+  diffusionOptions,
+} from "./options.js";
+
+/** Why a run ended: the decoder's reason, an abort by the caller, or the time limit. */
+export type Stop = StopReason | "interrupted" | "max_time";
+
+export interface Outcome<R extends DecodeResult = DecodeResult> {
+  result: R;
+  stop: Stop;
+  decodeMs: number;
+}
+
+export interface Control {
+  /** Aborts the run at its next step ("interrupted"). */
+  signal?: AbortSignal;
+  /** Stops the run at its next step after this long ("max_time"). */
+  maxTimeMs?: number;
+}
+
+class OutOfTime extends Error {
+  override name = "OutOfTime";
+}
+
+/**
+ * Runs a decoder under `control`: yields its step events and returns the outcome. `start` makes
+ * the event stream with the signal that the caller's signal and the time limit abort; an aborted
+ * run hands back its partial canvas. Ending the iteration early stops the decoder.
+ */
+export async function* supervise<R extends DecodeResult>(
+  start: (signal: AbortSignal) => Run<R>,
+  control: Control = {},
+): AsyncGenerator<StepEvent, Outcome<R>, undefined> {
+  const controller = new AbortController();
+  const outer = control.signal;
+  const onAbort = () => controller.abort(outer?.reason);
+  if (outer?.aborted) onAbort();
+  else outer?.addEventListener("abort", onAbort, { once: true });
+  const timer =
+    control.maxTimeMs === undefined
+      ? undefined
+      : setTimeout(() => controller.abort(new OutOfTime()), control.maxTimeMs);
+  const t0 = performance.now();
+  let events: Run<R> | undefined;
+  try {
+    events = start(controller.signal);
+    for (;;) {
+      const next = await events.next();
+      if (next.done === true) {
+        return {
+          result: next.value,
+          stop: next.value.stopReason,
+          decodeMs: performance.now() - t0,
+        };
+      }
+      yield next.value;
+    }
+  } catch (error) {
+    if (error instanceof DecodeAbortedError) {
+      const stop = controller.signal.reason instanceof OutOfTime ? "max_time" : "interrupted";
+      // the library's streams hand back their own result type as the partial result
+      return { result: error.partial as R, stop, decodeMs: performance.now() - t0 };
+    }
+    throw error;
+  } finally {
+    clearTimeout(timer);
+    outer?.removeEventListener("abort", onAbort);
+    await events?.return(undefined as unknown as R);
+  }
+}
+
+/** Drains a supervised run (calling `onStep` for each event): the promise of its outcome. */
+export async function settle<R extends DecodeResult>(
+  run: AsyncGenerator<StepEvent, Outcome<R>, undefined>,
+  onStep?: (event: StepEvent) => void,
+): Promise<Outcome<R>> {
+  for (;;) {
+    const next = await run.next();
+    if (next.done === true) return next.value;
+    onStep?.(next.value);
+  }
+}
+
+/** A request made ready: its canvas's shape, and the decoder to start. */
+export interface Plan<R extends DecodeResult> {
+  /** Tokens on the canvas (prompt and generated region, or fixed text and holes). */
+  canvasLength: number;
+  /** The part of the canvas that is the answer: [start, end). */
+  view: [number, number];
+  /** Tokens of fixed input (the prompt, the text around holes). */
+  inputTokens: number;
+  start(signal: AbortSignal): Run<R>;
+}
+
+/**
+ * The length to generate after `promptLength` tokens: `requested` when it fits the context, else a
+ * DecodeOptionError("length") naming both numbers; absent, `fallback` or what the context leaves.
+ */
+export function generationLength(
+  loaded: LoadedModel,
+  promptLength: number,
+  requested: number | undefined,
+  fallback: number,
+): number {
+  const context = loaded.config.maxPositions;
+  const room = context - promptLength;
+  if (room < 1) {
+    throw new DecodeOptionError(
+      "prompt",
+      `the prompt is ${promptLength} tokens, longer than the model's context of ${context}: shorten it`,
+    );
+  }
+  if (requested !== undefined && requested > room) {
+    throw new DecodeOptionError(
+      "length",
+      `${requested} tokens do not fit: the prompt's ${promptLength} tokens leave room for ${room} in the model's context of ${context}`,
+    );
+  }
+  return requested ?? Math.min(fallback, room);
+}
+
+/** Validates settings for the loaded model (`modelParameter`: the caller's name for the model). */
+export function checkRequest(
+  loaded: LoadedModel,
+  settings: DecodeSettings,
+  modelParameter: string,
+): void {
+  checkSettings(settings);
+  checkModelFor(loaded.config, settings.decoder, modelParameter);
+}
+
+/** A continuation of `prompt` (ids) of `settings.length` tokens (default `fallback`, fitted). */
+export function planGenerate(
+  loaded: LoadedModel,
+  settings: DecodeSettings,
+  promptIds: number[],
+  fallback = 128,
+): Plan<GenerateResult> {
+  const length = generationLength(loaded, promptIds.length, settings.length, fallback);
+  const { model } = loaded;
+  return {
+    canvasLength: promptIds.length + length,
+    view: [promptIds.length, promptIds.length + length],
+    inputTokens: promptIds.length,
+    start: (signal) =>
+      settings.decoder === "autoregressive"
+        ? streamGenerateAr(model, promptIds, { ...arOptions(settings, length), signal })
+        : streamGenerate(model, promptIds, {
+            ...diffusionOptions(settings),
+            genLength: length,
+            signal,
+          }),
+  };
+}
+
+/** Holes filled between fixed pieces (ids); the diffusion decoder only. */
+export function planInfill(
+  loaded: LoadedModel,
+  settings: DecodeSettings,
+  parts: InfillPart[],
+  holeLength: "fixed" | "trim",
+): Plan<InfillResult> {
+  let canvasLength = 0;
+  let inputTokens = 0;
+  for (const p of parts) {
+    const n = typeof p === "object" && "hole" in p ? p.hole : p.length;
+    canvasLength += n;
+    if (!(typeof p === "object" && "hole" in p)) inputTokens += n;
+  }
+  const context = loaded.config.maxPositions;
+  if (canvasLength > context) {
+    throw new DecodeOptionError(
+      "length",
+      `the canvas of ${canvasLength} tokens (text and holes) exceeds the model's context of ${context}`,
+    );
+  }
+  return {
+    canvasLength,
+    view: [0, canvasLength],
+    inputTokens,
+    start: (signal) =>
+      streamInfill(loaded.model, parts, { ...diffusionOptions(settings), holeLength, signal }),
+  };
+}
+
+/** The run's numbers as every front end reports them (JSON field names). */
+export interface RunReport {
+  steps: number;
+  forward_passes: number;
+  remasks: number;
+  stop_reason: Stop;
+  timings: { decode_ms: number; tokens_per_s: number };
+}
+
+/** The report of an outcome that produced `tokens` tokens. */
+export function runReport(outcome: Outcome, tokens: number): RunReport {
+  const rate = outcome.decodeMs > 0 ? tokens / (outcome.decodeMs / 1000) : 0;
+  return {
+    steps: outcome.result.steps,
+    forward_passes: outcome.result.forwards,
+    remasks: outcome.result.remasks,
+    stop_reason: outcome.stop,
+    timings: { decode_ms: round(outcome.decodeMs), tokens_per_s: round(rate) },
+  };
+}
+
+export function round(x: number): number {
+  return Math.round(x * 100) / 100;
+}
