@@ -27,10 +27,11 @@ function runsOf(text: string, kind: (typeof kinds)[number]): string[] {
 
 test("highlight: keywords, literals, strings with escapes, comments, numbers, hole markers", () => {
   const src =
-    'const s = "a\\"b"; // note\nlet n = 0x1F + 2.5e3; /* block */ return null;\nf(`t ${x}`, <FILL:8>, <FILL>)';
+    'const s = "a\\"b"; // note\nlet n = 0x1F + 2.5e3; /* block */ return null;\nf(`t $' +
+    "{x}`, <FILL:8>, <FILL>)";
   assert.deepEqual(runsOf(src, "keyword"), ["const", "let", "return"]);
   assert.deepEqual(runsOf(src, "literal"), ["null"]);
-  assert.deepEqual(runsOf(src, "string"), ['"a\\"b"', "`t ${x}`"]);
+  assert.deepEqual(runsOf(src, "string"), ['"a\\"b"', "`t $" + "{x}`"]);
   assert.deepEqual(runsOf(src, "comment"), ["// note", "/* block */"]);
   assert.deepEqual(runsOf(src, "number"), ["0x1F", "2.5e3"]);
   assert.deepEqual(runsOf(src, "hole"), ["<FILL:8>", "<FILL>"]);
