@@ -5,6 +5,7 @@
 // what a cache really contains — a stale token, a duplicated position, a missing one.
 
 import type { ModelConfig } from "../src/model/config.js";
+import { hostStepStats } from "../src/model/stats.js";
 import type { ForwardRequest, ForwardResult, KvCache, LanguageModel } from "../src/model/types.js";
 
 export const VOCAB = 32;
@@ -159,7 +160,12 @@ export class FakeModel implements LanguageModel {
     };
     if (rows > 1) call.view1 = views[1];
     this.calls.push(call);
-    const result: ForwardResult = { logits, positions: p };
+    const result: ForwardResult = {
+      logits: request.logits === false ? new Float32Array(0) : logits,
+      positions: p,
+    };
+    if (request.stats !== undefined)
+      result.stats = hostStepStats(logits, rows * p, V, request.stats);
     if (request.returnKv) result.kv = this.kv(request, rows, n, C, positions);
     return result;
   }

@@ -1,11 +1,12 @@
 // `unmask bench`: the project's speed measurements, each a ratio measured side by side in one
 // run (see DESIGN.md, "Where the numbers must come from"), as text or as JSON.
 
-import { existsSync, readFileSync } from "node:fs";
-import { join, resolve } from "node:path";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import inspector from "node:inspector";
+import { dirname, join, resolve } from "node:path";
 import { benchForward, type ForwardBenchResult } from "../bench/forward.js";
 import { benchTrain, type TrainBenchResult } from "../bench/train.js";
-import { benchDecode, type DecodeBenchResult } from "../diffusion/bench.js";
+import { benchDecode, type DecodeBenchResult, type DecodeSpeed } from "../diffusion/bench.js";
 import { type PresetName, presetNames } from "../diffusion/options.js";
 import type { Tokenizer } from "../format/index.js";
 import { defaultArModelName, defaultModelName, loadModel } from "../host/models.js";
@@ -172,14 +173,14 @@ const decode: Bench = {
       if (presets !== undefined) options.presets = presets as PresetName[];
       const r: DecodeBenchResult = await benchDecode(options);
       const width = Math.max(...r.presets.map((p) => p.name.length), 2) + 2;
-      const row = (name: string, tps: number, fpt: number) =>
-        `  ${name.padEnd(width)}${tps.toFixed(0).padStart(8)} tokens/s  ${fpt.toFixed(2).padStart(5)} forwards/token  ${(tps / r.ar.tokens_per_s).toFixed(2).padStart(6)}× AR`;
+      const row = (name: string, s: DecodeSpeed) =>
+        `  ${name.padEnd(width)}${s.tokens_per_s.toFixed(0).padStart(8)} tokens/s  ${s.forwards_per_token.toFixed(2).padStart(5)} forwards/token  ${(s.tokens_per_s / r.ar.tokens_per_s).toFixed(2).padStart(6)}× AR  step ${s.step_ms.toFixed(2).padStart(6)} ms  engine ${s.engine_ms.toFixed(2).padStart(6)} ms  host ${(100 * s.host_fraction).toFixed(0).padStart(3)}%`;
       return {
         json: { model: label, ...r },
         lines: [
           `decoding ${r.gen_length} tokens after a ${r.prompt_length}-token prompt, ${label}, median of ${r.runs}:`,
-          ...r.presets.map((p) => row(p.name, p.tokens_per_s, p.forwards_per_token)),
-          row("ar", r.ar.tokens_per_s, r.ar.forwards_per_token),
+          ...r.presets.map((p) => row(p.name, p)),
+          row("ar", r.ar),
         ],
       };
     } finally {
@@ -255,6 +256,13 @@ ${benches.map((b) => `  ${b.name.padEnd(9)}${b.summary}`).join("\n")}`,
       description: "decode: strategies to time, comma-separated (default: all)",
     },
     {
+      name: "profile",
+      type: "string",
+      value: "DIR",
+      description:
+        "write a CPU profile of each benchmark's run to DIR/<benchmark>.cpuprofile (open it in Chrome DevTools or speedscope)",
+    },
+    {
       name: "config",
       type: "string",
       value: "FILE",
@@ -276,6 +284,7 @@ ${benches.map((b) => `  ${b.name.padEnd(9)}${b.summary}`).join("\n")}`,
   examples: [
     "unmask bench forward",
     "unmask bench decode --presets llada,fast-dllm --length 128 --runs 3",
+    "unmask bench decode --json --profile prof/",
     "unmask bench train --rows 8 --length 128",
     "unmask bench all --json > bench.json",
   ],
@@ -296,13 +305,19 @@ async function run(argv: string[], context: Context): Promise<number> {
     );
   }
   const json = flag(parsed, "json");
+  const profileDir = stringOption(parsed, "profile");
   const results: Record<string, unknown> = {};
   for (const bench of chosen) {
     if (context.interrupt.aborted) break;
     const status = new StatusLine(process.stderr, process.env);
     let result: { json: unknown; lines: string[] };
     try {
-      result = await bench.run(parsed, (message) => status.say(`${bench.name}: ${message}`));
+      const runBench = () =>
+        bench.run(parsed, (message) => status.say(`${bench.name}: ${message}`));
+      result =
+        profileDir === undefined
+          ? await runBench()
+          : await profiled(join(resolve(profileDir), `${bench.name}.cpuprofile`), runBench);
     } finally {
       status.done();
     }
@@ -314,6 +329,28 @@ async function run(argv: string[], context: Context): Promise<number> {
     process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
   }
   return context.interrupt.aborted ? 130 : 0;
+}
+
+/** Runs `body` under the V8 CPU profiler and writes the profile to `file` (as node --cpu-prof). */
+async function profiled<T>(file: string, body: () => Promise<T>): Promise<T> {
+  const session = new inspector.Session();
+  session.connect();
+  const post = (method: string) =>
+    new Promise<unknown>((done, fail) =>
+      session.post(method, (error, result) => (error ? fail(error) : done(result))),
+    );
+  try {
+    await post("Profiler.enable");
+    await post("Profiler.start");
+    const result = await body();
+    const { profile } = (await post("Profiler.stop")) as { profile: unknown };
+    mkdirSync(dirname(file), { recursive: true });
+    writeFileSync(file, JSON.stringify(profile));
+    process.stderr.write(`CPU profile: ${file}\n`);
+    return result;
+  } finally {
+    session.disconnect();
+  }
 }
 
 export const bench: Command = { spec, run };

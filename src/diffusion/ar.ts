@@ -16,7 +16,7 @@ import type { ForwardRequest, KvCache, LanguageModel } from "../model/types.js";
 import { DecodeAbortedError, DecodeOptionError } from "./errors.js";
 import { sliceKv } from "./kv.js";
 import { checkInteger, type DiffusionOptions, resolveOptions } from "./options.js";
-import { argmax, filterTopK, filterTopP, sampleCategorical, softmax } from "./sampling.js";
+import { filterTopK, filterTopP, sampleCategorical, softmax } from "./sampling.js";
 import type { DecodeResult, DecodeText, StepEvent, StopReason } from "./types.js";
 
 /**
@@ -140,6 +140,10 @@ async function* arLoop(
     return r;
   };
 
+  // scratch, allocated once: the fed tokens (the prompt on the first call, then one token)
+  const tokens = new Int32Array(start.length + (shift ? 1 : 0));
+  const logitsAt = new Int32Array(1);
+  const greedy = o.temperature === 0;
   try {
     let fed = 0; // positions whose K/V the cache holds
     for (;;) {
@@ -147,15 +151,16 @@ async function* arLoop(
         throw new DecodeAbortedError(result("complete"), { cause: signal.reason });
       // feed everything not yet cached (the prompt, then the last token), plus the placeholder
       const n = length - fed + (shift ? 1 : 0);
-      const tokens = new Int32Array(n);
-      tokens.set(sequence.subarray(fed, length));
-      if (shift) tokens[n - 1] = placeholder;
-      const request: ForwardRequest = {
-        tokens,
-        rows: 1,
-        logitsAt: Int32Array.of(n - 1), // the last fed position, or the placeholder
-        returnKv: true,
-      };
+      const fresh = tokens.subarray(0, n);
+      fresh.set(sequence.subarray(fed, length));
+      if (shift) fresh[n - 1] = placeholder;
+      logitsAt[0] = n - 1; // the last fed position, or the placeholder
+      const request: ForwardRequest = { tokens: fresh, rows: 1, logitsAt, returnKv: true };
+      // greedy needs only the most likely token and its probability, computed in the engine
+      if (greedy) {
+        request.logits = false;
+        request.stats = { topK: 1 };
+      }
       if (cache !== null) request.context = cache;
       const out = await model.forward(request);
       forwards++;
@@ -163,15 +168,22 @@ async function* arLoop(
       fed = length;
 
       // the next token
-      for (let v = 0; v < V; v++) work[v] = out.logits[v];
-      const token = pick(work, probs, sortScratch, order, o, rng, V);
-      softmax(work, probs, V);
+      let token: number;
+      let confidence: number;
+      if (greedy) {
+        token = out.stats!.ids[0];
+        confidence = Math.exp(out.stats!.logProbs[0]);
+      } else {
+        for (let v = 0; v < V; v++) work[v] = out.logits[v];
+        token = sample(work, probs, sortScratch, order, o, rng, V);
+        confidence = probs[token];
+      }
       sequence[length++] = token;
       const event: StepEvent = {
         step: length - start.length - 1,
         block: 0,
         canvas: sequence.slice(0, length),
-        revealed: [{ position: length - 1, token, confidence: probs[token] }],
+        revealed: [{ position: length - 1, token, confidence }],
         remasked: [],
         masked: 0,
         forwards,
@@ -187,8 +199,11 @@ async function* arLoop(
   }
 }
 
-/** Greedy, or Dream's order of filters: logits / T → top-p → top-k → softmax → draw. */
-function pick(
+/**
+ * Dream's order of filters: logits / T → top-p → top-k → softmax (into `probs`, the confidence)
+ * → draw.
+ */
+function sample(
   w: Float64Array,
   probs: Float64Array,
   sortScratch: Float64Array,
@@ -197,7 +212,6 @@ function pick(
   rng: Rng,
   V: number,
 ): number {
-  if (o.temperature === 0) return argmax(w, V);
   for (let v = 0; v < V; v++) w[v] /= o.temperature;
   if (o.topP < 1) filterTopP(w, o.topP, order, sortScratch, V);
   if (o.topK > 0) filterTopK(w, o.topK, sortScratch, V);

@@ -1,9 +1,10 @@
 // The decoding benchmark behind `unmask bench decode`: tokens per second and forward passes per
 // token of every preset and of the AR baseline, measured side by side in one run (runs
 // interleaved, medians reported) on the same prompt and length. Every run decodes the whole
-// length (no early stop at EOS), so the work compared is the same.
+// length (no early stop at EOS), so the work compared is the same. Each step is timed, and
+// inside it the runtime's run call (ForwardResult.engineMs): what is left is host work.
 
-import type { LanguageModel } from "../model/types.js";
+import type { ForwardRequest, ForwardResult, LanguageModel } from "../model/types.js";
 import { decodeAr } from "./ar.js";
 import { denoise } from "./denoise.js";
 import { DecodeOptionError } from "./errors.js";
@@ -32,6 +33,12 @@ export interface DecodeSpeed {
   forwards_per_token: number;
   /** Median wall time of a run. */
   seconds: number;
+  /** Median time of one step (one forward pass and everything the loop does around it). */
+  step_ms: number;
+  /** Median time inside the runtime's run call, per forward pass (0 for engines without one). */
+  engine_ms: number;
+  /** 1 − total engine time ÷ total step time, over every run. */
+  host_fraction: number;
 }
 
 export interface DecodeBenchResult {
@@ -42,12 +49,31 @@ export interface DecodeBenchResult {
   ar: DecodeSpeed;
 }
 
+/** A LanguageModel that records the engine time of every forward pass. */
+class EngineTimer implements LanguageModel {
+  readonly engineMs: number[] = [];
+  constructor(private readonly inner: LanguageModel) {}
+  get config() {
+    return this.inner.config;
+  }
+  async forward(request: ForwardRequest): Promise<ForwardResult> {
+    const out = await this.inner.forward(request);
+    this.engineMs.push(out.engineMs ?? 0);
+    return out;
+  }
+  async dispose(): Promise<void> {}
+}
+
+/** Runs a decoder to the end, timing each step (ms into `steps`). */
 async function drain(
   run: AsyncGenerator<StepEvent, DecodeResult, undefined>,
+  steps: number[],
 ): Promise<DecodeResult> {
   for (;;) {
+    const t0 = performance.now();
     const next = await run.next();
     if (next.done) return next.value;
+    steps.push(performance.now() - t0);
   }
 }
 
@@ -79,16 +105,28 @@ export async function benchDecode(options: DecodeBenchOptions): Promise<DecodeBe
   const selected = names.filter(
     (n) => n !== "block-diffusion" || options.blockDiffusion !== undefined,
   );
-  const times = new Map<string, number[]>();
-  const forwards = new Map<string, number>();
-  const record = (name: string, seconds: number, r: DecodeResult) => {
-    times.set(name, [...(times.get(name) ?? []), seconds]);
-    forwards.set(name, r.forwards);
+  interface Timings {
+    seconds: number[];
+    steps: number[];
+    engine: EngineTimer;
+    forwards: number;
+  }
+  const records = new Map<string, Timings>();
+  const record = (name: string, model: LanguageModel): Timings => {
+    let r = records.get(name);
+    if (r === undefined) {
+      r = { seconds: [], steps: [], engine: new EngineTimer(model), forwards: 0 };
+      records.set(name, r);
+    }
+    return r;
   };
   for (let run = 0; run < runs; run++) {
     for (const name of selected) {
-      const model = name === "block-diffusion" ? options.blockDiffusion! : options.diffusion;
-      const maskId = model.config.maskTokenId;
+      const rec = record(
+        name,
+        name === "block-diffusion" ? options.blockDiffusion! : options.diffusion,
+      );
+      const maskId = rec.engine.config.maskTokenId;
       if (maskId === null)
         throw new DecodeOptionError("diffusion", "the model has no mask token id");
       const canvas = new Int32Array(prompt.length + genLength).fill(maskId);
@@ -96,21 +134,37 @@ export async function benchDecode(options: DecodeBenchOptions): Promise<DecodeBe
       options.progress?.(`run ${run + 1}/${runs}: ${name}`);
       const t0 = performance.now();
       const r = await drain(
-        denoise(model, { tokens: canvas, openEnded: true }, { preset: name, stopAtEos: false }),
+        denoise(
+          rec.engine,
+          { tokens: canvas, openEnded: true },
+          { preset: name, stopAtEos: false },
+        ),
+        rec.steps,
       );
-      record(name, (performance.now() - t0) / 1000, r);
+      rec.seconds.push((performance.now() - t0) / 1000);
+      rec.forwards = r.forwards;
     }
     options.progress?.(`run ${run + 1}/${runs}: ar`);
+    const rec = record("ar", options.ar);
     const t0 = performance.now();
-    const r = await drain(decodeAr(options.ar, prompt, { maxTokens: genLength, stopAtEos: false }));
-    record("ar", (performance.now() - t0) / 1000, r);
+    const r = await drain(
+      decodeAr(rec.engine, prompt, { maxTokens: genLength, stopAtEos: false }),
+      rec.steps,
+    );
+    rec.seconds.push((performance.now() - t0) / 1000);
+    rec.forwards = r.forwards;
   }
   const speed = (name: string): DecodeSpeed => {
-    const seconds = median(times.get(name)!);
+    const rec = records.get(name)!;
+    const seconds = median(rec.seconds);
+    const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
     return {
       tokens_per_s: genLength / seconds,
-      forwards_per_token: forwards.get(name)! / genLength,
+      forwards_per_token: rec.forwards / genLength,
       seconds,
+      step_ms: median(rec.steps),
+      engine_ms: median(rec.engine.engineMs),
+      host_fraction: 1 - sum(rec.engine.engineMs) / sum(rec.steps),
     };
   };
   return {

@@ -24,7 +24,13 @@
 
 import { endTokenIds, type ModelConfig } from "../model/config.js";
 import { Rng } from "../model/random.js";
-import type { ForwardRequest, KvCache, LanguageModel } from "../model/types.js";
+import type {
+  ForwardRequest,
+  ForwardResult,
+  KvCache,
+  LanguageModel,
+  StatsRequest,
+} from "../model/types.js";
 import { DecodeAbortedError, DecodeOptionError } from "./errors.js";
 import { sliceKv } from "./kv.js";
 import { type DiffusionOptions, type ResolvedOptions, resolveOptions } from "./options.js";
@@ -37,6 +43,7 @@ import {
   gumbelArgmax,
   logSumExp,
   marginConfidence,
+  marginFromStats,
   negativeEntropy,
   numTransferTokens,
   rankByConfidence,
@@ -275,6 +282,15 @@ class DenoiseLoop {
   private readonly selected: Int32Array;
   private readonly weights: Float64Array;
   private readonly query: Int32Array;
+  private readonly tokens: Int32Array;
+  private readonly positions: Int32Array;
+  private readonly logitsAt: Int32Array;
+  /**
+   * What the steps ask of the model: step statistics computed where the logits are (greedy
+   * decoding, no guidance, no filter), or null when the sampler needs whole rows (temperature,
+   * top-p / top-k, Gumbel noise, guidance).
+   */
+  private readonly stats: StatsRequest | null;
 
   constructor(
     private readonly model: LanguageModel,
@@ -300,6 +316,16 @@ class DenoiseLoop {
     this.selected = new Int32Array(this.L);
     this.weights = new Float64Array(this.L);
     this.query = new Int32Array(2 * this.L);
+    this.tokens = new Int32Array(this.rows * this.L);
+    this.positions = new Int32Array(this.rows * this.L);
+    this.logitsAt = new Int32Array(this.rows * 2 * this.L);
+    const greedy = o.temperature === 0 && o.topP === 1 && o.topK === 0 && this.rows === 1;
+    this.stats = null;
+    if (greedy) {
+      const exclude = [plan.maskId, ...(o.eos === "suppress" ? plan.endTokens : [])];
+      this.stats = { topK: o.confidence === "margin" ? 2 : 1, exclude: Int32Array.from(exclude) };
+      if (o.remaskBelow > 0) this.stats.scoreTokens = new Int32Array(2 * this.L);
+    }
   }
 
   release(): void {
@@ -361,7 +387,7 @@ class DenoiseLoop {
         if (signal?.aborted) {
           throw new DecodeAbortedError(this.result("complete"), { cause: signal.reason });
         }
-        const logits = await this.forward(block, i, this.query.subarray(0, m + r));
+        const out = await this.forward(block, i, this.query.subarray(0, m + r));
         this.forwards++;
         const p = m + r; // logits rows per canvas row
 
@@ -382,9 +408,9 @@ class DenoiseLoop {
         if (o.selection === "bernoulli") {
           const prob = lastStep ? 1 : dreamTransferProbability(i, S, timesteps);
           chosen = selectBernoulli(m, prob, this.rng, this.selected);
-          for (const j of chosen) this.score(logits, p, j, j);
+          for (const j of chosen) this.score(out, p, j);
         } else {
-          for (let j = 0; j < m; j++) this.score(logits, p, j, j);
+          for (let j = 0; j < m; j++) this.score(out, p, j);
           if (o.selection === "sampled") {
             chosen = selectSampled(
               this.candidateConfidence,
@@ -430,7 +456,7 @@ class DenoiseLoop {
           const doubts: PositionChange[] = [];
           for (let j = m; j < m + r; j++) {
             const position = this.query[j];
-            const prob = this.probabilityOf(logits, p, j, x[position]);
+            const prob = this.probabilityOf(out, p, j, x[position]);
             if (prob < o.remaskBelow)
               doubts.push({ position, token: x[position], confidence: prob });
           }
@@ -485,14 +511,14 @@ class DenoiseLoop {
   }
 
   /**
-   * One forward pass for a step, under the cache mode; returns logits [rows, p, V] at the query
-   * positions (absolute), in query order.
+   * One forward pass for a step, under the cache mode; returns logits [rows, p, V] or the step
+   * statistics at the query positions (absolute), in query order.
    */
   private async forward(
     block: Block,
     stepInBlock: number,
     query: Int32Array,
-  ): Promise<Float32Array> {
+  ): Promise<ForwardResult> {
     const { o, L } = this;
     const shift = this.cfg.logitShift;
     // the first position of a cached window: one early under logit shift (see the header)
@@ -511,10 +537,10 @@ class DenoiseLoop {
                 [block.end, L],
               ],
         );
-        return out.logits;
+        return out;
       }
       const end = o.cache === "prefix" ? L : block.end;
-      return (await this.call(windowStart, end, query, this.cache, false)).logits;
+      return this.call(windowStart, end, query, this.cache, false);
     }
     if (o.cache === "block") {
       // the cache holds [0, cacheLength); extend it on a block's first step to the block's
@@ -534,9 +560,9 @@ class DenoiseLoop {
         this.cache = sliceKv(this.cfg, out.kv!, [[0, target]]);
         this.cacheLength = target;
       }
-      return out.logits;
+      return out;
     }
-    return (await this.call(0, L, query, undefined, false)).logits;
+    return this.call(0, L, query, undefined, false);
   }
 
   /**
@@ -549,33 +575,45 @@ class DenoiseLoop {
     query: Int32Array,
     context: KvCache | undefined,
     returnKv: boolean,
-  ): Promise<{ logits: Float32Array; kv?: KvCache }> {
-    const { rows, x, plan } = this;
+  ): Promise<ForwardResult> {
+    const { rows, x, plan, stats } = this;
     const n = b - a;
-    const tokens = new Int32Array(rows * n);
+    const p = query.length;
+    const tokens = this.tokens.subarray(0, rows * n);
     tokens.set(x.subarray(a, b), 0);
     if (rows === 2) {
       for (let i = 0; i < n; i++) tokens[n + i] = plan.fixed[a + i] ? plan.maskId : x[a + i];
     }
-    const positions = new Int32Array(rows * n);
+    const positions = this.positions.subarray(0, rows * n);
     for (let r = 0; r < rows; r++) for (let i = 0; i < n; i++) positions[r * n + i] = a + i;
-    let all = query.length === n;
-    for (let j = 0; all && j < query.length; j++) all = query[j] === a + j;
+    let all = p === n;
+    for (let j = 0; all && j < p; j++) all = query[j] === a + j;
     const request: ForwardRequest = { tokens, rows, positions };
     if (!all) {
-      const at = new Int32Array(rows * query.length);
-      for (let r = 0; r < rows; r++) {
-        for (let j = 0; j < query.length; j++) at[r * query.length + j] = query[j] - a;
-      }
+      const at = this.logitsAt.subarray(0, rows * p);
+      for (let r = 0; r < rows; r++) for (let j = 0; j < p; j++) at[r * p + j] = query[j] - a;
       request.logitsAt = at;
     }
     if (context !== undefined && context.length > 0) request.context = context;
     if (returnKv) request.returnKv = true;
+    if (stats !== null) {
+      request.logits = false;
+      request.stats = { topK: stats.topK, exclude: stats.exclude! };
+      if (stats.scoreTokens !== undefined) {
+        const score = stats.scoreTokens.subarray(0, p);
+        for (let j = 0; j < p; j++) score[j] = x[query[j]];
+        request.stats.scoreTokens = score;
+      }
+    }
     const out = await this.model.forward(request);
-    if (out.positions !== query.length || out.logits.length !== rows * query.length * this.V) {
+    const expected = stats === null ? rows * p * this.V : 0;
+    if (out.positions !== p || out.logits.length !== expected) {
       throw new Error(
-        `forward returned ${out.positions} positions (${out.logits.length} logits), expected ${query.length} × ${rows} rows × ${this.V}`,
+        `forward returned ${out.positions} positions (${out.logits.length} logits), expected ${p} × ${rows} rows${stats === null ? ` × ${this.V}` : " and no logits"}`,
       );
+    }
+    if (stats !== null && out.stats?.ids.length !== p * stats.topK) {
+      throw new Error("forward did not return the step statistics asked for");
     }
     if (returnKv && out.kv === undefined)
       throw new Error("forward did not return the K/V asked for");
@@ -606,12 +644,27 @@ class DenoiseLoop {
     return work;
   }
 
-  /** Token and confidence of masked candidate j (query row q) into the candidate arrays. */
-  private score(logits: Float32Array, p: number, q: number, j: number): void {
+  /** Token and confidence of masked candidate j (query row j) into the candidate arrays. */
+  private score(out: ForwardResult, p: number, j: number): void {
     const { o, V, probs, rng } = this;
-    const w = this.loadRow(logits, p, q);
     let token: number;
     let confidence: number;
+    if (out.stats !== undefined) {
+      // greedy, from the step statistics: the same token and, to float32 rounding, confidence
+      const { ids, logProbs, entropy, k } = out.stats;
+      token = ids[j * k];
+      confidence =
+        o.confidence === "margin"
+          ? marginFromStats(logProbs, j, k)
+          : o.confidence === "entropy"
+            ? -entropy[j]
+            : o.confidence === "random"
+              ? rng.next()
+              : Math.exp(logProbs[j * k]);
+      this.setCandidate(j, token, confidence);
+      return;
+    }
+    const w = this.loadRow(out.logits, p, j);
     if (o.sampler === "gumbel") {
       // LLaDA: x0 = argmax(exp(logits) / (−log u)^T); confidence from softmax(logits)
       this.filter(w);
@@ -629,7 +682,11 @@ class DenoiseLoop {
     if (o.confidence === "margin") confidence = marginConfidence(probs, V);
     else if (o.confidence === "entropy") confidence = negativeEntropy(probs, V);
     else if (o.confidence === "random") confidence = rng.next();
-    if (o.eos === "defer" && this.plan.endTokens.includes(token)) {
+    this.setCandidate(j, token, confidence);
+  }
+
+  private setCandidate(j: number, token: number, confidence: number): void {
+    if (this.o.eos === "defer" && this.plan.endTokens.includes(token)) {
       confidence = Number.NEGATIVE_INFINITY; // revealed last
     }
     this.candidateTokens[j] = token;
@@ -643,8 +700,9 @@ class DenoiseLoop {
   }
 
   /** The model's probability of `token` at query row j (guidance applied, no temperature). */
-  private probabilityOf(logits: Float32Array, p: number, j: number, token: number): number {
-    const w = this.loadRow(logits, p, j);
+  private probabilityOf(out: ForwardResult, p: number, j: number, token: number): number {
+    if (out.stats?.scoreLogProbs !== undefined) return Math.exp(out.stats.scoreLogProbs[j]);
+    const w = this.loadRow(out.logits, p, j);
     return Math.exp(w[token] - logSumExp(w, this.V));
   }
 }

@@ -246,6 +246,14 @@ export function marginConfidence(probs: Float64Array, n = probs.length): number 
   return n > 1 ? first - second : first;
 }
 
+/**
+ * marginConfidence from step statistics: top-1 − top-2 probability of row j, from its k ≥ 2
+ * most likely log-probabilities ([rows, k]).
+ */
+export function marginFromStats(logProbs: ArrayLike<number>, j: number, k: number): number {
+  return Math.exp(logProbs[j * k]) - Math.exp(logProbs[j * k + 1]);
+}
+
 /** Dream's `entropy` confidence: the negative entropy Σ p·log(p + 1e-10) (higher is surer). */
 export function negativeEntropy(probs: Float64Array, n = probs.length): number {
   let s = 0;

@@ -395,3 +395,52 @@ export function scatterElementsAdd(
     },
   )[0];
 }
+
+export const cos = (x: Tensor): Tensor => unary("Cos", x);
+export const sin = (x: Tensor): Tensor => unary("Sin", x);
+
+/** Floating-point remainder with the sign of the dividend (ONNX Mod, fmod = 1). */
+export function fmod(a: Operand, b: Operand): Tensor {
+  const [ta, tb] = pair(a, b);
+  const dtype = sameType("Mod", ta, tb);
+  const shape = broadcastShapes("Mod", ta.shape, tb.shape);
+  return ta.graph.node("Mod", [ta, tb], [{ dtype, shape }], { fmod: { i: 1 } })[0];
+}
+
+/**
+ * The k largest values along the last axis, largest first (the lower index first among equal
+ * values, as ONNX specifies), and their int64 indices. `k` is an int64 [1] tensor (k at run time
+ * may not exceed the axis); `kDim` names the result's last dimension.
+ */
+export function topK(x: Tensor, k: Tensor, kDim: Dim): { values: Tensor; indices: Tensor } {
+  if (k.dtype !== "int64" || k.rank !== 1 || (typeof k.shape[0] === "number" && k.shape[0] !== 1)) {
+    fail("TopK", `k must be int64 [1], got ${k.toString()}`);
+  }
+  if (x.rank < 1) fail("TopK", "needs rank ≥ 1");
+  const last = x.shape[x.rank - 1];
+  if (typeof kDim === "number" && typeof last === "number" && kDim > last) {
+    fail("TopK", `k = ${kDim} exceeds the last axis of ${fmt(x.shape)}`);
+  }
+  const shape = [...x.shape.slice(0, -1), kDim];
+  const [values, indices] = x.graph.node(
+    "TopK",
+    [x, k],
+    [
+      { dtype: x.dtype, shape },
+      { dtype: "int64", shape },
+    ],
+    { axis: { i: -1 }, largest: { i: 1 }, sorted: { i: 1 } },
+  );
+  return { values, indices };
+}
+
+/** 0, 1, …, n − 1 as int64, for the run-time length `n` (an int64 scalar) named `nDim`. */
+export function range(n: Tensor, nDim: Dim): Tensor {
+  if (n.dtype !== "int64" || n.rank !== 0) fail("Range", `n must be an int64 scalar, got ${n}`);
+  const g = n.graph;
+  return g.node(
+    "Range",
+    [g.scalar(0, "int64"), n, g.scalar(1, "int64")],
+    [{ dtype: "int64", shape: [nDim] }],
+  )[0];
+}

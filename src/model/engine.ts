@@ -14,6 +14,7 @@ import {
 } from "../runtime/session.js";
 import { type ModelConfig, parameterShapes, type Weights } from "./config.js";
 import { resolveForwardRequest, WeightsError } from "./request.js";
+import { stepStatistics } from "./stats.js";
 import { transformer } from "./transformer.js";
 import type { ForwardRequest, ForwardResult, KvCache, LanguageModel } from "./types.js";
 
@@ -63,12 +64,26 @@ export function buildInferenceGraph(
   }
   const out = transformer(g, config, param, { ids, positions, bias, past, logitIndex });
   g.output(out.logits, "logits");
+  const stats = stepStatistics(out.logits, config.vocabSize, {
+    k: g.input("top_k", "int64", [1]),
+    exclude: g.input("exclude_ids", "int32", ["nexclude"]),
+    scoreIds: g.input("score_ids", "int32", ["batch", "npos"]),
+  });
+  g.output(stats.ids, "top_ids");
+  g.output(stats.logProbs, "top_logprobs");
+  g.output(stats.logSumExp, "logsumexp");
+  g.output(stats.entropy, "entropy");
+  g.output(stats.scoreLogProbs, "score_logprobs");
   out.present.forEach((kv, l) => {
     g.output(kv.key, `present_key_${l}`);
     g.output(kv.value, `present_value_${l}`);
   });
   return g;
 }
+
+/** The exclusion list fed when a request excludes nothing: an id no token has. */
+const noExclusion = Int32Array.of(-1);
+const statNames = ["top_ids", "top_logprobs", "logsumexp", "entropy"];
 
 export class OnnxModel implements LanguageModel {
   private disposed = false;
@@ -115,13 +130,40 @@ export class OnnxModel implements LanguageModel {
       feeds[`past_key_${l}`] = floatTensor(request.context?.keys[l] ?? empty, kvDims);
       feeds[`past_value_${l}`] = floatTensor(request.context?.values[l] ?? empty, kvDims);
     }
-    const names = ["logits"];
+    const stats = request.stats;
+    const exclude = stats?.exclude?.length ? stats.exclude : noExclusion;
+    feeds.top_k = { type: "int64", data: BigInt64Array.of(BigInt(stats?.topK ?? 1)), dims: [1] };
+    feeds.exclude_ids = int32Tensor(exclude, [exclude.length]);
+    feeds.score_ids = int32Tensor(stats?.scoreTokens ?? new Int32Array(r.rows * r.p), [
+      r.rows,
+      r.p,
+    ]);
+    const names = request.logits === false ? [] : ["logits"];
+    if (stats !== undefined) names.push(...statNames);
+    if (stats?.scoreTokens !== undefined) names.push("score_logprobs");
     if (request.returnKv) {
       for (let l = 0; l < config.numLayers; l++)
         names.push(`present_key_${l}`, `present_value_${l}`);
     }
-    const out = await this.session.run(feeds, names);
-    const result: ForwardResult = { logits: out.logits.data as Float32Array, positions: r.p };
+    const timing = { ms: 0 };
+    const out = await this.session.run(feeds, names, timing);
+    const result: ForwardResult = {
+      logits: request.logits === false ? empty : (out.logits.data as Float32Array),
+      positions: r.p,
+      engineMs: timing.ms,
+    };
+    if (stats !== undefined) {
+      result.stats = {
+        k: stats.topK,
+        ids: out.top_ids.data as Int32Array,
+        logProbs: out.top_logprobs.data as Float32Array,
+        logSumExp: out.logsumexp.data as Float32Array,
+        entropy: out.entropy.data as Float32Array,
+      };
+      if (stats.scoreTokens !== undefined) {
+        result.stats.scoreLogProbs = out.score_logprobs.data as Float32Array;
+      }
+    }
     if (request.returnKv) {
       const kv: KvCache = { rows: r.rows, length: total, keys: [], values: [] };
       for (let l = 0; l < config.numLayers; l++) {

@@ -10,6 +10,7 @@
 
 import { type ModelConfig, parameterShapes, type Weights } from "./config.js";
 import { resolveForwardRequest, WeightsError } from "./request.js";
+import { hostStepStats } from "./stats.js";
 import type { ForwardRequest, ForwardResult, KvCache, LanguageModel } from "./types.js";
 
 /** A KvCache in float64, as `forward64` returns it (the reference keeps its own cache exact). */
@@ -111,7 +112,18 @@ export class ReferenceModel implements LanguageModel {
 
   async forward(request: ForwardRequest): Promise<ForwardResult> {
     const { logits, positions, kv } = this.forward64(request);
-    const result: ForwardResult = { logits: Float32Array.from(logits), positions };
+    const result: ForwardResult = {
+      logits: request.logits === false ? new Float32Array(0) : Float32Array.from(logits),
+      positions,
+    };
+    if (request.stats !== undefined) {
+      result.stats = hostStepStats(
+        logits,
+        logits.length / this.config.vocabSize,
+        this.config.vocabSize,
+        request.stats,
+      );
+    }
     if (kv !== undefined) {
       result.kv = {
         rows: kv.rows,

@@ -3,6 +3,7 @@
 
 import type { ModelConfig } from "./config.js";
 import type { ForwardRequest64 } from "./reference.js";
+import type { StatsRequest } from "./types.js";
 
 /** A ForwardRequest that does not fit the model; `field` names the offending request field. */
 export class ForwardRequestError extends Error {
@@ -168,6 +169,8 @@ export function resolveForwardRequest(
       );
     }
   }
+  const p = logitsAt.length / rows;
+  if (request.stats !== undefined) checkStats(config, request.stats, rows * p);
   return {
     rows,
     n,
@@ -175,8 +178,38 @@ export function resolveForwardRequest(
     positions,
     attentionBias,
     logitsAt,
-    p: logitsAt.length / rows,
+    p,
   };
+}
+
+function checkStats(config: ModelConfig, stats: StatsRequest, rowCount: number): void {
+  const { topK, exclude, scoreTokens } = stats;
+  if (!Number.isInteger(topK) || topK < 1 || topK > config.vocabSize) {
+    throw new ForwardRequestError(
+      "stats.topK",
+      `expected an integer in [1, ${config.vocabSize}], got ${topK}`,
+    );
+  }
+  for (const [field, ids] of [
+    ["stats.exclude", exclude],
+    ["stats.scoreTokens", scoreTokens],
+  ] as const) {
+    if (ids === undefined) continue;
+    for (let i = 0; i < ids.length; i++) {
+      if (!(ids[i] >= 0 && ids[i] < config.vocabSize)) {
+        throw new ForwardRequestError(
+          field,
+          `token id ${ids[i]} at index ${i} is outside the vocabulary (${config.vocabSize})`,
+        );
+      }
+    }
+  }
+  if (scoreTokens !== undefined && scoreTokens.length !== rowCount) {
+    throw new ForwardRequestError(
+      "stats.scoreTokens",
+      `length ${scoreTokens.length}, expected rows × positions = ${rowCount}`,
+    );
+  }
 }
 
 /**

@@ -34,14 +34,59 @@ export interface ForwardRequest {
   logitsAt?: Int32Array;
   /** Also return the keys/values of context + fresh tokens (context first). */
   returnKv?: boolean;
+  /**
+   * Return the vocabulary-wide logits at the logitsAt positions (default true). A step that
+   * needs only `stats` sets it false: no vocabulary-wide row then leaves the engine.
+   */
+  logits?: boolean;
+  /** Return the step statistics of each logitsAt position (see StepStats). */
+  stats?: StatsRequest;
+}
+
+/** What a denoising or decoding step asks of each row's distribution besides (or instead of) logits. */
+export interface StatsRequest {
+  /** How many of the most likely tokens to return, in [1, vocabSize]. */
+  topK: number;
+  /**
+   * Token ids whose logit counts as −∞ before every statistic (the mask token; EOS and pad when
+   * a sampler suppresses them). Default none.
+   */
+  exclude?: Int32Array;
+  /** [rows, p]: one token per position whose log-probability to return (self-correction). */
+  scoreTokens?: Int32Array;
+}
+
+/**
+ * Statistics of the softmax of each requested row (excluded tokens at −∞), computed where the
+ * logits are (in the graph, in float32, for the ONNX engine).
+ */
+export interface StepStats {
+  /** k of the request. */
+  k: number;
+  /** [rows, p, k] the k most likely ids, most likely first; the lower id first on ties. */
+  ids: Int32Array;
+  /** [rows, p, k] their log-probabilities. */
+  logProbs: Float32Array;
+  /** [rows, p] log Σ exp(logits) over the tokens not excluded. */
+  logSumExp: Float32Array;
+  /** [rows, p] entropy in Dream's form, −Σ p·log(p + 1e-10). */
+  entropy: Float32Array;
+  /** [rows, p] log-probability of each scoreTokens entry (when asked for). */
+  scoreLogProbs?: Float32Array;
 }
 
 export interface ForwardResult {
-  /** [rows, p, vocabSize]; logits at index i are the model's distribution of token i. */
+  /**
+   * [rows, p, vocabSize]; logits at index i are the model's distribution of token i. Empty
+   * (length 0) when the request set `logits: false`.
+   */
   logits: Float32Array;
-  /** p: the number of positions per row that logits holds. */
+  /** p: the number of positions per row that logits and stats hold. */
   positions: number;
   kv?: KvCache;
+  stats?: StepStats;
+  /** Milliseconds spent inside the runtime's run call (engines that have one; for benchmarks). */
+  engineMs?: number;
 }
 
 export interface LanguageModel {

@@ -99,18 +99,24 @@ export class Session {
     return new Session(inner, inner.inputNames, inner.outputNames);
   }
 
-  /** Runs the session; returns the requested outputs (default: all). */
+  /**
+   * Runs the session; returns the requested outputs (default: all). `timing.ms` receives the
+   * milliseconds spent inside onnxruntime's run call (feeds wrapped, outputs not yet converted).
+   */
   async run(
     feeds: Record<string, HostTensor>,
     outputs: readonly string[] = this.outputNames,
+    timing?: { ms: number },
   ): Promise<Record<string, HostTensor>> {
     const ortFeeds: Record<string, ort.Tensor> = {};
     for (const [name, t] of Object.entries(feeds)) {
       ortFeeds[name] = new ort.Tensor(t.type, t.data, t.dims);
     }
     let result: ort.InferenceSession.ReturnType;
+    const t0 = performance.now();
     try {
       result = await this.inner.run(ortFeeds, outputs as string[]);
+      if (timing !== undefined) timing.ms = performance.now() - t0;
     } catch (cause) {
       throw new RuntimeError(`onnxruntime run failed: ${(cause as Error).message}`, { cause });
     }

@@ -1,0 +1,126 @@
+// The statistics a denoising or decoding step needs of each requested row's distribution: the
+// top-k ids with their log-probabilities, the log-sum-exp and the entropy, with some tokens
+// (the mask token, suppressed end tokens) held at −∞. The ONNX engine computes them in the graph
+// (`stepStatistics`), so that greedy decoding and the probability, margin and entropy confidences
+// never bring a vocabulary-wide row into JavaScript; `hostStepStats` is the slow, obvious float64
+// twin (the reference model's, and the yardstick of the tests).
+
+import type { Tensor } from "../graph/graph.js";
+import * as op from "../graph/ops.js";
+import type { StatsRequest, StepStats } from "./types.js";
+
+export interface StatsInputs {
+  /** int64 [1]: k. */
+  k: Tensor;
+  /** int32 [S]: excluded token ids (ids outside the vocabulary exclude nothing). */
+  exclude: Tensor;
+  /** int32 [B, P]: a token per row whose log-probability to return. */
+  scoreIds: Tensor;
+}
+
+export interface StatsOutputs {
+  /** int32 [B, P, k] */
+  ids: Tensor;
+  /** float32 [B, P, k] */
+  logProbs: Tensor;
+  /** float32 [B, P] */
+  logSumExp: Tensor;
+  /** float32 [B, P] */
+  entropy: Tensor;
+  /** float32 [B, P] */
+  scoreLogProbs: Tensor;
+}
+
+/** The statistics of logits [B, P, V] as graph nodes (float32). */
+export function stepStatistics(
+  logits: Tensor,
+  vocabSize: number,
+  inputs: StatsInputs,
+): StatsOutputs {
+  const g = logits.graph;
+  const ids = new Int32Array(vocabSize);
+  for (let v = 0; v < vocabSize; v++) ids[v] = v;
+  const vocab = g.initializer(g.freeName("stats.vocab_ids"), "int32", [vocabSize, 1], ids); // [V, 1]
+  const hits = op.cast(op.equal(vocab, inputs.exclude), "float32"); // [V, S]
+  const excluded = op.cast(op.reduceMax(hits, [1], false), "bool"); // [V]
+  const masked = op.where(excluded, Number.NEGATIVE_INFINITY, logits); // [B, P, V]
+  const max = op.reduceMax(masked, [-1]); // [B, P, 1]
+  const shifted = op.sub(masked, max); // [B, P, V]
+  const logZ = op.log(op.reduceSum(op.exp(shifted), [-1])); // [B, P, 1]
+  const logProbs = op.sub(shifted, logZ); // [B, P, V]
+  const top = op.topK(logProbs, inputs.k, "k"); // [B, P, k]
+  const probs = op.exp(logProbs); // [B, P, V]
+  // Dream's entropy form, p·log(p + 1e-10): finite where p = 0
+  const entropy = op.neg(op.reduceSum(op.mul(probs, op.log(op.add(probs, 1e-10))), [-1], false));
+  const score = op.gatherElements(logProbs, op.unsqueeze(inputs.scoreIds, [2]), 2); // [B, P, 1]
+  return {
+    ids: op.cast(top.indices, "int32"),
+    logProbs: top.values,
+    logSumExp: op.squeeze(op.add(max, logZ), [-1]), // [B, P]
+    entropy, // [B, P]
+    scoreLogProbs: op.squeeze(score, [-1]), // [B, P]
+  };
+}
+
+/**
+ * The same statistics in float64 from logits [rows·p, V] (any precision), rounded to float32 at
+ * the end. Ties in the top-k go to the lower id.
+ */
+export function hostStepStats(
+  logits: ArrayLike<number>,
+  rowCount: number,
+  vocabSize: number,
+  request: StatsRequest,
+): StepStats {
+  const { topK: k } = request;
+  const V = vocabSize;
+  const out: StepStats = {
+    k,
+    ids: new Int32Array(rowCount * k),
+    logProbs: new Float32Array(rowCount * k),
+    logSumExp: new Float32Array(rowCount),
+    entropy: new Float32Array(rowCount),
+  };
+  if (request.scoreTokens !== undefined) out.scoreLogProbs = new Float32Array(rowCount);
+  const excluded = new Uint8Array(V);
+  for (const t of request.exclude ?? []) if (t >= 0 && t < V) excluded[t] = 1;
+  const w = new Float64Array(V);
+  const best = new Int32Array(k);
+  for (let r = 0; r < rowCount; r++) {
+    let max = Number.NEGATIVE_INFINITY;
+    for (let v = 0; v < V; v++) {
+      w[v] = excluded[v] ? Number.NEGATIVE_INFINITY : logits[r * V + v];
+      if (w[v] > max) max = w[v];
+    }
+    let sum = 0;
+    for (let v = 0; v < V; v++) sum += Math.exp(w[v] - max);
+    const lse = max + Math.log(sum);
+    let entropy = 0;
+    for (let v = 0; v < V; v++) {
+      const p = Math.exp(w[v] - lse);
+      entropy -= p * Math.log(p + 1e-10);
+    }
+    // top-k by insertion: larger value first, then lower id
+    let count = 0;
+    for (let v = 0; v < V; v++) {
+      if (count === k && !(w[v] > w[best[k - 1]])) continue;
+      let j = Math.min(count, k - 1);
+      while (j > 0 && w[v] > w[best[j - 1]]) {
+        best[j] = best[j - 1];
+        j--;
+      }
+      best[j] = v;
+      if (count < k) count++;
+    }
+    for (let j = 0; j < k; j++) {
+      out.ids[r * k + j] = best[j];
+      out.logProbs[r * k + j] = w[best[j]] - lse;
+    }
+    out.logSumExp[r] = lse;
+    out.entropy[r] = entropy;
+    if (out.scoreLogProbs !== undefined) {
+      out.scoreLogProbs[r] = w[request.scoreTokens![r]] - lse;
+    }
+  }
+  return out;
+}

@@ -1,0 +1,258 @@
+// Step statistics computed in the graph against the host computation they replace.
+//
+// Tolerance: the graph works in float32 (max, exp, a sum over the vocabulary, log), the host twin
+// in float64 from the same float32 logits. Ids are compared exactly (TopK and the host break
+// ties toward the lower id, and both see the same float32 values). Log-probabilities, the
+// log-sum-exp and the entropy differ by float32 rounding: each term's relative error is ~2⁻²⁴
+// and the vocabulary-wide sum adds at most V·2⁻²⁴ relative to the sum, so for V ≤ 10⁴ and logits of
+// magnitude ≤ 30 an absolute bound of 2e-5 (plus 2e-6 relative) holds with room to spare.
+
+import assert from "node:assert/strict";
+import { after, describe, it } from "node:test";
+import {
+  marginConfidence,
+  marginFromStats,
+  negativeEntropy,
+  softmax,
+} from "../src/diffusion/sampling.js";
+import { Graph } from "../src/graph/graph.js";
+import { type ModelConfig, parseModelConfig } from "../src/model/config.js";
+import { OnnxModel } from "../src/model/engine.js";
+import { Rng, randomWeights } from "../src/model/random.js";
+import { ReferenceModel } from "../src/model/reference.js";
+import { ForwardRequestError } from "../src/model/request.js";
+import { hostStepStats, stepStatistics } from "../src/model/stats.js";
+import type { StatsRequest, StepStats } from "../src/model/types.js";
+import { floatTensor, int32Tensor, Session } from "../src/runtime/session.js";
+
+const close = (a: number, b: number, what: string) =>
+  assert.ok(
+    Math.abs(a - b) <= 2e-5 + 2e-6 * Math.abs(b) || a === b,
+    `${what}: ${a} vs ${b} (difference ${Math.abs(a - b)})`,
+  );
+
+function assertStatsEqual(got: StepStats, want: StepStats, rows: number) {
+  assert.equal(got.k, want.k);
+  assert.deepEqual(Array.from(got.ids), Array.from(want.ids), "top-k ids");
+  for (let i = 0; i < rows * got.k; i++) close(got.logProbs[i], want.logProbs[i], `logProbs[${i}]`);
+  for (let r = 0; r < rows; r++) {
+    close(got.logSumExp[r], want.logSumExp[r], `logSumExp[${r}]`);
+    close(got.entropy[r], want.entropy[r], `entropy[${r}]`);
+    if (want.scoreLogProbs !== undefined) {
+      close(got.scoreLogProbs![r], want.scoreLogProbs[r], `scoreLogProbs[${r}]`);
+    }
+  }
+}
+
+/** Runs the graph's statistics on given logits [B, P, V]. */
+async function graphStats(
+  logits: Float32Array,
+  B: number,
+  P: number,
+  V: number,
+  request: StatsRequest,
+): Promise<StepStats> {
+  const g = new Graph("stats");
+  const x = g.input("logits", "float32", ["b", "p", V]);
+  const s = stepStatistics(x, V, {
+    k: g.input("k", "int64", [1]),
+    exclude: g.input("exclude", "int32", ["s"]),
+    scoreIds: g.input("score", "int32", ["b", "p"]),
+  });
+  g.output(s.ids, "ids");
+  g.output(s.logProbs, "lp");
+  g.output(s.logSumExp, "lse");
+  g.output(s.entropy, "h");
+  g.output(s.scoreLogProbs, "score_lp");
+  const session = await Session.fromGraph(g, { threads: 1 });
+  try {
+    const exclude = request.exclude?.length ? request.exclude : Int32Array.of(-1);
+    const out = await session.run({
+      logits: floatTensor(logits, [B, P, V]),
+      k: { type: "int64", data: BigInt64Array.of(BigInt(request.topK)), dims: [1] },
+      exclude: int32Tensor(exclude, [exclude.length]),
+      score: int32Tensor(request.scoreTokens ?? new Int32Array(B * P), [B, P]),
+    });
+    const stats: StepStats = {
+      k: request.topK,
+      ids: out.ids.data as Int32Array,
+      logProbs: out.lp.data as Float32Array,
+      logSumExp: out.lse.data as Float32Array,
+      entropy: out.h.data as Float32Array,
+    };
+    if (request.scoreTokens !== undefined) stats.scoreLogProbs = out.score_lp.data as Float32Array;
+    return stats;
+  } finally {
+    await session.release();
+  }
+}
+
+/** Random logits with exact ties and one-ulp near-ties among the largest values. */
+function trickyLogits(rows: number, V: number, seed: number): Float32Array {
+  const rng = new Rng(seed);
+  const x = new Float32Array(rows * V);
+  for (let i = 0; i < x.length; i++) x[i] = 8 * (rng.next() - 0.5);
+  for (let r = 0; r < rows; r++) {
+    const row = x.subarray(r * V, (r + 1) * V);
+    const top = 6 + 3 * rng.next();
+    const a = Math.floor(rng.next() * V);
+    const b = Math.floor(rng.next() * V);
+    const c = Math.floor(rng.next() * V);
+    row[a] = top;
+    row[b] = top; // an exact tie for first place (unless b === a)
+    if (r % 2 === 0) {
+      // one float32 ulp below: a near-tie
+      const f = new Float32Array([top]);
+      const bits = new Int32Array(f.buffer);
+      bits[0] -= 1;
+      row[c] = f[0];
+    } else {
+      row[c] = row[(c + 1) % V]; // a tie lower down
+    }
+  }
+  return x;
+}
+
+describe("step statistics in the graph", () => {
+  for (const [V, k] of [
+    [37, 1],
+    [37, 2],
+    [500, 5],
+    [8192, 2],
+  ] as const) {
+    it(`equal the float64 host twin: V ${V}, k ${k}, ties and near-ties`, async () => {
+      const B = 2;
+      const P = 7;
+      const logits = trickyLogits(B * P, V, V + k);
+      const scoreTokens = Int32Array.from({ length: B * P }, (_, i) => (i * 11) % V);
+      for (const exclude of [undefined, Int32Array.of(0), Int32Array.of(3, V - 1, 5)]) {
+        const request: StatsRequest = { topK: k, scoreTokens };
+        if (exclude !== undefined) request.exclude = exclude;
+        const got = await graphStats(logits, B, P, V, request);
+        assertStatsEqual(got, hostStepStats(logits, B * P, V, request), B * P);
+      }
+    });
+  }
+
+  it("an excluded token never appears in the top-k and has log-probability −∞", async () => {
+    const V = 16;
+    const logits = new Float32Array(V).fill(0);
+    logits[4] = 10;
+    const request = { topK: 3, exclude: Int32Array.of(4), scoreTokens: Int32Array.of(4) };
+    const got = await graphStats(logits, 1, 1, V, request);
+    assert.ok(!Array.from(got.ids).includes(4));
+    assert.deepEqual(Array.from(got.ids), [0, 1, 2]); // equal logits: lowest ids first
+    assert.equal(got.scoreLogProbs![0], Number.NEGATIVE_INFINITY);
+    close(got.logSumExp[0], Math.log(V - 1), "log-sum-exp over the 15 others");
+    close(got.entropy[0], Math.log(V - 1), "entropy of a uniform 15-way choice");
+  });
+});
+
+function tinyConfig(over: Record<string, unknown> = {}): ModelConfig {
+  return parseModelConfig({
+    model_type: "unmask",
+    vocab_size: 61,
+    hidden_size: 16,
+    num_hidden_layers: 2,
+    num_attention_heads: 4,
+    num_key_value_heads: 2,
+    intermediate_size: 24,
+    max_position_embeddings: 64,
+    rope_theta: 100,
+    ...over,
+  });
+}
+
+describe("step statistics from the engine", () => {
+  const disposers: (() => Promise<void>)[] = [];
+  after(async () => {
+    for (const d of disposers) await d();
+  });
+
+  for (const [name, over] of [
+    ["full attention", {}],
+    ["causal, logit shift", { attention_mask: "causal", logit_shift: true }],
+  ] as const) {
+    it(`${name}: equal the host computation on the engine's own logits, and the float64 reference`, async () => {
+      const config = tinyConfig(over);
+      const weights = randomWeights(config, 7, 1.5);
+      const engine = await OnnxModel.create(config, weights, { threads: 1 });
+      disposers.push(() => engine.dispose());
+      const reference = new ReferenceModel(config, weights);
+      const rows = 2;
+      const n = 9;
+      const tokens = Int32Array.from({ length: rows * n }, (_, i) => (i * 13 + 5) % 61);
+      const logitsAt = Int32Array.of(0, 3, 8, 1, 2, 8);
+      const stats: StatsRequest = {
+        topK: 3,
+        exclude: Int32Array.of(60, 59),
+        scoreTokens: Int32Array.of(1, 2, 3, 4, 5, 6),
+      };
+      const both = await engine.forward({ tokens, rows, logitsAt, stats });
+      const only = await engine.forward({ tokens, rows, logitsAt, stats, logits: false });
+      assert.equal(only.logits.length, 0, "logits: false returns no vocabulary-wide rows");
+      assert.ok(both.engineMs !== undefined && both.engineMs >= 0);
+      assertStatsEqual(only.stats!, hostStepStats(both.logits, rows * 3, 61, stats), rows * 3);
+      assertStatsEqual(only.stats!, both.stats!, rows * 3);
+      // against the float64 reference: the same statistics up to the engine's float32 forward
+      // pass (ids may swap only where two log-probabilities are within that error)
+      const ref = (await reference.forward({ tokens, rows, logitsAt, stats, logits: false }))
+        .stats!;
+      for (let i = 0; i < ref.ids.length; i++) {
+        if (only.stats!.ids[i] !== ref.ids[i]) {
+          assert.ok(Math.abs(only.stats!.logProbs[i] - ref.logProbs[i]) < 1e-4, `id ${i}`);
+        }
+        assert.ok(Math.abs(only.stats!.logProbs[i] - ref.logProbs[i]) < 1e-4);
+      }
+      for (let r = 0; r < rows * 3; r++) {
+        assert.ok(Math.abs(only.stats!.entropy[r] - ref.entropy[r]) < 1e-4);
+        assert.ok(Math.abs(only.stats!.logSumExp[r] - ref.logSumExp[r]) < 1e-4);
+      }
+    });
+  }
+
+  it("every confidence kind from the statistics equals the host path's", async () => {
+    const config = tinyConfig();
+    const engine = await OnnxModel.create(config, randomWeights(config, 9, 2), { threads: 1 });
+    disposers.push(() => engine.dispose());
+    const n = 20;
+    const tokens = Int32Array.from({ length: n }, (_, i) => (i * 17 + 3) % 61);
+    const V = 61;
+    const mask = 60;
+    const stats = { topK: 2, exclude: Int32Array.of(mask) };
+    const out = await engine.forward({ tokens, rows: 1, stats });
+    const s = out.stats!;
+    const w = new Float64Array(V);
+    const probs = new Float64Array(V);
+    for (let j = 0; j < n; j++) {
+      // the host path of the denoise loop: the row in float64, the mask token at −∞, softmax
+      for (let v = 0; v < V; v++) w[v] = out.logits[j * V + v];
+      w[mask] = Number.NEGATIVE_INFINITY;
+      softmax(w, probs, V);
+      let token = 0;
+      for (let v = 1; v < V; v++) if (probs[v] > probs[token]) token = v;
+      assert.equal(s.ids[j * 2], token, `token at ${j}`);
+      close(Math.exp(s.logProbs[j * 2]), probs[token], `probability at ${j}`);
+      close(marginFromStats(s.logProbs, j, 2), marginConfidence(probs, V), `margin at ${j}`);
+      close(-s.entropy[j], negativeEntropy(probs, V), `negative entropy at ${j}`);
+    }
+  });
+
+  it("a bad statistics request is a ForwardRequestError naming the field", async () => {
+    const config = tinyConfig();
+    const engine = await OnnxModel.create(config, randomWeights(config, 1), { threads: 1 });
+    disposers.push(() => engine.dispose());
+    const tokens = Int32Array.of(1, 2, 3);
+    for (const [stats, field] of [
+      [{ topK: 0 }, "stats.topK"],
+      [{ topK: 62 }, "stats.topK"],
+      [{ topK: 1, exclude: Int32Array.of(61) }, "stats.exclude"],
+      [{ topK: 1, scoreTokens: Int32Array.of(1, 2) }, "stats.scoreTokens"],
+    ] as const) {
+      await assert.rejects(
+        engine.forward({ tokens, rows: 1, stats }),
+        (e: unknown) => e instanceof ForwardRequestError && e.field === field,
+      );
+    }
+  });
+});
