@@ -2,27 +2,15 @@
 
 import assert from "node:assert/strict";
 import { after, describe, it } from "node:test";
-import { type ModelConfig, parseModelConfig } from "../src/model/config.js";
+import type { ModelConfig } from "../src/model/config.js";
 import { OnnxModel } from "../src/model/engine.js";
 import { randomWeights } from "../src/model/random.js";
 import { ReferenceModel } from "../src/model/reference.js";
 import { ForwardRequestError } from "../src/model/request.js";
 import type { ForwardRequest, KvCache, LanguageModel } from "../src/model/types.js";
+import { tinyModelConfig } from "./tiny-config.js";
 
-function tinyConfig(over: Record<string, unknown> = {}): ModelConfig {
-  return parseModelConfig({
-    model_type: "unmask",
-    vocab_size: 23,
-    hidden_size: 16,
-    num_hidden_layers: 2,
-    num_attention_heads: 4,
-    num_key_value_heads: 2,
-    intermediate_size: 24,
-    max_position_embeddings: 64,
-    rope_theta: 100,
-    ...over,
-  });
-}
+const tinyConfig = (over: Record<string, unknown> = {}): ModelConfig => tinyModelConfig(over);
 
 /** max |a - b| / max |b|: the error relative to the reference's scale. */
 function relativeError(a: ArrayLike<number>, b: ArrayLike<number>): number {

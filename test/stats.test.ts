@@ -16,14 +16,14 @@ import {
   softmax,
 } from "../src/diffusion/sampling.js";
 import { Graph } from "../src/graph/graph.js";
-import { type ModelConfig, parseModelConfig } from "../src/model/config.js";
 import { OnnxModel } from "../src/model/engine.js";
 import { Rng, randomWeights } from "../src/model/random.js";
 import { ReferenceModel } from "../src/model/reference.js";
 import { ForwardRequestError } from "../src/model/request.js";
-import { hostStepStats, stepStatistics } from "../src/model/stats.js";
+import { hostStepStats, statsFeeds, statsInputs, stepStatistics } from "../src/model/stats.js";
 import type { StatsRequest, StepStats } from "../src/model/types.js";
-import { floatTensor, int32Tensor, Session } from "../src/runtime/session.js";
+import { floatTensor, Session } from "../src/runtime/session.js";
+import { tinyModelConfig } from "./tiny-config.js";
 
 const close = (a: number, b: number, what: string) =>
   assert.ok(
@@ -53,12 +53,8 @@ async function graphStats(
   request: StatsRequest,
 ): Promise<StepStats> {
   const g = new Graph("stats");
-  const x = g.input("logits", "float32", ["b", "p", V]);
-  const s = stepStatistics(x, V, {
-    k: g.input("k", "int64", [1]),
-    exclude: g.input("exclude", "int32", ["s"]),
-    scoreIds: g.input("score", "int32", ["b", "p"]),
-  });
+  const x = g.input("logits", "float32", ["batch", "npos", V]);
+  const s = stepStatistics(x, V, statsInputs(g));
   g.output(s.ids, "ids");
   g.output(s.logProbs, "lp");
   g.output(s.logSumExp, "lse");
@@ -66,12 +62,9 @@ async function graphStats(
   g.output(s.scoreLogProbs, "score_lp");
   const session = await Session.fromGraph(g, { threads: 1 });
   try {
-    const exclude = request.exclude?.length ? request.exclude : Int32Array.of(-1);
     const out = await session.run({
       logits: floatTensor(logits, [B, P, V]),
-      k: { type: "int64", data: BigInt64Array.of(BigInt(request.topK)), dims: [1] },
-      exclude: int32Tensor(exclude, [exclude.length]),
-      score: int32Tensor(request.scoreTokens ?? new Int32Array(B * P), [B, P]),
+      ...statsFeeds(request, B, P),
     });
     const stats: StepStats = {
       k: request.topK,
@@ -148,20 +141,8 @@ describe("step statistics in the graph", () => {
   });
 });
 
-function tinyConfig(over: Record<string, unknown> = {}): ModelConfig {
-  return parseModelConfig({
-    model_type: "unmask",
-    vocab_size: 61,
-    hidden_size: 16,
-    num_hidden_layers: 2,
-    num_attention_heads: 4,
-    num_key_value_heads: 2,
-    intermediate_size: 24,
-    max_position_embeddings: 64,
-    rope_theta: 100,
-    ...over,
-  });
-}
+const tinyConfig = (over: Record<string, unknown> = {}) =>
+  tinyModelConfig({ vocab_size: 61, ...over });
 
 describe("step statistics from the engine", () => {
   const disposers: (() => Promise<void>)[] = [];

@@ -14,7 +14,7 @@ import {
 } from "../runtime/session.js";
 import { type ModelConfig, parameterShapes, type Weights } from "./config.js";
 import { resolveForwardRequest, WeightsError } from "./request.js";
-import { stepStatistics } from "./stats.js";
+import { statsFeeds, statsInputs, stepStatistics } from "./stats.js";
 import { transformer } from "./transformer.js";
 import type { ForwardRequest, ForwardResult, KvCache, LanguageModel } from "./types.js";
 
@@ -64,11 +64,7 @@ export function buildInferenceGraph(
   }
   const out = transformer(g, config, param, { ids, positions, bias, past, logitIndex });
   g.output(out.logits, "logits");
-  const stats = stepStatistics(out.logits, config.vocabSize, {
-    k: g.input("top_k", "int64", [1]),
-    exclude: g.input("exclude_ids", "int32", ["nexclude"]),
-    scoreIds: g.input("score_ids", "int32", ["batch", "npos"]),
-  });
+  const stats = stepStatistics(out.logits, config.vocabSize, statsInputs(g));
   g.output(stats.ids, "top_ids");
   g.output(stats.logProbs, "top_logprobs");
   g.output(stats.logSumExp, "logsumexp");
@@ -81,8 +77,6 @@ export function buildInferenceGraph(
   return g;
 }
 
-/** The exclusion list fed when a request excludes nothing: an id no token has. */
-const noExclusion = Int32Array.of(-1);
 const statNames = ["top_ids", "top_logprobs", "logsumexp", "entropy"];
 
 export class OnnxModel implements LanguageModel {
@@ -131,13 +125,7 @@ export class OnnxModel implements LanguageModel {
       feeds[`past_value_${l}`] = floatTensor(request.context?.values[l] ?? empty, kvDims);
     }
     const stats = request.stats;
-    const exclude = stats?.exclude?.length ? stats.exclude : noExclusion;
-    feeds.top_k = { type: "int64", data: BigInt64Array.of(BigInt(stats?.topK ?? 1)), dims: [1] };
-    feeds.exclude_ids = int32Tensor(exclude, [exclude.length]);
-    feeds.score_ids = int32Tensor(stats?.scoreTokens ?? new Int32Array(r.rows * r.p), [
-      r.rows,
-      r.p,
-    ]);
+    Object.assign(feeds, statsFeeds(stats, r.rows, r.p));
     const names = request.logits === false ? [] : ["logits"];
     if (stats !== undefined) names.push(...statNames);
     if (stats?.scoreTokens !== undefined) names.push("score_logprobs");

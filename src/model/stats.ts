@@ -5,8 +5,9 @@
 // never bring a vocabulary-wide row into JavaScript; `hostStepStats` is the slow, obvious float64
 // twin (the reference model's, and the yardstick of the tests).
 
-import type { Tensor } from "../graph/graph.js";
+import type { Graph, Tensor } from "../graph/graph.js";
 import * as op from "../graph/ops.js";
+import { type HostTensor, int32Tensor } from "../runtime/session.js";
 import type { StatsRequest, StepStats } from "./types.js";
 
 export interface StatsInputs {
@@ -59,6 +60,35 @@ export function stepStatistics(
     logSumExp: op.squeeze(op.add(max, logZ), [-1]), // [B, P]
     entropy, // [B, P]
     scoreLogProbs: op.squeeze(score, [-1]), // [B, P]
+  };
+}
+
+/** The exclusion list fed when a request excludes nothing: an id no token has. */
+const noExclusion = Int32Array.of(-1);
+
+/**
+ * The feeds of the statistics' inputs (named as `statsInputNames`) for a request over [rows, p]
+ * positions; without a request, the cheapest (k = 1, nothing excluded, token 0 scored).
+ */
+export function statsFeeds(
+  stats: StatsRequest | undefined,
+  rows: number,
+  p: number,
+): Record<string, HostTensor> {
+  const exclude = stats?.exclude?.length ? stats.exclude : noExclusion;
+  return {
+    top_k: { type: "int64", data: BigInt64Array.of(BigInt(stats?.topK ?? 1)), dims: [1] },
+    exclude_ids: int32Tensor(exclude, [exclude.length]),
+    score_ids: int32Tensor(stats?.scoreTokens ?? new Int32Array(rows * p), [rows, p]),
+  };
+}
+
+/** The statistics' graph inputs, named as statsFeeds feeds them. */
+export function statsInputs(g: Graph): StatsInputs {
+  return {
+    k: g.input("top_k", "int64", [1]),
+    exclude: g.input("exclude_ids", "int32", ["nexclude"]),
+    scoreIds: g.input("score_ids", "int32", ["batch", "npos"]),
   };
 }
 
