@@ -2,8 +2,9 @@
 
 import assert from "node:assert/strict";
 import { after, describe, it } from "node:test";
+import { sliceKv } from "../src/diffusion/kv.js";
 import type { ModelConfig } from "../src/model/config.js";
-import { OnnxModel } from "../src/model/engine.js";
+import { buildInferenceGraph, OnnxModel } from "../src/model/engine.js";
 import { randomWeights } from "../src/model/random.js";
 import { ReferenceModel } from "../src/model/reference.js";
 import { ForwardRequestError } from "../src/model/request.js";
@@ -171,6 +172,78 @@ describe("ONNX engine against the float64 reference", () => {
         relativeError(together.logits.subarray(r * 2 * v, (r + 1) * 2 * v), alone.logits) <= 1e-6,
       );
     }
+  });
+
+  it("(f) every cache kind with two rows equals the same rows without a cache", async () => {
+    const v = 23;
+    const L = 16;
+    const two = Int32Array.from([...tokens(L, 1), ...tokens(L, 4)]); // [2, L], distinct rows
+    const range = (a: number, b: number) => Int32Array.from({ length: b - a }, (_, i) => a + i);
+    const rowsOf = (a: number, b: number) =>
+      Int32Array.from([...two.slice(a, b), ...two.slice(L + a, L + b)]);
+    const positionsOf = (a: number, b: number) => Int32Array.from([...range(a, b), ...range(a, b)]);
+    /** logits of both rows at [a, b) of a full pass, [2, b − a, V] */
+    const expected = (full: Float32Array, a: number, b: number) =>
+      Float32Array.from([
+        ...full.subarray(a * v, b * v),
+        ...full.subarray((L + a) * v, (L + b) * v),
+      ]);
+    const cases: [string, Record<string, unknown>, [number, number][], [number, number]][] = [
+      ["prefix", {}, [[0, 6]], [6, L]],
+      [
+        "dual",
+        {},
+        [
+          [0, 6],
+          [10, L],
+        ],
+        [6, 10],
+      ],
+      ["block", { attention_mask: "block_causal", block_size: 4 }, [[0, 8]], [8, L]],
+      ["AR", { attention_mask: "causal" }, [[0, 11]], [11, 12]],
+    ];
+    for (const [name, over, cached, [a, b]] of cases) {
+      const [onnx, ref] = await pair(tinyConfig(over));
+      const full = await onnx.forward({ tokens: two, rows: 2, returnKv: true });
+      const out = await agree(onnx, ref, {
+        tokens: rowsOf(a, b),
+        rows: 2,
+        positions: positionsOf(a, b),
+        context: sliceKv(onnx.config, full.kv!, cached),
+        returnKv: true,
+      });
+      const err = relativeError(out.logits, expected(full.logits, a, b));
+      assert.ok(err <= 1e-5, `${name}: relative error ${err}`);
+    }
+  });
+
+  it("(g) an explicit bias replaces the config's mask, on the engine as on the reference", async () => {
+    const [onnx, ref] = await pair(tinyConfig({ attention_mask: "causal" }));
+    const n = 8;
+    // a custom mask: each position sees itself and the two before it
+    const bias = new Float32Array(2 * n * n).fill(Number.NEGATIVE_INFINITY);
+    for (let r = 0; r < 2; r++) {
+      for (let i = 0; i < n; i++)
+        for (let j = Math.max(0, i - 2); j <= i; j++) bias[(r * n + i) * n + j] = 0;
+    }
+    const request = { tokens: Int32Array.from([...tokens(n, 1), ...tokens(n, 2)]), rows: 2 };
+    const custom = await agree(onnx, ref, { ...request, attentionBias: bias });
+    const causal = await onnx.forward(request);
+    assert.ok(relativeError(custom.logits, causal.logits) > 1e-3, "the custom mask is used");
+  });
+
+  it("(h) rotary angles from the positions: far positions agree, the graph does not grow with the context", async () => {
+    const near = tinyConfig();
+    const far = tinyConfig({ max_position_embeddings: 131072, rope_theta: 1000000 });
+    const bytes = (c: ModelConfig) =>
+      buildInferenceGraph(c, randomWeights(c, 1)).initializers.reduce(
+        (s, i) => s + i.data.byteLength,
+        0,
+      );
+    assert.equal(bytes(far), bytes(near));
+    const [onnx, ref] = await pair(far);
+    const positions = Int32Array.from([131071, 100000, 99999, 65536, 12345, 7]);
+    await agree(onnx, ref, { tokens: tokens(6), rows: 1, positions });
   });
 
   it("float16 weights agree with the reference within half precision", async () => {

@@ -74,6 +74,7 @@ export const pow = (a: Operand, b: Operand): Tensor => binary("Pow", ...pair(a, 
 export const equal = (a: Operand, b: Operand): Tensor => binary("Equal", ...pair(a, b), "bool");
 export const less = (a: Operand, b: Operand): Tensor => binary("Less", ...pair(a, b), "bool");
 export const greater = (a: Operand, b: Operand): Tensor => binary("Greater", ...pair(a, b), "bool");
+export const max = (a: Operand, b: Operand): Tensor => binary("Max", ...pair(a, b));
 export const lessOrEqual = (a: Operand, b: Operand): Tensor =>
   binary("LessOrEqual", ...pair(a, b), "bool");
 
@@ -253,6 +254,19 @@ export function slice(
   return g.node(
     op,
     [x, g.constant(starts), g.constant(ends.map((e) => Math.min(e, INT_MAX))), g.constant(axes)],
+    [{ dtype: x.dtype, shape }],
+  )[0];
+}
+
+/** x[..., :end, ...] along `axis`, `end` an int64 [1] tensor given at run time; `dim` names the result's length. */
+export function sliceTo(x: Tensor, end: Tensor, axis: number, dim: Dim): Tensor {
+  if (end.dtype !== "int64" || end.rank !== 1) fail("Slice", `end must be int64 [1], got ${end}`);
+  const a = normAxis("Slice", axis, x.rank);
+  const shape = x.shape.map((d, i) => (i === a ? dim : d));
+  const g = x.graph;
+  return g.node(
+    "Slice",
+    [x, g.constant([0]), end, g.constant([a])],
     [{ dtype: x.dtype, shape }],
   )[0];
 }

@@ -52,7 +52,9 @@ export function buildInferenceGraph(
   };
   const ids = g.input("input_ids", "int32", ["batch", "seq"]);
   const positions = g.input("position_ids", "int32", ["batch", "seq"]);
-  const bias = g.input("attn_bias", "float32", ["batch", "seq", "total"]);
+  // a caller's own mask, broadcast to [batch, seq, total]; [1, 1, 1] zeros when there is none
+  const bias = g.input("attn_bias", "float32", ["bias_batch", "bias_seq", "bias_total"]);
+  const modelMask = config.attention === "full" ? undefined : g.input("model_mask", "bool", []);
   const logitIndex = g.input("logit_index", "int32", ["batch", "npos"]);
   const past = [];
   for (let l = 0; l < config.numLayers; l++) {
@@ -62,7 +64,7 @@ export function buildInferenceGraph(
       value: g.input(`past_value_${l}`, "float32", shape),
     });
   }
-  const out = transformer(g, config, param, { ids, positions, bias, past, logitIndex });
+  const out = transformer(g, config, param, { ids, positions, bias, modelMask, past, logitIndex });
   g.output(out.logits, "logits");
   const stats = stepStatistics(out.logits, config.vocabSize, statsInputs(g));
   g.output(stats.ids, "top_ids");
@@ -77,6 +79,7 @@ export function buildInferenceGraph(
   return g;
 }
 
+const noBias = new Float32Array(1);
 const statNames = ["top_ids", "top_logprobs", "logsumexp", "entropy"];
 
 export class OnnxModel implements LanguageModel {
@@ -113,13 +116,20 @@ export class OnnxModel implements LanguageModel {
     const feeds: Record<string, HostTensor> = {
       input_ids: int32Tensor(request.tokens, [r.rows, r.n]),
       position_ids: int32Tensor(r.positions, [r.rows, r.n]),
-      attn_bias: floatTensor(r.attentionBias ?? new Float32Array(r.rows * r.n * total), [
-        r.rows,
-        r.n,
-        total,
-      ]),
+      attn_bias:
+        r.attentionBias === null
+          ? floatTensor(noBias, [1, 1, 1])
+          : floatTensor(r.attentionBias, [r.rows, r.n, total]),
       logit_index: int32Tensor(hiddenIndex, [r.rows, r.p]),
     };
+    if (config.attention !== "full") {
+      // the config's mask, built in the graph from the positions, unless the caller brings one
+      feeds.model_mask = {
+        type: "bool",
+        data: Uint8Array.of(r.attentionBias === null ? 1 : 0),
+        dims: [],
+      };
+    }
     for (let l = 0; l < config.numLayers; l++) {
       feeds[`past_key_${l}`] = floatTensor(request.context?.keys[l] ?? empty, kvDims);
       feeds[`past_value_${l}`] = floatTensor(request.context?.values[l] ?? empty, kvDims);

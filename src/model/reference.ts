@@ -9,7 +9,7 @@
 // dim, M MLP width, V vocabulary, p positions per row at which logits are asked for.
 
 import { type ModelConfig, parameterShapes, type Weights } from "./config.js";
-import { resolveForwardRequest, WeightsError } from "./request.js";
+import { defaultAttentionBias, resolveForwardRequest, WeightsError } from "./request.js";
 import { hostStepStats } from "./stats.js";
 import type { ForwardRequest, ForwardResult, KvCache, LanguageModel } from "./types.js";
 
@@ -140,15 +140,9 @@ export class ReferenceModel implements LanguageModel {
   /** The forward pass in float64 throughout, context and returned cache included. */
   forward64(request: ForwardRequest64): ForwardResult64 {
     const cfg = this.config;
-    const {
-      rows: R,
-      n,
-      contextLength: C,
-      positions,
-      attentionBias,
-      logitsAt,
-      p,
-    } = resolveForwardRequest(cfg, request);
+    const r = resolveForwardRequest(cfg, request);
+    const { rows: R, n, contextLength: C, positions, logitsAt, p } = r;
+    const attentionBias = r.attentionBias ?? defaultAttentionBias(cfg, R, n, C, positions); // [R, n, C + n] or null
     const { hiddenSize: H, numHeads: NH, numKvHeads: KV, headDim: D } = cfg;
     const { intermediateSize: M, vocabSize: V, rmsNormEps: eps, ropeTheta: theta } = cfg;
     const T = R * n; // fresh tokens over all rows

@@ -36,7 +36,7 @@ export interface ResolvedRequest {
   contextLength: number;
   /** [rows, n] absolute positions. */
   positions: Int32Array;
-  /** [rows, n, contextLength + n] additive bias; null when every key is visible. */
+  /** [rows, n, contextLength + n] the caller's additive bias; null: the config's mask applies. */
   attentionBias: Float32Array | null;
   /** [rows, p] indices into the fresh positions. */
   logitsAt: Int32Array;
@@ -131,7 +131,7 @@ export function resolveForwardRequest(
   }
 
   const keyCount = contextLength + n;
-  let attentionBias = request.attentionBias ?? null;
+  const attentionBias = request.attentionBias ?? null;
   if (attentionBias !== null) {
     if (attentionBias.length !== rows * n * keyCount) {
       throw new ForwardRequestError(
@@ -147,8 +147,6 @@ export function resolveForwardRequest(
         );
       }
     }
-  } else {
-    attentionBias = defaultAttentionBias(config, rows, n, contextLength, positions);
   }
 
   let logitsAt = request.logitsAt;

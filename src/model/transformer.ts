@@ -11,10 +11,15 @@ import type { ModelConfig } from "./config.js";
 export interface TransformerInputs {
   /** int32 [B, N] */
   ids: Tensor;
-  /** int32 [B, N], absolute positions */
+  /** int32 [B, N], absolute positions: the rotary angles and the config's mask come from them */
   positions: Tensor;
-  /** float32 [B, N, T], additive; omitted = every position sees every position */
+  /**
+   * float32, broadcastable to [B, N, T], additive: a caller's own mask. With `modelMask` false it
+   * replaces the config's mask, else it is added to it.
+   */
   bias?: Tensor;
+  /** bool []: whether the config's mask (causal, block-causal) applies; default always. */
+  modelMask?: Tensor;
   /** Per layer float32 [B, Hkv, C, D] keys and values of cached positions (rotary applied). */
   past?: { key: Tensor; value: Tensor }[];
   /** int32 [B, P]: flat indices into the B×N hidden states at which to compute logits. */
@@ -31,20 +36,48 @@ export interface TransformerOutputs {
 /** Supplies a parameter by its Hugging Face name: an initializer, or a graph input in training. */
 export type ParameterSource = (name: string) => Tensor;
 
-/** cos and sin tables of the rotary embedding, [maxPositions, D], HF "rotate_half" layout. */
-export function rotaryTables(config: ModelConfig): { cos: Float32Array; sin: Float32Array } {
+/**
+ * cos and sin of the rotary angles of `positions` [B, N], [B, N, D] float32, HF "rotate_half"
+ * layout: angle = position · θ^(−2i/D) for i < D/2, duplicated over both halves. The product is
+ * taken in float64 and reduced modulo 2π before the float32 cos/sin, so a position of 100k keeps
+ * the table's precision (~1e-7) without a table sized by max_position_embeddings.
+ */
+export function rotary(config: ModelConfig, positions: Tensor): { cos: Tensor; sin: Tensor } {
+  const g = positions.graph;
   const d = config.headDim;
-  const half = d / 2;
-  const cos = new Float32Array(config.maxPositions * d);
-  const sin = new Float32Array(config.maxPositions * d);
-  for (let p = 0; p < config.maxPositions; p++) {
-    for (let i = 0; i < half; i++) {
-      const angle = p / config.ropeTheta ** ((2 * i) / d);
-      cos[p * d + i] = cos[p * d + i + half] = Math.cos(angle);
-      sin[p * d + i] = sin[p * d + i + half] = Math.sin(angle);
-    }
-  }
-  return { cos, sin };
+  const inverse = new Float64Array(d);
+  for (let i = 0; i < d / 2; i++)
+    inverse[i] = inverse[i + d / 2] = config.ropeTheta ** ((-2 * i) / d);
+  const frequencies = g.initializer(g.freeName("rope.inv_freq"), "float64", [d], inverse);
+  const angle = op.mul(op.unsqueeze(op.cast(positions, "float64"), [2]), frequencies); // [B, N, D]
+  const reduced = op.cast(op.fmod(angle, 2 * Math.PI), "float32"); // [B, N, D]
+  return { cos: op.cos(reduced), sin: op.sin(reduced) };
+}
+
+/**
+ * The config's attention mask as an additive bias [B, N, C + N] (0 or −∞), or undefined for
+ * "full". Query at position q sees key at position k when ⌊k / s⌋ ≤ ⌊q / s⌋, s = 1 for "causal"
+ * and the block size for "block_causal" (block ids). Cached key j sits at position j (a prefix).
+ */
+export function attentionMask(
+  config: ModelConfig,
+  positions: Tensor,
+  pastKey?: Tensor,
+): Tensor | undefined {
+  if (config.attention === "full") return undefined;
+  const g = positions.graph;
+  const size = g.scalar(config.attention === "block_causal" ? config.blockSize : 1, "int32");
+  const block = (p: Tensor) => op.div(p, size); // integer division: positions are ≥ 0
+  const query = op.unsqueeze(block(positions), [2]); // [B, N, 1]
+  const zero = g.scalar(0);
+  const never = g.scalar(Number.NEGATIVE_INFINITY);
+  const visible = (key: Tensor) => op.where(op.lessOrEqual(key, query), zero, never);
+  const fresh = visible(op.unsqueeze(block(positions), [1])); // [B, N, N]
+  if (pastKey === undefined) return fresh;
+  const length = op.gather(op.shapeOf(pastKey), g.scalar(2, "int64")); // C
+  const cached = op.cast(op.range(length, pastKey.shape[2]), "int32"); // [C]
+  const context = visible(op.unsqueeze(block(cached), [0, 1])); // [B, N, C]
+  return op.concat([context, fresh], 2); // [B, N, C + N]
 }
 
 /** RMSNorm: x / sqrt(mean(x²) + eps) · w, in the form ORT fuses into SimplifiedLayerNorm. */
@@ -76,14 +109,17 @@ export function transformer(
 ): TransformerOutputs {
   const { hiddenSize: h, headDim: d, numKvHeads: hkv, rmsNormEps: eps } = config;
   const groups = config.numHeads / hkv; // query heads per kv head
-  const tables = rotaryTables(config);
-  const cosTable = g.initializer("rope.cos", "float32", [config.maxPositions, d], tables.cos);
-  const sinTable = g.initializer("rope.sin", "float32", [config.maxPositions, d], tables.sin);
-  const cosK = op.unsqueeze(op.gather(cosTable, inputs.positions), [1]); // [B, 1, N, D]
-  const sinK = op.unsqueeze(op.gather(sinTable, inputs.positions), [1]); // [B, 1, N, D]
+  const angles = rotary(config, inputs.positions);
+  const cosK = op.unsqueeze(angles.cos, [1]); // [B, 1, N, D]
+  const sinK = op.unsqueeze(angles.sin, [1]); // [B, 1, N, D]
   const cosQ = op.unsqueeze(cosK, [1]); // [B, 1, 1, N, D]
   const sinQ = op.unsqueeze(sinK, [1]); // [B, 1, 1, N, D]
-  const bias = inputs.bias && op.unsqueeze(inputs.bias, [1, 2]); // [B, 1, 1, N, T]
+  let mask = attentionMask(config, inputs.positions, inputs.past?.[0]?.key); // [B, N, T]
+  if (mask !== undefined && inputs.modelMask !== undefined) {
+    mask = op.where(inputs.modelMask, mask, 0);
+  }
+  const sum = mask && inputs.bias ? op.add(mask, inputs.bias) : (mask ?? inputs.bias);
+  const bias = sum && op.unsqueeze(sum, [1, 2]); // [B, 1, 1, N, T]
   // Scaling q before the product is cheaper than scaling the scores.
   const scale = g.scalar(1 / Math.sqrt(d));
 

@@ -69,7 +69,10 @@ export interface StepStats {
   logProbs: Float32Array;
   /** [rows, p] log Σ exp(logits) over the tokens not excluded. */
   logSumExp: Float32Array;
-  /** [rows, p] entropy in Dream's form, −Σ p·log(p + 1e-10). */
+  /**
+   * [rows, p] entropy −Σ p·log p (Dream's negative-entropy confidence puts 1e-10 inside the log:
+   * a difference below V·1e-10).
+   */
   entropy: Float32Array;
   /** [rows, p] log-probability of each scoreTokens entry (when asked for). */
   scoreLogProbs?: Float32Array;

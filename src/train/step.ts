@@ -7,7 +7,6 @@ import { gradients } from "../graph/autodiff.js";
 import { Graph, type Tensor } from "../graph/graph.js";
 import * as op from "../graph/ops.js";
 import { type ModelConfig, parameterShapes } from "../model/config.js";
-import { defaultAttentionBias } from "../model/request.js";
 import { transformer } from "../model/transformer.js";
 import {
   floatTensor,
@@ -65,18 +64,13 @@ export function buildTrainGraph(config: ModelConfig): Graph {
   );
   const ids = g.input("input_ids", "int32", ["batch", "seq"]);
   const positions = g.input("position_ids", "int32", ["batch", "seq"]);
-  const bias =
-    config.attention === "full"
-      ? undefined
-      : g.input("attn_bias", "float32", ["batch", "seq", "seq"]);
   const lossIndex = g.input("loss_index", "int32", [1, "k"]);
   const targets = g.input("targets", "int32", ["k"]);
   const weights = g.input("weights", "float32", ["k"]);
 
   const { logits } = transformer(g, config, (name) => params.get(name) as Tensor, {
     ids,
-    positions,
-    bias,
+    positions, // the config's mask is built from them in the graph
     logitIndex: lossIndex,
   }); // [1, K, V]
   const logProbs = op.logSoftmax(logits, -1); // [1, K, V]
@@ -98,7 +92,6 @@ export async function createTrainStep(
   const parameterCount = layout.reduce((n, p) => n + p.size, 0);
   const session = await Session.fromGraph(buildTrainGraph(config), options);
   const outputNames = ["loss", ...layout.map((p) => `grad.${p.name}`)];
-  let biasCache: { key: string; bias: Float32Array } | null = null;
 
   return {
     config,
@@ -116,14 +109,6 @@ export async function createTrainStep(
         targets: int32Tensor(batch.targets, [k]),
         weights: floatTensor(batch.weights, [k]),
       };
-      if (config.attention !== "full") {
-        const key = `${batch.rows}x${length}`;
-        if (biasCache?.key !== key) {
-          const bias = defaultAttentionBias(config, batch.rows, length, 0, positions);
-          biasCache = { key, bias: bias as Float32Array };
-        }
-        feeds.attn_bias = floatTensor(biasCache.bias, [batch.rows, length, length]);
-      }
       for (const p of layout) {
         feeds[p.name] = floatTensor(params.subarray(p.offset, p.offset + p.size), p.shape);
       }
