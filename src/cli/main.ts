@@ -34,6 +34,11 @@ const commands: { name: string; summary: string; load: () => Promise<Command> }[
     load: async () => (await import("./edit.js")).fix,
   },
   {
+    name: "serve",
+    summary: "serve the models over HTTP: OpenAI-compatible completions, /infill, denoising stream",
+    load: async () => (await import("./serve.js")).serve,
+  },
+  {
     name: "corpus",
     summary: "assemble the training corpus from the pinned npm packages; train the tokenizer",
     load: async () => (await import("./corpus.js")).corpus,

@@ -30,6 +30,12 @@ export {
 } from "./safetensors.js";
 export { closeAll, indexFileName, openShards, readShardIndex } from "./sharded.js";
 export {
+  type ChatMessage,
+  PromptTemplate,
+  plainChatPrompt,
+  type TemplateTokens,
+} from "./template.js";
+export {
   type DecodeOptions,
   type EncodeOptions,
   type SpecialTokens,

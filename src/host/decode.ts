@@ -110,6 +110,8 @@ export interface Plan<R extends DecodeResult> {
   view: [number, number];
   /** Tokens of fixed input (the prompt, the text around holes). */
   inputTokens: number;
+  /** The canvas before the first step: fixed tokens and mask ids (AR: the prompt alone). */
+  initial: Int32Array;
   start(signal: AbortSignal): Run<R>;
 }
 
@@ -159,10 +161,14 @@ export function planGenerate(
 ): Plan<GenerateResult> {
   const length = generationLength(loaded, promptIds.length, settings.length, fallback);
   const { model } = loaded;
+  const ar = settings.decoder === "autoregressive";
+  const initial = new Int32Array(ar ? promptIds.length : promptIds.length + length);
+  initial.fill(loaded.config.maskTokenId ?? 0).set(promptIds);
   return {
     canvasLength: promptIds.length + length,
     view: [promptIds.length, promptIds.length + length],
     inputTokens: promptIds.length,
+    initial,
     start: (signal) =>
       settings.decoder === "autoregressive"
         ? streamGenerateAr(model, promptIds, { ...arOptions(settings, length), signal })
@@ -181,13 +187,18 @@ export function planInfill(
   parts: InfillPart[],
   holeLength: "fixed" | "trim",
 ): Plan<InfillResult> {
-  let canvasLength = 0;
+  const ids: number[] = [];
   let inputTokens = 0;
   for (const p of parts) {
-    const n = typeof p === "object" && "hole" in p ? p.hole : p.length;
-    canvasLength += n;
-    if (!(typeof p === "object" && "hole" in p)) inputTokens += n;
+    if (typeof p === "object" && "hole" in p) {
+      for (let i = 0; i < p.hole; i++) ids.push(loaded.config.maskTokenId ?? 0);
+    } else {
+      const fixed = typeof p === "string" ? loaded.tokenizer.encode(p) : p;
+      ids.push(...fixed);
+      inputTokens += fixed.length;
+    }
   }
+  const canvasLength = ids.length;
   const context = loaded.config.maxPositions;
   if (canvasLength > context) {
     throw new DecodeOptionError(
@@ -199,6 +210,7 @@ export function planInfill(
     canvasLength,
     view: [0, canvasLength],
     inputTokens,
+    initial: Int32Array.from(ids),
     start: (signal) =>
       streamInfill(loaded.model, parts, { ...diffusionOptions(settings), holeLength, signal }),
   };

@@ -6,9 +6,11 @@ import { existsSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { basename, join, resolve } from "node:path";
 import { packageRoot } from "../cli/package.js";
-import { loadCheckpoint, type Tokenizer } from "../format/index.js";
+import { loadCheckpoint, type Tokenizer, TokenizerError } from "../format/index.js";
+import { PromptTemplate } from "../format/template.js";
 import type { ModelConfig } from "../model/config.js";
 import { OnnxModel } from "../model/engine.js";
+import type { LanguageModel } from "../model/types.js";
 import { ModelNotFoundError } from "./errors.js";
 
 export const defaultModelName = "unmask-code";
@@ -47,12 +49,12 @@ export interface LoadedModel {
   name: string;
   dir: string;
   config: ModelConfig;
-  model: OnnxModel;
+  model: LanguageModel;
   tokenizer: Tokenizer;
   /** generation_config.json as read ({} when absent). */
   generation: Record<string, unknown>;
-  /** tokenizer_config.json's chat_template, when the folder has one. */
-  chatTemplate: string | null;
+  /** tokenizer_config.json's chat_template, compiled, when the folder has one. */
+  chatTemplate: PromptTemplate | null;
 }
 
 /** The decoder a model's config is made for. */
@@ -76,22 +78,22 @@ export async function loadModel(dir: string): Promise<LoadedModel> {
 }
 
 /** tokenizer_config.json's `chat_template` (a string, or the one named "default" of a list). */
-async function chatTemplateOf(dir: string): Promise<string | null> {
+async function chatTemplateOf(dir: string): Promise<PromptTemplate | null> {
   const file = join(dir, "tokenizer_config.json");
   if (!existsSync(file)) return null;
   let json: unknown;
   try {
     json = JSON.parse(await readFile(file, "utf8"));
   } catch (cause) {
-    throw new ModelNotFoundError("model", `${file}: not valid JSON`, { cause });
+    throw new TokenizerError(file, "not valid JSON", { cause });
   }
   const t = (json as { chat_template?: unknown }).chat_template;
-  if (typeof t === "string") return t;
+  if (typeof t === "string") return new PromptTemplate(t, file);
   if (Array.isArray(t)) {
     const named = t.find((x) => (x as { name?: unknown })?.name === "default") as
       | { template?: unknown }
       | undefined;
-    if (typeof named?.template === "string") return named.template;
+    if (typeof named?.template === "string") return new PromptTemplate(named.template, file);
   }
   return null;
 }

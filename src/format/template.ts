@@ -1,0 +1,63 @@
+// Prompt templates: a chat (a list of messages) as the one text a model continues. A model whose
+// tokenizer_config.json carries a `chat_template` gets it rendered by @huggingface/jinja (the
+// Jinja subset Hugging Face templates use); a model without one gets the plain template below.
+
+import { Template } from "@huggingface/jinja";
+import { TokenizerError } from "./errors.js";
+
+export interface ChatMessage {
+  role: string;
+  content: string;
+}
+
+/**
+ * The plain chat template: each message as `<role>: <content>` followed by a blank line, then
+ * `assistant: ` for the model to continue. Documented in the README (unmask serve).
+ */
+export function plainChatPrompt(messages: readonly ChatMessage[]): string {
+  return `${messages.map((m) => `${m.role}: ${m.content}\n\n`).join("")}assistant: `;
+}
+
+/** Special-token spellings a Jinja template may refer to (`bos_token`, `eos_token`...). */
+export type TemplateTokens = Record<string, string>;
+
+/** A compiled Jinja template (compile once per model, render per request). */
+export class PromptTemplate {
+  private readonly template: Template;
+
+  /** Throws FormatError naming `source` when the template does not parse. */
+  constructor(
+    text: string,
+    readonly source: string,
+  ) {
+    try {
+      this.template = new Template(text);
+    } catch (cause) {
+      throw new TokenizerError(
+        source,
+        `chat_template does not parse: ${(cause as Error).message}`,
+        {
+          cause,
+        },
+      );
+    }
+  }
+
+  /**
+   * Renders the messages with the generation prompt added (the assistant's turn opened). A
+   * template that raises (e.g. "roles must alternate") is a TokenizerError with its message.
+   */
+  render(messages: readonly ChatMessage[], tokens: TemplateTokens = {}): string {
+    try {
+      return this.template.render({
+        messages: messages.map((m) => ({ role: m.role, content: m.content })),
+        add_generation_prompt: true,
+        ...tokens,
+      });
+    } catch (cause) {
+      throw new TokenizerError(this.source, `chat_template: ${(cause as Error).message}`, {
+        cause,
+      });
+    }
+  }
+}
