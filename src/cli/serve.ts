@@ -3,7 +3,8 @@
 // cancelled after a grace period, exit 0).
 
 import { loadModel, resolveModelDir } from "../host/models.js";
-import { type PageAsset, UnmaskServer } from "../serve/server.js";
+import { UnmaskServer } from "../serve/server.js";
+import { pageAsset } from "../web/assets.js";
 import {
   type CommandSpec,
   intOption,
@@ -90,20 +91,6 @@ stops taking requests, lets running ones finish (cancelled after 10 s) and exits
   ],
 };
 
-/** The playground's files, when the page is part of this build. */
-async function pageAssets(): Promise<
-  ((pathname: string) => Promise<PageAsset | undefined>) | undefined
-> {
-  try {
-    const web = (await import(["..", "web", "assets.js"].join("/"))) as {
-      pageAsset?: (pathname: string) => Promise<PageAsset | undefined>;
-    };
-    return web.pageAsset;
-  } catch {
-    return undefined;
-  }
-}
-
 async function run(argv: string[], context: Context): Promise<number> {
   const parsed = parse(spec, argv);
   const host = stringOption(parsed, "host") ?? "127.0.0.1";
@@ -139,8 +126,7 @@ async function run(argv: string[], context: Context): Promise<number> {
     log: (line) => process.stderr.write(`unmask serve: ${line}\n`),
   };
   if (apiKey !== undefined) options.apiKey = apiKey;
-  const assets = await pageAssets();
-  if (assets !== undefined) options.assets = assets;
+  options.assets = pageAsset;
   const server = new UnmaskServer(options);
   let address: Awaited<ReturnType<UnmaskServer["listen"]>>;
   try {

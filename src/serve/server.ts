@@ -23,6 +23,7 @@ import {
 } from "../host/decode.js";
 import { type Decoder, decoderOf, type LoadedModel } from "../host/models.js";
 import { type DecodeSettings, diffusionOptions } from "../host/options.js";
+import type { PageAsset } from "../web/assets.js";
 import { BatchingModel } from "./batch.js";
 import { asApiError, type Body, checkN, field, notFound, settingsOf, stopsOf } from "./fields.js";
 import {
@@ -37,11 +38,6 @@ import {
 } from "./http.js";
 import { QueueFullError, Slots } from "./slots.js";
 import { SettledText } from "./text.js";
-
-export interface PageAsset {
-  body: Buffer;
-  contentType: string;
-}
 
 export interface ServeOptions {
   /** The models to serve; the first diffusion model is the default. */
