@@ -4,7 +4,13 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { after, describe, test } from "node:test";
 import { Tokenizer } from "@huggingface/tokenizers";
-import { buildCorpus, readCorpusJsonl, trainTokenizerFromCorpus } from "../src/train/corpus.js";
+import {
+  buildCorpus,
+  findRepoRoot,
+  packagesJsonPath,
+  readCorpusJsonl,
+  trainTokenizerFromCorpus,
+} from "../src/train/corpus.js";
 import {
   isHeldOut,
   languageOf,
@@ -217,6 +223,21 @@ describe("buildCorpus on a fake package tree", () => {
       assert.ok(!d.text.includes("\r") && !d.text.includes("Copyright"));
       assert.equal(Buffer.byteLength(d.text), d.bytes);
     }
+  });
+
+  test("only: a subset of the list; a name the list does not pin is an error naming it", async () => {
+    const m = await buildCorpus({ ...options, only: ["@scope/beta"] });
+    assert.deepEqual(Object.keys(m.packages), ["@scope/beta"]);
+    assert.ok(m.files.every((f) => f.package === "@scope/beta"));
+    await assert.rejects(buildCorpus({ ...options, only: ["alpha", "gamma"] }), (e: Error) => {
+      assert.match(e.message, /packages\.json: does not pin gamma$/);
+      return true;
+    });
+  });
+
+  test("the repository carries the pinned list: the default needs nothing beside the clone", () => {
+    const list = JSON.parse(readFileSync(join(findRepoRoot(), packagesJsonPath), "utf8"));
+    assert.equal(Object.keys(list.dependencies).length, 49);
   });
 
   test("trains a tokenizer on the train split that tokenizers.js loads", async () => {

@@ -145,6 +145,25 @@ describe("progress bar", () => {
     ]);
   });
 
+  it("off a TTY prints each state once: finish does not repeat the last line", () => {
+    let now = 0;
+    const sink = new Sink(false);
+    const bar = new ProgressBar({ label: "scan", total: 10, stream: sink, now: () => now });
+    bar.update(0);
+    now = 1000;
+    bar.update(10); // within the interval: not printed
+    bar.finish(10); // the final state: printed once
+    const again = new ProgressBar({ label: "install", total: null, stream: sink, now: () => now });
+    again.update(0);
+    again.finish(0); // the state just printed
+    assert.deepEqual(sink.text.split("\n"), [
+      "scan    0%  [........................]  0/10",
+      "scan  100%  [########################]  10/10  in 1s",
+      "install  0",
+      "",
+    ]);
+  });
+
   it("formats counts and durations", () => {
     assert.deepEqual([950, 12_300, 1000, 4_560_000, 999_999, 2.5e9].map(formatCount), [
       "950",

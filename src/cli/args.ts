@@ -54,7 +54,8 @@ export function parse(spec: CommandSpec, argv: string[]): Parsed {
   const see = `(see 'unmask ${spec.name} --help')`;
   let parsed: Parsed;
   try {
-    parsed = parseArgs({ args: argv, options, strict: true, allowPositionals: true });
+    const args = negativeValuesJoined(argv, spec.options);
+    parsed = parseArgs({ args, options, strict: true, allowPositionals: true });
   } catch (cause) {
     const code = (cause as { code?: unknown }).code;
     const message = cause instanceof Error ? cause.message : String(cause);
@@ -74,6 +75,35 @@ export function parse(spec: CommandSpec, argv: string[]): Parsed {
     throw new UsageError(`${spec.name}: unexpected argument ${JSON.stringify(extra)} ${see}`);
   }
   return parsed;
+}
+
+/**
+ * `--steps -1` as `--steps=-1`: node's parser takes a value that starts with a dash for an option
+ * (and says the argument is ambiguous); a negative number after an option that takes a value is
+ * that value, so that the option's own check can say what is wrong with it.
+ */
+function negativeValuesJoined(argv: string[], specs: OptionSpec[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i];
+    if (arg === "--") {
+      out.push(...argv.slice(i));
+      break;
+    }
+    const option = specs.find(
+      (o) =>
+        o.type === "string" &&
+        (arg === `--${o.name}` || (o.short !== undefined && arg === `-${o.short}`)),
+    );
+    const next = argv[i + 1];
+    if (option !== undefined && next !== undefined && /^-(\d|\.\d|Infinity)/.test(next)) {
+      out.push(`--${option.name}=${next}`);
+      i++;
+    } else {
+      out.push(arg);
+    }
+  }
+  return out;
 }
 
 export function stringOption(parsed: Parsed, name: string): string | undefined {

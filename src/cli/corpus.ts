@@ -26,8 +26,8 @@ const spec: CommandSpec = {
   name: "corpus",
   usage: ["corpus [options]"],
   description: `
-Installs the npm packages pinned in ../shared/corpus/packages.json into a cache folder (once;
-npm install --ignore-scripts), takes their hand-written TypeScript and JavaScript sources,
+Installs the npm packages pinned in data/corpus/packages.json (in the repository; --only: some
+of them) into a cache folder (once; npm install --ignore-scripts, from the npm registry), takes their hand-written TypeScript and JavaScript sources,
 filters, deduplicates and caps them per package, holds out a share of the files by a hash of
 their path, and writes train.jsonl, valid.jsonl and manifest.json (per-file provenance: package,
 version, licence, path). The same inputs give the same bytes. With --tokenizer it then trains
@@ -44,7 +44,13 @@ the byte-level BPE on train.jsonl alone and writes tokenizer.json next to the co
       name: "packages",
       type: "string",
       value: "FILE",
-      description: "the pinned package list (default: ../shared/corpus/packages.json)",
+      description: "the pinned package list (default: data/corpus/packages.json)",
+    },
+    {
+      name: "only",
+      type: "string",
+      value: "NAME[,NAME...]",
+      description: "only these packages of the list (a small corpus, e.g. for a quick trial)",
     },
     {
       name: "node-modules",
@@ -86,6 +92,7 @@ the byte-level BPE on train.jsonl alone and writes tokenizer.json next to the co
     "unmask corpus --tokenizer",
     "unmask corpus --tokenizer-only --vocab-size 16384",
     "unmask corpus --out /tmp/corpus --cap 2000000 --json",
+    "unmask corpus --only zod,ws --valid-fraction 0.1 --tokenizer --vocab-size 1024   # a tiny trial",
   ],
 };
 
@@ -99,6 +106,14 @@ async function run(argv: string[]): Promise<number> {
   if (out !== undefined) options.outDir = resolve(out);
   const packages = stringOption(parsed, "packages");
   if (packages !== undefined) options.packagesJson = resolve(packages);
+  const subset = stringOption(parsed, "only");
+  if (subset !== undefined) {
+    const names = subset.split(",").map((name) => name.trim());
+    if (names.includes("")) {
+      throw new UsageError(`--only: expected package names separated by commas, got "${subset}"`);
+    }
+    options.only = names;
+  }
   const nodeModules = stringOption(parsed, "node-modules");
   if (nodeModules !== undefined) options.nodeModules = resolve(nodeModules);
   const cap = intOption(parsed, "cap", 1);

@@ -119,7 +119,7 @@ Every choice is seeded (--seed) and decoding is greedy: the same command gives t
 infill_single_line_exact, infill_multi_line_exact, infill_humaneval_x_exact (shares, null when
 not measured) with their _normalized shares and _tasks counts; syntax_valid_share,
 syntax_complete_share, syntax_samples, tokens_per_s; timings (seconds per phase); model,
-attention, corpus, options, notes.`,
+attention, corpus, options.`,
     ],
   ],
 };
@@ -182,11 +182,8 @@ async function run(argv: string[], context: Context): Promise<number> {
     seed: intOption(parsed, "seed", Number.MIN_SAFE_INTEGER) ?? 0,
     signal: context.interrupt,
   };
-  const notes: string[] = [];
   if (humanEvalTasks > 0) {
-    const file = resolve(packageRoot(), humanEvalXFile);
-    if (existsSync(file)) options.humanEval = await readHumanEvalX(file);
-    else notes.push(`${file}: not found, no HumanEval-X tasks`);
+    options.humanEval = await readHumanEvalX(resolve(packageRoot(), humanEvalXFile));
   }
 
   const loaded = await loadModel(dir);
@@ -230,8 +227,7 @@ async function run(argv: string[], context: Context): Promise<number> {
       progress.end();
     }
     const totalSeconds = (performance.now() - started) / 1000;
-    for (const note of notes) process.stderr.write(`unmask: note: ${note}\n`);
-    const summary = jsonSummary(report, { dir, valid, length, rows, options, notes, totalSeconds });
+    const summary = jsonSummary(report, { dir, valid, length, rows, options, totalSeconds });
     if (flag(parsed, "json")) {
       process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
     } else {
@@ -249,7 +245,6 @@ interface RunInfo {
   length: number;
   rows: number;
   options: EvaluateOptions;
-  notes: string[];
   totalSeconds: number;
 }
 
@@ -305,7 +300,6 @@ function jsonSummary(r: EvalReport, run: RunInfo): Record<string, unknown> {
       samples_s: r.syntax?.seconds ?? null,
       total_s: run.totalSeconds,
     },
-    notes: run.notes,
   };
 }
 

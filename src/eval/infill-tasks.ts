@@ -1,6 +1,6 @@
 // Infill tasks for evaluation: whole lines of a file hidden between a prefix and a suffix that the
 // model sees, made deterministically from held-out files (never training data) and, optionally,
-// from the canonical solutions of HumanEval-X JS (../shared/eval, evaluation-only data).
+// from the canonical solutions of HumanEval-X JS (data/eval, evaluation-only data).
 //
 //   single-line  one non-blank line of 10–120 characters that holds a word character (so never a
 //                lone brace), as the single-line tasks of SantaCoder's FIM evaluation;
@@ -10,7 +10,7 @@
 //                Training of Language Models to Fill in the Middle"): every non-blank line of the
 //                canonical solution is a candidate hole, the problem's prompt is part of the
 //                prefix; in JavaScript a lone `}` (or `};`) is not a task (Python has none): the
-//                1293 candidates that ../shared/eval/SOURCES.md counts.
+//                1293 candidates that the evaluation data's SOURCES.md counts.
 //
 // Candidates of all files are shuffled with the seed and taken in that order while they fit: the
 // hole (the middle's own token count, or more under `holeScale`) at most `maxHoleShare` of the
@@ -212,8 +212,8 @@ function contextWindow(
   }
 }
 
-/** Where the evaluation data lies relative to the repository root. */
-export const humanEvalXFile = "../shared/eval/HumanEval-X-js.jsonl.gz";
+/** Where the repository keeps HumanEval-X JS (with its licence and SOURCES.md). */
+export const humanEvalXFile = "data/eval/HumanEval-X-js.jsonl.gz";
 
 export class EvalDataError extends Error {
   override name = "EvalDataError";

@@ -1,6 +1,6 @@
 /**
  * Pure text functions of corpus assembly: which files to take from a package, how to normalise
- * them, and the quality filter of `../shared/corpus/README.md`.
+ * them, and the quality filter of `data/corpus/README.md`.
  */
 import { createHash } from "node:crypto";
 

@@ -1,5 +1,5 @@
 /**
- * Corpus assembly from the pinned npm packages of `../shared/corpus/packages.json`, and the
+ * Corpus assembly from the pinned npm packages of `data/corpus/packages.json`, and the
  * training of the project's tokenizer on it.
  *
  * `buildCorpus` installs the packages into a cache folder (`npm install --ignore-scripts`),
@@ -37,8 +37,10 @@ import {
 export interface CorpusOptions {
   /** The repository root (default: the folder of the `unmask` package.json above this file). */
   root?: string;
-  /** The pinned package list (default `<root>/../shared/corpus/packages.json`). */
+  /** The pinned package list (default `<root>/data/corpus/packages.json`). */
   packagesJson?: string;
+  /** Only these packages of the list (default: all of them). */
+  only?: readonly string[];
   /** Where train.jsonl, valid.jsonl and manifest.json go (default `<root>/.cache/corpus`). */
   outDir?: string;
   /** Install folder (default `<outDir>/packages`). */
@@ -123,18 +125,37 @@ export function findRepoRoot(): string {
   }
 }
 
+/** Where the repository keeps its pinned package list. */
+export const packagesJsonPath = "data/corpus/packages.json";
+
 function resolvePackagesJson(root: string, given: string | undefined): string {
-  const candidates = given
-    ? [resolve(given)]
-    : [
-        resolve(root, "../shared/corpus/packages.json"),
-        resolve(root, "shared/corpus/packages.json"),
-      ];
-  const found = candidates.find((p) => existsSync(p));
-  if (found === undefined) {
-    throw new CorpusError(`packages.json not found; looked at ${candidates.join(", ")}`);
+  const path = given === undefined ? resolve(root, packagesJsonPath) : resolve(given);
+  if (!existsSync(path)) throw new CorpusError(`${path}: not found`);
+  return path;
+}
+
+/** The pinned versions of the list, narrowed to `only` (each of which must be on it). */
+function pinnedPackages(
+  path: string,
+  text: string,
+  only: readonly string[] | undefined,
+): Record<string, string> {
+  let pinned: unknown;
+  try {
+    pinned = (JSON.parse(text) as { dependencies?: unknown }).dependencies;
+  } catch (cause) {
+    throw new CorpusError(`${path}: not JSON`, { cause });
   }
-  return found;
+  if (typeof pinned !== "object" || pinned === null) {
+    throw new CorpusError(`${path}: no "dependencies" object`);
+  }
+  const all = pinned as Record<string, string>;
+  if (only === undefined) return all;
+  const missing = only.filter((name) => !(name in all));
+  if (missing.length > 0) {
+    throw new CorpusError(`${path}: does not pin ${missing.join(", ")}`);
+  }
+  return Object.fromEntries(only.map((name) => [name, all[name]]));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -241,11 +262,13 @@ export async function buildCorpus(
   const cap = options.packageCapBytes ?? 6_000_000;
   const validFraction = options.validFraction ?? 0.02;
   const pjPath = resolvePackagesJson(root, options.packagesJson);
-  const pjText = readFileSync(pjPath, "utf8");
-  const pinned = (JSON.parse(pjText) as { dependencies?: Record<string, string> }).dependencies;
-  if (pinned === undefined || typeof pinned !== "object") {
-    throw new CorpusError(`${pjPath}: no "dependencies" object`);
-  }
+  const listText = readFileSync(pjPath, "utf8");
+  const pinned = pinnedPackages(pjPath, listText, options.only);
+  // what is installed: the list narrowed to `only` (the whole list's text when not narrowed)
+  const pjText =
+    options.only === undefined
+      ? listText
+      : `${JSON.stringify({ private: true, dependencies: pinned }, null, 1)}\n`;
 
   let nodeModules = options.nodeModules;
   if (nodeModules === undefined) {

@@ -1,6 +1,6 @@
 // A terminal progress line for long work (training, corpus, tokenizing, evaluation, benchmarks):
 // on a TTY one line redrawn in place (at most ten times a second); elsewhere (a log file, CI) a
-// plain line every `intervalSeconds`, so logs stay readable.
+// plain line every `intervalSeconds`, each state once, so logs stay readable.
 //
 //   train  45% [##########............] 1.2k/2.7k  loss 3.214  tok/s 5.7k  ETA 1h02m
 
@@ -36,6 +36,8 @@ export class ProgressBar {
   private startDone: number | null = null;
   private lastDraw = Number.NEGATIVE_INFINITY;
   private drawn = false;
+  /** Off a TTY: the state (done, fields) of the last line printed, so that none prints twice. */
+  private printed: string | null = null;
 
   constructor(readonly options: ProgressOptions) {
     this.stream = options.stream ?? process.stderr;
@@ -52,6 +54,7 @@ export class ProgressBar {
     if (t - this.lastDraw < period) return;
     this.lastDraw = t;
     this.draw(this.render(done, fields, t));
+    this.printed = stateKey(done, fields);
   }
 
   /** Prints a line of its own (an evaluation result, a warning) without breaking the bar. */
@@ -62,11 +65,12 @@ export class ProgressBar {
     this.lastDraw = Number.NEGATIVE_INFINITY;
   }
 
-  /** Draws the final state and ends the line. */
+  /** Draws the final state and ends the line (off a TTY: unless that state is printed already). */
   finish(done: number, fields: ProgressFields = {}): void {
     this.startDone ??= done;
+    if (!this.tty && this.printed === stateKey(done, fields)) return;
     this.draw(this.render(done, fields, this.now()));
-    this.stream.write("\n");
+    if (this.tty) this.stream.write("\n");
     this.drawn = false;
   }
 
@@ -104,6 +108,10 @@ export class ProgressBar {
       this.stream.write(`${line}\n`);
     }
   }
+}
+
+function stateKey(done: number, fields: ProgressFields): string {
+  return JSON.stringify([done, fields]);
 }
 
 /** 950 → "950", 12_300 → "12.3k", 4_560_000 → "4.56M". */
