@@ -101,6 +101,7 @@ const commands: Record<string, string[]> = {
   corpus: [
     "--out",
     "--packages",
+    "--only",
     "--node-modules",
     "--cap",
     "--valid-fraction",
@@ -417,6 +418,13 @@ test("bad input: a clear message, a non-zero exit code, no stack trace", async (
       /--steps: expected an integer, got "two"/,
     ],
     [["generate", "-m", model, "--threshold", "1.5", "ab"], 2, /--threshold: .* \(0, 1\]/],
+    // a negative value is the option's value, with the option's own message (not the parser's)
+    [
+      ["generate", "-m", model, "--steps", "-1", "ab"],
+      2,
+      /--steps: expected an integer ≥ 1, got -1/,
+    ],
+    [["generate", "-m", model, "-t", "-0.5", "ab"], 2, /--temperature: .*, got -0\.5/],
     [["generate", "-m", model, "--strategy", "best", "ab"], 2, /valid: llada, /],
     [["generate", "-m", model, "--max-time", "0", "ab"], 2, /--max-time/],
     [["edit", "-m", model, lines, "--lines", "9-3"], 2, /--lines 9-3: the range ends \(3\) before/],
