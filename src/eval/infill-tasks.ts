@@ -21,6 +21,7 @@
 
 import { readFile } from "node:fs/promises";
 import { gunzipSync } from "node:zlib";
+import { lineStarts, windowAround } from "../diffusion/window.js";
 import { Rng } from "../model/random.js";
 
 /** A file to make tasks from. */
@@ -81,15 +82,6 @@ const MIN_LINES = 2;
 const MAX_LINES = 6;
 const WORD = /[\p{L}\p{N}_$]/u;
 
-/** Line i of a text runs over [starts[i], starts[i + 1]) (its newline included). */
-function lineStarts(text: string): number[] {
-  const starts = [0];
-  for (let i = 0; i < text.length; i++) if (text[i] === "\n") starts.push(i + 1);
-  if (starts[starts.length - 1] === text.length && starts.length > 1) starts.pop();
-  starts.push(text.length);
-  return starts;
-}
-
 /** Deterministic infill tasks from `documents`; see the module comment. */
 export function buildInfillTasks(
   documents: readonly SourceDocument[],
@@ -132,9 +124,9 @@ export function buildInfillTasks(
     const middleTokens = middleIds.length;
     const holeTokens = Math.ceil(middleTokens * scale);
     if (middleTokens === 0 || holeTokens > maxHole) continue;
-    const [p, s, fixed] = contextWindow(d.text, starts, a, b, context - holeTokens, tokenizer);
+    const w = windowAround(d.text, [starts[a], starts[b]], context - holeTokens, tokenizer, starts);
     const mask = options.maskTokenId ?? null;
-    if (mask !== null && [...middleIds, ...fixed].includes(mask)) continue;
+    if (mask !== null && [...middleIds, ...w.before, ...w.after].includes(mask)) continue;
     const last = b - 1;
     tasks.push({
       id: `${d.source}:${a + 1}${n > 1 ? `-${last + 1}` : ""}`,
@@ -142,10 +134,10 @@ export function buildInfillTasks(
       source: d.source,
       line: a,
       lines: n,
-      prefix: d.text.slice(starts[p], starts[a]),
+      prefix: d.text.slice(w.start, starts[a]),
       middle,
-      suffix: d.text.slice(starts[b], starts[s]),
-      window: [starts[p], starts[s]],
+      suffix: d.text.slice(starts[b], w.end),
+      window: [w.start, w.end],
       middleTokens,
       holeTokens,
     });
@@ -166,50 +158,6 @@ function multiLineHole(lines: string[], a: number, b: number, end: number): bool
   if (span[0] === "" || span[span.length - 1] === "") return false;
   if (span.some((l) => l.length > MAX_CHARS)) return false;
   return span.filter((l) => WORD.test(l)).length >= 2;
-}
-
-/**
- * The lines [p, a) before and [b, s) after the hole that fit in `budget` tokens: half each, the
- * unused share of one side to the other; then, measured exactly, the farthest line dropped from
- * the longer side until the two fit. Returns p, s and the ids of the two sides.
- */
-function contextWindow(
-  text: string,
-  starts: number[],
-  a: number,
-  b: number,
-  budget: number,
-  tokenizer: { encode(text: string): number[] },
-): [number, number, number[]] {
-  const lines = starts.length - 1;
-  const costs = new Map<number, number>();
-  const cost = (i: number) => {
-    let c = costs.get(i);
-    if (c === undefined) {
-      c = tokenizer.encode(text.slice(starts[i], starts[i + 1])).length;
-      costs.set(i, c);
-    }
-    return c;
-  };
-  let p = a;
-  let s = b;
-  let used = 0;
-  const growBefore = (limit: number) => {
-    while (p > 0 && used + cost(p - 1) <= limit) used += cost(--p);
-  };
-  const growAfter = (limit: number) => {
-    while (s < lines && used + cost(s) <= limit) used += cost(s++);
-  };
-  growBefore(Math.floor(budget / 2));
-  growAfter(budget);
-  growBefore(budget);
-  for (;;) {
-    const before = tokenizer.encode(text.slice(starts[p], starts[a]));
-    const after = tokenizer.encode(text.slice(starts[b], starts[s]));
-    if (before.length + after.length <= budget) return [p, s, [...before, ...after]];
-    if (before.length >= after.length) p++;
-    else s--;
-  }
 }
 
 /** Where the repository keeps HumanEval-X JS (with its licence and SOURCES.md). */
