@@ -46,7 +46,12 @@ export interface Ran {
 /** Runs the CLI to its end, off a terminal. */
 export function cli(
   args: string[],
-  options: { input?: string; env?: Record<string, string>; onSpawn?: (pid: number) => void } = {},
+  options: {
+    input?: string;
+    env?: Record<string, string>;
+    /** Called with the stderr so far whenever more arrives, and the child's pid. */
+    onStderr?: (stderr: string, pid: number) => void;
+  } = {},
 ): Promise<Ran> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [main, ...args], {
@@ -60,10 +65,10 @@ export function cli(
     });
     child.stderr.on("data", (d: Buffer) => {
       stderr += d.toString();
+      if (child.pid !== undefined) options.onStderr?.(stderr, child.pid);
     });
     child.on("error", reject);
     child.on("close", (code) => resolve({ code, stdout, stderr }));
     child.stdin.end(options.input ?? "");
-    if (child.pid !== undefined) options.onSpawn?.(child.pid);
   });
 }

@@ -741,15 +741,18 @@ test("--max-time and SIGINT off a terminal: partial results as JSON", async () =
   assert.equal(t.stop_reason, "max_time");
   assert.ok(t.text.includes("░") && t.steps < 400);
 
-  let pid = 0;
-  const running = cli(["generate", "-m", slowModel, "ab", "-n", "400", "--json"], {
-    onSpawn: (p) => {
-      pid = p;
+  // SIGINT once the first step is decoded (UNMASK_DEBUG prints a line per step on stderr)
+  let sent = false;
+  const r = await cli(["generate", "-m", slowModel, "ab", "-n", "400", "--json"], {
+    env: { UNMASK_DEBUG: "1" },
+    onStderr: (stderr, pid) => {
+      if (!sent && stderr.includes("unmask: debug: step 1 ·")) {
+        sent = true;
+        process.kill(pid, "SIGINT");
+      }
     },
   });
-  await new Promise((r) => setTimeout(r, 1500));
-  process.kill(pid, "SIGINT");
-  const r = await running;
+  assert.ok(sent, "a step was traced");
   assert.equal(r.code, 130, r.stderr);
   const out = JSON.parse(r.stdout);
   assert.equal(out.stop_reason, "interrupted");

@@ -252,13 +252,24 @@ export async function drive<R extends DecodeResult>(
 ): Promise<Outcome<R>> {
   const control: Control = { signal: interrupt };
   if (maxTimeMs !== undefined) control.maxTimeMs = maxTimeMs;
+  const trace = process.env.UNMASK_DEBUG ? traceStep : undefined;
   try {
-    return await settle(supervise(start, control), (event) => live?.step(event));
+    return await settle(supervise(start, control), (event) => {
+      live?.step(event);
+      trace?.(event);
+    });
   } catch (error) {
     throw asUsageError(error);
   } finally {
     live?.finish();
   }
+}
+
+/** With UNMASK_DEBUG set, a line on stderr per step (what a script or a test can wait for). */
+function traceStep(event: StepEvent): void {
+  process.stderr.write(
+    `unmask: debug: step ${event.step + 1} · ${event.masked} masked · ${event.forwards} forward passes\n`,
+  );
 }
 
 /** The live canvas when stdout is an animating terminal and JSON was not asked for. */

@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // `unmask`: the command line. Dispatches to a subcommand; every error ends here and is printed
-// as `unmask: <message>` on stderr without a stack trace (UNMASK_DEBUG=1 shows it), with exit
-// code 2 for bad usage, 1 for a failure, 130 when Ctrl-C stopped the work.
+// as `unmask: <message>` on stderr without a stack trace (UNMASK_DEBUG=1 shows it, and a line
+// per decoding step), with exit code 2 for bad usage, 1 for a failure, 130 when Ctrl-C stopped
+// the work.
 
 import { getEventListeners } from "node:events";
 import { helpText, optionTable, UsageError } from "./args.js";
