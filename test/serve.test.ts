@@ -464,6 +464,32 @@ test("batched forward calls give each caller what the model gives it alone", asy
   }
   assert.ok(batching.stats.batches < batching.stats.calls, "forward calls were shared");
 
+  // statistics instead of logits (what a lean step asks for), with different positions per call
+  const statsReqs: ForwardRequest[] = [1, 3].map((p, k) => ({
+    tokens: Int32Array.from({ length: 6 }, (_, i) => 4 + ((i * (k + 2)) % 7)),
+    rows: 1,
+    logitsAt: Int32Array.from({ length: p }, (_, i) => i * 2),
+    logits: false,
+    stats: {
+      topK: 2,
+      exclude: Int32Array.of(1),
+      scoreTokens: Int32Array.from({ length: p }, () => 5),
+    },
+  }));
+  const statsMany = await Promise.all(statsReqs.map((r) => batching.forward(r)));
+  for (const [k, r] of statsReqs.entries()) {
+    const one = await diffusion.model.forward(r);
+    const got = statsMany[k].stats!;
+    assert.equal(statsMany[k].logits.length, 0);
+    assert.deepEqual(Array.from(got.ids), Array.from(one.stats!.ids));
+    for (const key of ["logProbs", "logSumExp", "entropy", "scoreLogProbs"] as const) {
+      const a = got[key]!;
+      const b = one.stats![key]!;
+      assert.equal(a.length, b.length, key);
+      for (let i = 0; i < b.length; i++) assert.ok(Math.abs(a[i] - b[i]) < 1e-4, key);
+    }
+  }
+
   // at the forward level: different logit counts and a K/V context, logits and K/V close
   const cfg = diffusion.config;
   const reqs: ForwardRequest[] = [0, 1, 2].map((k) => ({

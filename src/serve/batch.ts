@@ -1,6 +1,7 @@
 // Continuous batching for concurrent decodes: a LanguageModel that queues the forward calls of
 // every run going on and, whenever the engine is free, runs the compatible ones — equal fresh
-// length n, equal cached context length and the same K/V request — as rows of ONE forward call,
+// length n, equal cached context length, the same outputs asked for (K/V, logits, statistics
+// of the same k and excluded ids) — as rows of ONE forward call,
 // then hands each caller its own rows back. The denoise loop and the AR decoder do not change:
 // each still awaits its own forward(). Calls with different logit counts share a call too (the
 // shorter lists are padded with a repeat and cut off again).
@@ -104,7 +105,12 @@ export class BatchingModel implements LanguageModel {
 /** What must be equal for requests to share an engine call. */
 function keyOf(r: ForwardRequest): string {
   const n = r.tokens.length / r.rows;
-  return `${n}/${r.context?.length ?? 0}/${r.returnKv === true}`;
+  const s = r.stats;
+  const stats =
+    s === undefined
+      ? "-"
+      : `${s.topK}:${Array.from(s.exclude ?? []).join(",")}:${s.scoreTokens !== undefined}`;
+  return `${n}/${r.context?.length ?? 0}/${r.returnKv === true}/${r.logits !== false}/${stats}`;
 }
 
 interface Merged {
@@ -125,6 +131,8 @@ function merge(model: LanguageModel, group: Pending[]): Merged {
   const tokens = new Int32Array(rows * n);
   const positions = new Int32Array(rows * n);
   const logitsAt = new Int32Array(rows * p);
+  const stats = group[0].request.stats;
+  const scoreTokens = stats?.scoreTokens === undefined ? undefined : new Int32Array(rows * p);
   const withBias = resolved.some((r) => r.attentionBias !== null);
   const bias = withBias ? new Float32Array(rows * n * total) : undefined;
   let row = 0;
@@ -136,7 +144,10 @@ function merge(model: LanguageModel, group: Pending[]): Merged {
     for (let j = 0; j < r.rows; j++) {
       for (let q = 0; q < p; q++) {
         // pad a shorter list with its last index (cut off again in split)
-        logitsAt[(row + j) * p + q] = r.logitsAt[j * r.p + Math.min(q, r.p - 1)];
+        const from = j * r.p + Math.min(q, r.p - 1);
+        logitsAt[(row + j) * p + q] = r.logitsAt[from];
+        if (scoreTokens !== undefined)
+          scoreTokens[(row + j) * p + q] = g.request.stats!.scoreTokens![from];
       }
     }
     row += r.rows;
@@ -144,6 +155,12 @@ function merge(model: LanguageModel, group: Pending[]): Merged {
   const request: ForwardRequest = { tokens, rows, positions, logitsAt };
   if (bias !== undefined) request.attentionBias = bias;
   if (group[0].request.returnKv === true) request.returnKv = true;
+  if (group[0].request.logits === false) request.logits = false;
+  if (stats !== undefined) {
+    request.stats = { topK: stats.topK };
+    if (stats.exclude !== undefined) request.stats.exclude = stats.exclude;
+    if (scoreTokens !== undefined) request.stats.scoreTokens = scoreTokens;
+  }
   if (contextLength > 0) request.context = mergeKv(group.map((g) => g.request.context!));
   return { request, p, ps: resolved.map((r) => r.p) };
 }
@@ -181,12 +198,30 @@ function split(out: ForwardResult, group: Pending[], merged: Merged, V: number):
   group.forEach((g, k) => {
     const rows = g.request.rows;
     const own = merged.ps[k];
-    const logits = new Float32Array(rows * own * V);
-    for (let j = 0; j < rows; j++) {
-      const from = (row + j) * p * V;
-      logits.set(out.logits.subarray(from, from + own * V), j * own * V);
-    }
+    // [rows, p, width] → this request's rows and its own positions
+    const take = <A extends Float32Array | Int32Array>(a: A, width: number): A => {
+      const out = new (a.constructor as new (n: number) => A)(rows * own * width);
+      for (let j = 0; j < rows; j++) {
+        const from = (row + j) * p * width;
+        out.set(a.subarray(from, from + own * width), j * own * width);
+      }
+      return out;
+    };
+    const logits = out.logits.length === 0 ? out.logits : take(out.logits, V);
     const result: ForwardResult = { logits, positions: own };
+    if (out.stats !== undefined) {
+      const { k } = out.stats;
+      result.stats = {
+        k,
+        ids: take(out.stats.ids, k),
+        logProbs: take(out.stats.logProbs, k),
+        logSumExp: take(out.stats.logSumExp, 1),
+        entropy: take(out.stats.entropy, 1),
+      };
+      if (out.stats.scoreLogProbs !== undefined) {
+        result.stats.scoreLogProbs = take(out.stats.scoreLogProbs, 1);
+      }
+    }
     if (out.kv !== undefined) {
       const perRow = (a: Float32Array) => a.length / out.kv!.rows;
       const cut = (a: Float32Array) => a.slice(row * perRow(a), (row + rows) * perRow(a));
