@@ -10,9 +10,13 @@
 import assert from "node:assert/strict";
 import { after, describe, it } from "node:test";
 import {
+  filterTopK,
+  filterTopP,
   marginConfidence,
   marginFromStats,
   negativeEntropy,
+  sampleCategorical,
+  sampleNucleus,
   softmax,
 } from "../src/diffusion/sampling.js";
 import { Graph } from "../src/graph/graph.js";
@@ -138,6 +142,72 @@ describe("step statistics in the graph", () => {
     assert.equal(got.scoreLogProbs![0], Number.NEGATIVE_INFINITY);
     close(got.logSumExp[0], Math.log(V - 1), "log-sum-exp over the 15 others");
     close(got.entropy[0], Math.log(V - 1), "entropy of a uniform 15-way choice");
+  });
+});
+
+describe("Dream's top-p draw from the candidates", () => {
+  it("keeps the same nucleus and draws the same token as the whole row, or declines", async () => {
+    const V = 300;
+    const k = 64;
+    const probs = new Float64Array(k);
+    const order = new Int32Array(k);
+    const w = new Float64Array(V);
+    const full = new Float64Array(V);
+    const sortScratch = new Float64Array(V);
+    const vocabOrder = new Int32Array(V);
+    let drawn = 0;
+    let declined = 0;
+    for (const [temperature, topP, topK] of [
+      [0.2, 0.95, 0],
+      [0.7, 0.9, 0],
+      [1, 0.5, 3],
+      [1, 0.99, 0],
+      [5, 0.95, 0], // a flat distribution: the nucleus outgrows the candidates
+    ] as const) {
+      const rows = 40;
+      const logits = trickyLogits(rows, V, Math.round(temperature * 100 + topP * 10));
+      for (let i = 0; i < logits.length; i++) logits[i] *= 1 + (i % 3); // varied sharpness
+      const exclude = Int32Array.of(7);
+      const stats = await graphStats(logits, 1, rows, V, { topK: k, exclude, temperature });
+      for (let r = 0; r < rows; r++) {
+        const a = new Rng(r);
+        const b = new Rng(r);
+        const fromCandidates = sampleNucleus(
+          stats.ids,
+          stats.logProbs,
+          r * k,
+          k,
+          topP,
+          topK,
+          a,
+          probs,
+          order,
+        );
+        // the whole-row host path: the row / T, mask excluded, top-p, top-k, softmax, draw
+        for (let v = 0; v < V; v++)
+          w[v] = v === 7 ? Number.NEGATIVE_INFINITY : logits[r * V + v] / temperature;
+        filterTopP(w, topP, vocabOrder, sortScratch, V);
+        filterTopK(w, topK, sortScratch, V);
+        softmax(w, full, V);
+        let kept = 0;
+        for (let v = 0; v < V; v++) if (full[v] > 0) kept++;
+        if (fromCandidates === null) {
+          assert.ok(kept > k, `declined with a nucleus of ${kept}`);
+          declined++;
+          continue;
+        }
+        drawn++;
+        const token = sampleCategorical(full, b, V);
+        assert.equal(fromCandidates.token, token, `row ${r}`);
+        close(probs[fromCandidates.index], full[token], "probability of the drawn token");
+        assert.equal(fromCandidates.kept, kept, "nucleus size");
+        let entropy = 0;
+        for (let t = 0; t < fromCandidates.kept; t++)
+          entropy += probs[t] * Math.log(probs[t] + 1e-10);
+        close(entropy, negativeEntropy(full, V), "negative entropy of the nucleus");
+      }
+    }
+    assert.ok(drawn > 100 && declined > 0, `${drawn} drawn, ${declined} declined`);
   });
 });
 

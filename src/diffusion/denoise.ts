@@ -48,6 +48,7 @@ import {
   numTransferTokens,
   rankByConfidence,
   sampleCategorical,
+  sampleNucleus,
   selectBernoulli,
   selectFactor,
   selectSampled,
@@ -63,6 +64,12 @@ import type {
   StepEvent,
   StopReason,
 } from "./types.js";
+
+/**
+ * Candidates the statistics bring for Dream's top-p draw: the nucleus of a sharpened (T < 1)
+ * distribution is nearly always among them; when it is not, the step falls back to the whole row.
+ */
+const nucleusCandidates = 64;
 
 interface Block {
   start: number;
@@ -287,10 +294,14 @@ class DenoiseLoop {
   private readonly logitsAt: Int32Array;
   /**
    * What the steps ask of the model: step statistics computed where the logits are (greedy
-   * decoding, no guidance, no filter), or null when the sampler needs whole rows (temperature,
-   * top-p / top-k, Gumbel noise, guidance).
+   * decoding; Dream's top-p sampling, whose nucleus is drawn from the candidates), or null when
+   * only whole rows will do (Gumbel noise or plain sampling at a temperature, guidance).
    */
   private readonly stats: StatsRequest | null;
+  /** Whether the steps fetch whole rows of logits (always without stats; as top-p's fallback). */
+  private readonly wholeRows: boolean;
+  /** Scratch of the tokens whose probability self-correction reads, with greedy statistics. */
+  private readonly scored: Int32Array | null = null;
 
   constructor(
     private readonly model: LanguageModel,
@@ -319,12 +330,18 @@ class DenoiseLoop {
     this.tokens = new Int32Array(this.rows * this.L);
     this.positions = new Int32Array(this.rows * this.L);
     this.logitsAt = new Int32Array(this.rows * 2 * this.L);
+    const exclude = Int32Array.from([plan.maskId, ...(o.eos === "suppress" ? plan.endTokens : [])]);
     const greedy = o.temperature === 0 && o.topP === 1 && o.topK === 0 && this.rows === 1;
+    const nucleus =
+      o.sampler === "categorical" && o.temperature > 0 && o.topP < 1 && this.rows === 1;
     this.stats = null;
+    this.wholeRows = !greedy;
     if (greedy) {
-      const exclude = [plan.maskId, ...(o.eos === "suppress" ? plan.endTokens : [])];
-      this.stats = { topK: o.confidence === "margin" ? 2 : 1, exclude: Int32Array.from(exclude) };
-      if (o.remaskBelow > 0) this.stats.scoreTokens = new Int32Array(2 * this.L);
+      this.stats = { topK: o.confidence === "margin" ? 2 : 1, exclude };
+      if (o.remaskBelow > 0) this.scored = new Int32Array(2 * this.L);
+    } else if (nucleus && o.remaskBelow === 0) {
+      const topK = Math.min(nucleusCandidates, this.V);
+      this.stats = { topK, exclude, temperature: o.temperature };
     }
   }
 
@@ -596,20 +613,19 @@ class DenoiseLoop {
     }
     if (context !== undefined && context.length > 0) request.context = context;
     if (returnKv) request.returnKv = true;
-    if (stats !== null) {
-      request.logits = false;
-      request.stats = { topK: stats.topK, exclude: stats.exclude! };
-      if (stats.scoreTokens !== undefined) {
-        const score = stats.scoreTokens.subarray(0, p);
-        for (let j = 0; j < p; j++) score[j] = x[query[j]];
-        request.stats.scoreTokens = score;
-      }
+    if (!this.wholeRows) request.logits = false;
+    if (stats !== null) request.stats = stats;
+    if (stats !== null && this.scored !== null) {
+      // self-correction reads the probability of the token standing at each query position
+      const scoreTokens = this.scored.subarray(0, p);
+      for (let j = 0; j < p; j++) scoreTokens[j] = x[query[j]];
+      request.stats = { ...stats, scoreTokens };
     }
     const out = await this.model.forward(request);
-    const expected = stats === null ? rows * p * this.V : 0;
+    const expected = this.wholeRows ? rows * p * this.V : 0;
     if (out.positions !== p || out.logits.length !== expected) {
       throw new Error(
-        `forward returned ${out.positions} positions (${out.logits.length} logits), expected ${p} × ${rows} rows${stats === null ? ` × ${this.V}` : " and no logits"}`,
+        `forward returned ${out.positions} positions (${out.logits.length} logits), expected ${p} × ${rows} rows${this.wholeRows ? ` × ${this.V}` : " and no logits"}`,
       );
     }
     if (stats !== null && out.stats?.ids.length !== p * stats.topK) {
@@ -649,7 +665,25 @@ class DenoiseLoop {
     const { o, V, probs, rng } = this;
     let token: number;
     let confidence: number;
-    if (out.stats !== undefined) {
+    if (out.stats !== undefined && o.temperature > 0) {
+      // Dream's top-p draw from the candidates, when the nucleus lies among them
+      const { ids, logProbs, k } = out.stats;
+      const drawn = sampleNucleus(
+        ids,
+        logProbs,
+        j * k,
+        k,
+        o.topP,
+        o.topK,
+        rng,
+        probs,
+        this.vocabOrder,
+      );
+      if (drawn !== null) {
+        this.setCandidate(j, drawn.token, this.nucleusConfidence(drawn.index, drawn.kept));
+        return;
+      }
+    } else if (out.stats !== undefined) {
       // greedy, from the step statistics: the same token and, to float32 rounding, confidence
       const { ids, logProbs, entropy, k } = out.stats;
       token = ids[j * k];
@@ -683,6 +717,15 @@ class DenoiseLoop {
     else if (o.confidence === "entropy") confidence = negativeEntropy(probs, V);
     else if (o.confidence === "random") confidence = rng.next();
     this.setCandidate(j, token, confidence);
+  }
+
+  /** The confidence of the candidate drawn at `index` from the nucleus of `kept` in `probs`. */
+  private nucleusConfidence(index: number, kept: number): number {
+    const { o, probs } = this;
+    if (o.confidence === "margin") return probs[0] - (kept > 1 ? probs[1] : 0);
+    if (o.confidence === "entropy") return negativeEntropy(probs, kept);
+    if (o.confidence === "random") return this.rng.next();
+    return probs[index];
   }
 
   private setCandidate(j: number, token: number, confidence: number): void {

@@ -227,6 +227,64 @@ export function sampleCategorical(probs: Float64Array, rng: Rng, n = probs.lengt
   return last; // rounding left the sum just under u
 }
 
+/**
+ * Dream's categorical draw (logits / T → top-p → top-k → softmax → inverse-CDF draw in id order)
+ * from a row's k most likely tokens at temperature T (`ids`, `logProbs` from the step statistics,
+ * most likely first, at `offset`), when the nucleus lies among them. The kept set and the draw are
+ * those of filterTopP → filterTopK → softmax → sampleCategorical on the whole row, up to float32
+ * rounding of the log-probabilities (a draw can differ only when the uniform falls within that
+ * rounding of a cumulative boundary). Returns null, drawing nothing, when the k candidates hold
+ * no more than `topP` of the mass: the caller then needs the whole row. `probs` receives the kept
+ * tokens' probabilities in candidate order (`index` is the drawn token's); `order` is scratch
+ * (both ≥ k).
+ */
+export function sampleNucleus(
+  ids: ArrayLike<number>,
+  logProbs: ArrayLike<number>,
+  offset: number,
+  k: number,
+  topP: number,
+  topK: number,
+  rng: Rng,
+  probs: Float64Array,
+  order: Int32Array,
+): { token: number; index: number; kept: number } | null {
+  let cumulative = 0;
+  let kept = 0;
+  for (let t = 0; t < k; t++) {
+    cumulative += Math.exp(logProbs[offset + t]);
+    if (cumulative > topP) {
+      kept = t + 1;
+      break;
+    }
+  }
+  if (kept === 0) return null;
+  if (topK > 0 && kept > topK) {
+    // Dream's top-k after top-p keeps the values tied with the k-th
+    const kth = logProbs[offset + topK - 1];
+    while (kept > topK && logProbs[offset + kept - 1] < kth) kept--;
+  }
+  let max = Number.NEGATIVE_INFINITY;
+  for (let t = 0; t < kept; t++) max = Math.max(max, logProbs[offset + t]);
+  let sum = 0;
+  for (let t = 0; t < kept; t++) sum += Math.exp(logProbs[offset + t] - max);
+  for (let t = 0; t < kept; t++) probs[t] = Math.exp(logProbs[offset + t] - max) / sum;
+  // the inverse CDF walks the vocabulary in id order
+  const byId = order.subarray(0, kept);
+  for (let t = 0; t < kept; t++) byId[t] = t;
+  byId.sort((a, b) => ids[offset + a] - ids[offset + b]);
+  const u = rng.next();
+  let running = 0;
+  let pick = byId[kept - 1];
+  for (const t of byId) {
+    if (probs[t] <= 0) continue;
+    running += probs[t];
+    pick = t;
+    if (u < running) break;
+  }
+  return { token: ids[offset + pick], index: pick, kept };
+}
+
 // ---------------------------------------------------------------------------------------------
 // Confidence of a position, from its probabilities
 

@@ -181,7 +181,10 @@ export function resolveForwardRequest(
 }
 
 function checkStats(config: ModelConfig, stats: StatsRequest, rowCount: number): void {
-  const { topK, exclude, scoreTokens } = stats;
+  const { topK, exclude, scoreTokens, temperature } = stats;
+  if (temperature !== undefined && !(temperature > 0 && temperature < Infinity)) {
+    throw new ForwardRequestError("stats.temperature", `expected a number > 0, got ${temperature}`);
+  }
   if (!Number.isInteger(topK) || topK < 1 || topK > config.vocabSize) {
     throw new ForwardRequestError(
       "stats.topK",

@@ -9,7 +9,7 @@
 
 import type { Graph, Tensor } from "../graph/graph.js";
 import * as op from "../graph/ops.js";
-import { type HostTensor, int32Tensor } from "../runtime/session.js";
+import { floatTensor, type HostTensor, int32Tensor } from "../runtime/session.js";
 import type { StatsRequest, StepStats } from "./types.js";
 
 export interface StatsInputs {
@@ -19,6 +19,8 @@ export interface StatsInputs {
   k: Tensor;
   /** int32 [S]: excluded token ids (ids outside the vocabulary exclude nothing). */
   exclude: Tensor;
+  /** float32 [1]: 1 / temperature, applied to the logits before every statistic. */
+  inverseTemperature: Tensor;
   /** int32 [B, P]: a token per position whose log-probability to return. */
   scoreIds: Tensor;
 }
@@ -51,7 +53,7 @@ export function stepStatistics(all: Tensor, vocabSize: number, inputs: StatsInpu
   const hits = op.cast(op.equal(vocab, inputs.exclude), "float32"); // [V, S]
   const excluded = op.cast(op.reduceMax(hits, [1], false), "bool"); // [V]
   const penalty = op.where(excluded, g.scalar(Number.NEGATIVE_INFINITY), g.scalar(0)); // [V]
-  const masked = op.add(logits, penalty); // [B, P, V]
+  const masked = op.mul(op.add(logits, penalty), inputs.inverseTemperature); // [B, P, V]
   const logProbs = op.logSoftmax(masked, -1); // [B, P, V]
   const top = op.topK(logProbs, inputs.k, "k"); // [B, P, k]
   const probs = op.softmax(masked, -1); // [B, P, V]
@@ -89,6 +91,7 @@ export function statsFeeds(
     stats_rows: { type: "int64", data: BigInt64Array.of(BigInt(count)), dims: [1] },
     top_k: { type: "int64", data: BigInt64Array.of(BigInt(stats?.topK ?? 1)), dims: [1] },
     exclude_ids: int32Tensor(exclude, [exclude.length]),
+    inverse_temperature: floatTensor(Float32Array.of(1 / (stats?.temperature ?? 1)), [1]),
     score_ids: int32Tensor(stats?.scoreTokens ?? new Int32Array(rows * count), [rows, count]),
   };
 }
@@ -99,6 +102,7 @@ export function statsInputs(g: Graph): StatsInputs {
     rows: g.input("stats_rows", "int64", [1]),
     k: g.input("top_k", "int64", [1]),
     exclude: g.input("exclude_ids", "int32", ["nexclude"]),
+    inverseTemperature: g.input("inverse_temperature", "float32", [1]),
     scoreIds: g.input("score_ids", "int32", ["batch", "nstats"]),
   };
 }
@@ -124,13 +128,14 @@ export function hostStepStats(
   };
   if (request.scoreTokens !== undefined) out.scoreLogProbs = new Float32Array(rowCount);
   const excluded = new Uint8Array(V);
+  const temperature = request.temperature ?? 1;
   for (const t of request.exclude ?? []) if (t >= 0 && t < V) excluded[t] = 1;
   const w = new Float64Array(V);
   const best = new Int32Array(k);
   for (let r = 0; r < rowCount; r++) {
     let max = Number.NEGATIVE_INFINITY;
     for (let v = 0; v < V; v++) {
-      w[v] = excluded[v] ? Number.NEGATIVE_INFINITY : logits[r * V + v];
+      w[v] = excluded[v] ? Number.NEGATIVE_INFINITY : logits[r * V + v] / temperature;
       if (w[v] > max) max = w[v];
     }
     let sum = 0;

@@ -54,11 +54,13 @@ export interface StatsRequest {
   exclude?: Int32Array;
   /** [rows, p]: one token per position whose log-probability to return (self-correction). */
   scoreTokens?: Int32Array;
+  /** The statistics are those of softmax(logits / temperature); > 0, default 1. */
+  temperature?: number;
 }
 
 /**
- * Statistics of the softmax of each requested row (excluded tokens at −∞), computed where the
- * logits are (in the graph, in float32, for the ONNX engine).
+ * Statistics of the softmax of each requested row (excluded tokens at −∞, divided by the
+ * temperature), computed where the logits are (in the graph, in float32, for the ONNX engine).
  */
 export interface StepStats {
   /** k of the request. */
@@ -67,7 +69,7 @@ export interface StepStats {
   ids: Int32Array;
   /** [rows, p, k] their log-probabilities. */
   logProbs: Float32Array;
-  /** [rows, p] log Σ exp(logits) over the tokens not excluded. */
+  /** [rows, p] log Σ exp(logits / temperature) over the tokens not excluded. */
   logSumExp: Float32Array;
   /**
    * [rows, p] entropy −Σ p·log p (Dream's negative-entropy confidence puts 1e-10 inside the log:
