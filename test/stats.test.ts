@@ -72,6 +72,7 @@ async function graphStats(
     });
     const stats: StepStats = {
       k: request.topK,
+      temperature: request.temperature ?? 1,
       ids: out.ids.data as Int32Array,
       logProbs: out.lp.data as Float32Array,
       logSumExp: out.lse.data as Float32Array,

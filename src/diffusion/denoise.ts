@@ -628,7 +628,11 @@ class DenoiseLoop {
         `forward returned ${out.positions} positions (${out.logits.length} logits), expected ${p} × ${rows} rows${this.wholeRows ? ` × ${this.V}` : " and no logits"}`,
       );
     }
-    if (stats !== null && out.stats?.ids.length !== p * stats.topK) {
+    if (
+      stats !== null &&
+      (out.stats?.ids.length !== p * stats.topK ||
+        out.stats.temperature !== (stats.temperature ?? 1))
+    ) {
       throw new Error("forward did not return the step statistics asked for");
     }
     if (returnKv && out.kv === undefined)

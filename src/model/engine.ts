@@ -153,6 +153,7 @@ export class OnnxModel implements LanguageModel {
     if (stats !== undefined) {
       result.stats = {
         k: stats.topK,
+        temperature: stats.temperature ?? 1,
         ids: out.top_ids.data as Int32Array,
         logProbs: out.top_logprobs.data as Float32Array,
         logSumExp: out.logsumexp.data as Float32Array,

@@ -121,6 +121,7 @@ export function hostStepStats(
   const V = vocabSize;
   const out: StepStats = {
     k,
+    temperature: request.temperature ?? 1,
     ids: new Int32Array(rowCount * k),
     logProbs: new Float32Array(rowCount * k),
     logSumExp: new Float32Array(rowCount),

@@ -65,6 +65,8 @@ export interface StatsRequest {
 export interface StepStats {
   /** k of the request. */
   k: number;
+  /** The request's temperature (1 when it gave none): a wrapper that drops it shows. */
+  temperature: number;
   /** [rows, p, k] the k most likely ids, most likely first; the lower id first on ties. */
   ids: Int32Array;
   /** [rows, p, k] their log-probabilities. */
