@@ -109,7 +109,7 @@ function keyOf(r: ForwardRequest): string {
   const stats =
     s === undefined
       ? "-"
-      : `${s.topK}:${Array.from(s.exclude ?? []).join(",")}:${s.scoreTokens !== undefined}`;
+      : `${s.topK}:${Array.from(s.exclude ?? []).join(",")}:${s.scoreTokens !== undefined}:${s.temperature ?? 1}`;
   return `${n}/${r.context?.length ?? 0}/${r.returnKv === true}/${r.logits !== false}/${stats}`;
 }
 
@@ -159,6 +159,7 @@ function merge(model: LanguageModel, group: Pending[]): Merged {
   if (stats !== undefined) {
     request.stats = { topK: stats.topK };
     if (stats.exclude !== undefined) request.stats.exclude = stats.exclude;
+    if (stats.temperature !== undefined) request.stats.temperature = stats.temperature;
     if (scoreTokens !== undefined) request.stats.scoreTokens = scoreTokens;
   }
   if (contextLength > 0) request.context = mergeKv(group.map((g) => g.request.context!));
@@ -210,9 +211,10 @@ function split(out: ForwardResult, group: Pending[], merged: Merged, V: number):
     const logits = out.logits.length === 0 ? out.logits : take(out.logits, V);
     const result: ForwardResult = { logits, positions: own };
     if (out.stats !== undefined) {
-      const { k } = out.stats;
+      const { k, temperature } = out.stats;
       result.stats = {
         k,
+        temperature,
         ids: take(out.stats.ids, k),
         logProbs: take(out.stats.logProbs, k),
         logSumExp: take(out.stats.logSumExp, 1),
