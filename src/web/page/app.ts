@@ -47,6 +47,7 @@ const ui = {
   lanes: byId("lanes"),
   timeline: byId<HTMLInputElement>("timeline"),
   stepLabel: byId("step-label"),
+  timelineUnit: byId("timeline-unit"),
   inspector: byId("inspector"),
   useResult: byId<HTMLButtonElement>("use-result"),
   laneTemplate: byId<HTMLTemplateElement>("lane"),
@@ -183,7 +184,8 @@ class Lane {
       const perPass = frame.forwards > 0 ? revealed / frame.forwards : 0;
       text =
         `${this.status} · step ${this.shown + 1}/${total} · ${frame.masked} masked · ` +
-        `${revealed} tokens · ${Math.round(rate)} tok/s · ${frame.forwards} forward passes` +
+        `${revealed} token${revealed === 1 ? "" : "s"} · ${Math.round(rate)} tok/s · ` +
+        `${frame.forwards} forward pass${frame.forwards === 1 ? "" : "es"}` +
         (perPass > 0 ? ` (${perPass.toFixed(2)} tok/pass)` : "");
     }
     this.stats.textContent = text;
@@ -331,6 +333,7 @@ function syncTimeline() {
     ui.stepLabel.textContent = "–";
     return;
   }
+  ui.timelineUnit.textContent = raceTime() ? "Time" : "Step";
   if (raceTime()) {
     const end = Math.max(...lanes.map((l) => l.trace?.steps.at(-1)?.elapsed_ms ?? 0));
     ui.timeline.max = String(Math.ceil(end));
