@@ -593,3 +593,20 @@ test("unmask serve as a process: API key from the environment; SIGTERM mid-reque
   assert.equal(await exited, 0, stderr);
   assert.match(stderr, /shutting down/);
 });
+
+test("bench serve --json: one client against eight, in one run", async () => {
+  const { cli } = await import("./cli-helpers.js");
+  const args = ["bench", "serve", "--model", join(dir, "tiny"), "--ar-model", join(dir, "tiny-ar")];
+  const r = await cli([...args, "--presets", "llada", "--length", "4", "--runs", "1", "--json"]);
+  assert.equal(r.code, 0, r.stderr);
+  const out = JSON.parse(r.stdout);
+  assert.equal(out.single.clients, 1);
+  assert.equal(out.concurrent.clients, 8);
+  assert.equal(out.concurrent.requests, 8);
+  assert.ok(out.single.completion_tokens > 0 && out.concurrent.completion_tokens > 0);
+  assert.equal(out.throughput_ratio, out.concurrent.tokens_per_s / out.single.tokens_per_s);
+  assert.equal(out.batching.calls > 0, true);
+  const bad = await cli([...args, "--presets", "llada,dream"]);
+  assert.equal(bad.code, 2);
+  assert.match(bad.stderr, /--presets: serve times one strategy/);
+});

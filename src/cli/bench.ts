@@ -9,11 +9,17 @@ import { benchTrain, type TrainBenchResult } from "../bench/train.js";
 import { benchDecode, type DecodeBenchResult, type DecodeSpeed } from "../diffusion/bench.js";
 import { type PresetName, presetNames } from "../diffusion/options.js";
 import type { Tokenizer } from "../format/index.js";
-import { defaultArModelName, defaultModelName, loadModel } from "../host/models.js";
+import {
+  defaultArModelName,
+  defaultModelName,
+  loadModel,
+  resolveModelDir,
+} from "../host/models.js";
 import { type ModelConfig, parseModelConfig } from "../model/config.js";
 import { OnnxModel } from "../model/engine.js";
 import { randomWeights } from "../model/random.js";
 import type { LanguageModel } from "../model/types.js";
+import { benchServe, type ServeBenchOptions, type ServeSpeed } from "../serve/bench.js";
 import {
   type CommandSpec,
   flag,
@@ -24,6 +30,7 @@ import {
   UsageError,
 } from "./args.js";
 import type { Command, Context } from "./command.js";
+import { asUsageError } from "./decode.js";
 import { packageRoot } from "./package.js";
 import { formatSeconds, StatusLine } from "./terminal.js";
 
@@ -201,7 +208,61 @@ function promptIds(tokenizer: Tokenizer | null, config: ModelConfig): number[] {
   return ids;
 }
 
-const benches: Bench[] = [forward, decode, train];
+/** The request `bench serve` sends: dual-cache blocks of 8, the step shape small canvases decode in. */
+const serveRequest = { strategy: "fast-dllm-dual", block_length: 8, max_tokens: 32 };
+
+const serveBench: Bench = {
+  name: "serve",
+  summary:
+    "tokens/s of unmask serve over loopback HTTP, 8 concurrent clients against 1 (batched forward passes)",
+  async run(parsed, say) {
+    const length = intOption(parsed, "length", 1);
+    const runs = intOption(parsed, "runs", 1);
+    const strategy = stringOption(parsed, "presets");
+    const body: Record<string, unknown> = { ...serveRequest };
+    if (strategy !== undefined) {
+      if (!(presetNames as string[]).includes(strategy)) {
+        throw new UsageError(
+          `--presets: serve times one strategy, got ${JSON.stringify(strategy)} (valid: ${presetNames.join(", ")})`,
+        );
+      }
+      body.strategy = strategy;
+      body.block_length = undefined;
+    }
+    if (length !== undefined) body.max_tokens = length;
+    let dirs: string[];
+    try {
+      dirs = [
+        resolveModelDir(stringOption(parsed, "model"), "diffusion", "--model"),
+        resolveModelDir(stringOption(parsed, "ar-model"), "autoregressive", "--ar-model"),
+      ];
+    } catch (error) {
+      throw asUsageError(error);
+    }
+    say("loading the models…");
+    const models = [await loadModel(dirs[0]), await loadModel(dirs[1])];
+    try {
+      const options: ServeBenchOptions = { models, prompt: benchPrompt, body, progress: say };
+      if (runs !== undefined) options.requests = runs;
+      const r = await benchServe(options);
+      const line = (s: ServeSpeed) =>
+        `  ${String(s.clients).padStart(2)} client${s.clients === 1 ? " " : "s"}  ${s.tokens_per_s.toFixed(1).padStart(8)} tokens/s  (${s.completion_tokens} tokens, ${s.requests} requests, ${formatSeconds(s.seconds * 1000)})`;
+      return {
+        json: r,
+        lines: [
+          `unmask serve on loopback, ${r.model}, ${JSON.stringify(body)}:`,
+          line(r.single),
+          line(r.concurrent),
+          `  throughput ratio ${r.throughput_ratio.toFixed(2)}× (${r.batching.rows_per_call.toFixed(1)} requests per engine call)`,
+        ],
+      };
+    } finally {
+      for (const m of models) await m.model.dispose();
+    }
+  },
+};
+
+const benches: Bench[] = [forward, decode, train, serveBench];
 
 const spec: CommandSpec = {
   name: "bench",
@@ -227,7 +288,8 @@ ${benches.map((b) => `  ${b.name.padEnd(9)}${b.summary}`).join("\n")}`,
       name: "runs",
       type: "string",
       value: "N",
-      description: "timed runs per measurement, the median reported",
+      description:
+        "timed runs per measurement, the median reported; serve: requests per client (default 4)",
     },
     {
       name: "positions",
@@ -253,7 +315,8 @@ ${benches.map((b) => `  ${b.name.padEnd(9)}${b.summary}`).join("\n")}`,
       name: "presets",
       type: "string",
       value: "LIST",
-      description: "decode: strategies to time, comma-separated (default: all)",
+      description:
+        "decode: strategies to time, comma-separated (default: all); serve: the one strategy the requests ask for (default fast-dllm-dual, blocks of 8)",
     },
     {
       name: "profile",
@@ -278,7 +341,8 @@ ${benches.map((b) => `  ${b.name.padEnd(9)}${b.summary}`).join("\n")}`,
       name: "length",
       type: "string",
       value: "N",
-      description: "decode: tokens to generate (default 64); train: tokens per sequence",
+      description:
+        "decode: tokens to generate (default 64); serve: max_tokens of each request (default 32); train: tokens per sequence",
     },
   ],
   examples: [
@@ -286,6 +350,7 @@ ${benches.map((b) => `  ${b.name.padEnd(9)}${b.summary}`).join("\n")}`,
     "unmask bench decode --presets llada,fast-dllm --length 128 --runs 3",
     "unmask bench decode --json --profile prof/",
     "unmask bench train --rows 8 --length 128",
+    "unmask bench serve --json              # 8 concurrent clients against 1: throughput_ratio",
     "unmask bench all --json > bench.json",
   ],
   maxPositionals: 1,
