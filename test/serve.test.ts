@@ -315,6 +315,12 @@ test("bad requests: the right status and an OpenAI-shaped error naming the field
     assertError(await post(c, { prompt: 7 }), 400, "invalid_type", "prompt");
     assertError(await post(c, { prompt: "a", strategy: "best" }), 400, "invalid_value", "strategy");
     assertError(await post(c, { prompt: "a", model: "gpt-4" }), 404, "model_not_found", "model");
+    assertError(
+      await post(c, { prompt: "a", max_tokens: 4, steps: 9 }),
+      400,
+      "invalid_value",
+      "steps",
+    );
     assertError(await post(c, { prompt: "a".repeat(4000) }), 413, "body_too_large", null);
     // the decode service's rule for ignored options, as for the CLI
     assertError(await post(c, { prompt: "a", threshold: 0.5 }), 400, "ignored_option", "threshold");
@@ -336,6 +342,22 @@ test("bad requests: the right status and an OpenAI-shaped error naming the field
     const wrongMethod = await fetch(c);
     assert.equal(wrongMethod.status, 405);
     assertError(await post(`${url}/v2/nothing`, {}), 404, "not_found", null);
+  } finally {
+    await server.shutdown();
+  }
+});
+
+test("the per-request time limit: 504 unstreamed, an error event streamed", async () => {
+  // 1 ms cannot hold 500 steps of the slow model: the limit always ends the run first
+  const { server, url } = await start({ models: [slow], timeLimitMs: 1 });
+  try {
+    const body = { prompt: "ab", max_tokens: 500 };
+    assertError(await post(`${url}/v1/completions`, body), 504, "request_timeout", null);
+    const streamed = await post(`${url}/v1/completions`, { ...body, stream: true });
+    const data = sseData(streamed.text);
+    assert.equal(data.at(-1), "[DONE]");
+    assert.equal(JSON.parse(data.at(-2)!).error.code, "request_timeout");
+    assert.equal(server.slots.state.busy, 0);
   } finally {
     await server.shutdown();
   }

@@ -142,6 +142,16 @@ export function generationLength(
   return requested ?? Math.min(fallback, room);
 }
 
+/** Refuses more steps than masked positions: a step past the last mask would reveal nothing. */
+function checkSteps(settings: DecodeSettings, masked: number): void {
+  if (settings.steps !== undefined && settings.steps > masked) {
+    throw new DecodeOptionError(
+      "steps",
+      `${settings.steps} steps for ${masked} masked tokens: at most one step per token`,
+    );
+  }
+}
+
 /** Validates settings for the loaded model (`modelParameter`: the caller's name for the model). */
 export function checkRequest(
   loaded: LoadedModel,
@@ -160,6 +170,7 @@ export function planGenerate(
   fallback = 128,
 ): Plan<GenerateResult> {
   const length = generationLength(loaded, promptIds.length, settings.length, fallback);
+  checkSteps(settings, length);
   const { model } = loaded;
   const ar = settings.decoder === "autoregressive";
   const initial = new Int32Array(ar ? promptIds.length : promptIds.length + length);
@@ -199,6 +210,7 @@ export function planInfill(
     }
   }
   const canvasLength = ids.length;
+  checkSteps(settings, canvasLength - inputTokens);
   const context = loaded.config.maxPositions;
   if (canvasLength > context) {
     throw new DecodeOptionError(
