@@ -9,12 +9,7 @@ import { benchTrain, type TrainBenchResult } from "../bench/train.js";
 import { benchDecode, type DecodeBenchResult, type DecodeSpeed } from "../diffusion/bench.js";
 import { type PresetName, presetNames } from "../diffusion/options.js";
 import type { Tokenizer } from "../format/index.js";
-import {
-  defaultArModelName,
-  defaultModelName,
-  loadModel,
-  resolveModelDir,
-} from "../host/models.js";
+import { defaultArModelName, defaultModelName, loadModel } from "../host/models.js";
 import { type ModelConfig, parseModelConfig } from "../model/config.js";
 import { OnnxModel } from "../model/engine.js";
 import { randomWeights } from "../model/random.js";
@@ -30,8 +25,8 @@ import {
   UsageError,
 } from "./args.js";
 import type { Command, Context } from "./command.js";
-import { asUsageError } from "./decode.js";
 import { packageRoot } from "./package.js";
+import { loadPair } from "./serve.js";
 import { formatSeconds, StatusLine } from "./terminal.js";
 
 interface Bench {
@@ -230,17 +225,8 @@ const serveBench: Bench = {
       body.block_length = undefined;
     }
     if (length !== undefined) body.max_tokens = length;
-    let dirs: string[];
-    try {
-      dirs = [
-        resolveModelDir(stringOption(parsed, "model"), "diffusion", "--model"),
-        resolveModelDir(stringOption(parsed, "ar-model"), "autoregressive", "--ar-model"),
-      ];
-    } catch (error) {
-      throw asUsageError(error);
-    }
     say("loading the models…");
-    const models = [await loadModel(dirs[0]), await loadModel(dirs[1])];
+    const models = await loadPair(parsed);
     try {
       const options: ServeBenchOptions = { models, prompt: benchPrompt, body, progress: say };
       if (runs !== undefined) options.requests = runs;

@@ -2,13 +2,14 @@
 // SIGTERM or Ctrl-C, which stop it gracefully (new requests refused, runs in flight finished or
 // cancelled after a grace period, exit 0).
 
-import { loadModel, resolveModelDir } from "../host/models.js";
+import { type LoadedModel, loadModel, resolveModelDir } from "../host/models.js";
 import { UnmaskServer } from "../serve/server.js";
 import { pageAsset } from "../web/assets.js";
 import {
   type CommandSpec,
   intOption,
   numberOption,
+  type Parsed,
   parse,
   stringOption,
   UsageError,
@@ -91,6 +92,22 @@ stops taking requests, lets running ones finish (cancelled after 10 s) and exits
   ],
 };
 
+/** The pair --model and --ar-model name (default: the embedded pair), loaded. */
+export async function loadPair(parsed: Parsed): Promise<LoadedModel[]> {
+  let dirs: string[];
+  try {
+    dirs = [
+      resolveModelDir(stringOption(parsed, "model"), "diffusion", "--model"),
+      resolveModelDir(stringOption(parsed, "ar-model"), "autoregressive", "--ar-model"),
+    ];
+  } catch (error) {
+    throw asUsageError(error);
+  }
+  const models: LoadedModel[] = [];
+  for (const dir of dirs) models.push(await loadModel(dir));
+  return models;
+}
+
 async function run(argv: string[], context: Context): Promise<number> {
   const parsed = parse(spec, argv);
   const host = stringOption(parsed, "host") ?? "127.0.0.1";
@@ -101,17 +118,7 @@ async function run(argv: string[], context: Context): Promise<number> {
     numberOption(parsed, "time-limit", (v) => (v > 0 ? null : "expected seconds > 0")) ?? 60;
   const apiKey = stringOption(parsed, "api-key") ?? process.env.UNMASK_API_KEY;
   if (apiKey === "") throw new UsageError("--api-key: empty (give a key, or leave it out)");
-  let dirs: string[];
-  try {
-    dirs = [
-      resolveModelDir(stringOption(parsed, "model"), "diffusion", "--model"),
-      resolveModelDir(stringOption(parsed, "ar-model"), "autoregressive", "--ar-model"),
-    ];
-  } catch (error) {
-    throw asUsageError(error);
-  }
-  const models = [];
-  for (const dir of dirs) models.push(await loadModel(dir));
+  const models = await loadPair(parsed);
   const names = models.map((m) => m.name);
   if (new Set(names).size < names.length) {
     throw new UsageError(
