@@ -3,7 +3,8 @@
 
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { pageAsset } from "../src/web/assets.js";
+import { presetNames } from "../src/diffusion/options.js";
+import { pageAsset, strategies } from "../src/web/assets.js";
 import { plainWords, ServerError, Unreachable } from "../src/web/page/api.js";
 import { highlight, kinds } from "../src/web/page/highlight.js";
 import { denoiseBody, InputError, infillParts, selectedLines } from "../src/web/page/request.js";
@@ -278,4 +279,19 @@ test("pageAsset: the built page and nothing else", async () => {
   ]) {
     assert.equal(await pageAsset(path), undefined, path);
   }
+});
+
+test("strategies.json: every preset, the default first, the knobs the validator lets it read", async () => {
+  const list = strategies();
+  assert.deepEqual(
+    list.map((s) => s.name),
+    presetNames,
+  );
+  assert.equal(list[0].name, "llada");
+  const of = (name: string) => list.find((s) => s.name === name)?.options;
+  assert.deepEqual(of("llada"), ["steps", "block_length", "temperature", "seed"]);
+  assert.ok(of("fast-dllm")?.includes("threshold") && !of("fast-dllm")?.includes("steps"));
+  const served = await pageAsset("/strategies.json");
+  assert.equal(served?.contentType, "application/json; charset=utf-8");
+  assert.deepEqual(JSON.parse(served?.body.toString() ?? ""), list);
 });

@@ -262,10 +262,15 @@ test("Server errors reach the user in plain words; the page recovers when the se
   await page.close();
 });
 
-test("On a phone's width nothing runs off the side", { skip }, async () => {
+test("On a phone's width nothing runs off the side (a threshold strategy)", { skip }, async () => {
   const page = await openPage({ width: 390, height: 844 });
   await page.fill("#max-tokens", "16");
   await page.selectOption("#speed", "0");
+  // a threshold strategy: the knobs it does not read are off (the server would refuse them)
+  await page.selectOption("#strategy", "fast-dllm");
+  assert.equal(await page.isDisabled("#steps"), true);
+  assert.equal(await page.isDisabled("#threshold"), false);
+  await page.fill("#threshold", "0.5");
   await run(page);
   assert.deepEqual(await statuses(page), ["done"]);
   const overflow = await page.evaluate(

@@ -16,8 +16,6 @@ export interface ModelInfo {
   id: string;
   decoder: "diffusion" | "autoregressive";
   context_length: number;
-  strategies?: Strategy[];
-  default_strategy?: string;
 }
 
 /** The server answered with an error (status and OpenAI-shaped body), or sent one mid-stream. */
@@ -74,6 +72,11 @@ async function call(path: string, init: RequestInit = {}): Promise<Response> {
 export async function listModels(): Promise<ModelInfo[]> {
   const body = (await (await call("/v1/models")).json()) as { data: ModelInfo[] };
   return body.data;
+}
+
+/** The diffusion strategies, the default first, with the fields each one reads. */
+export async function listStrategies(): Promise<Strategy[]> {
+  return (await (await call("strategies.json")).json()) as Strategy[];
 }
 
 /** Whether the server answers its health check. */

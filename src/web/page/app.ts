@@ -7,8 +7,10 @@ import {
   denoise,
   healthy,
   listModels,
+  listStrategies,
   type ModelInfo,
   plainWords,
+  type Strategy,
   setApiKey,
   Unreachable,
 } from "./api.js";
@@ -71,6 +73,7 @@ const examples: Record<Tab, string> = {
 
 let tab: Tab = "generate";
 let models: { diffusion?: ModelInfo; ar?: ModelInfo } = {};
+let strategies: Strategy[] = [];
 let lanes: Lane[] = [];
 let controller: AbortController | undefined;
 /** The request of the last run and what it asked for (to use the result as input). */
@@ -367,17 +370,15 @@ async function loadModels() {
     diffusion: data.find((m) => m.decoder === "diffusion"),
     ar: data.find((m) => m.decoder === "autoregressive"),
   };
+  strategies = await listStrategies();
   setServer(true);
-  const strategies = models.diffusion?.strategies ?? [];
-  const chosen = ui.strategy.value || stored("strategy") || models.diffusion?.default_strategy;
+  const chosen = ui.strategy.value || stored("strategy");
   ui.strategy.replaceChildren(
-    ...(strategies.length === 0
-      ? [new Option("server default", "")]
-      : strategies.map((s) => {
-          const option = new Option(s.name, s.name);
-          option.title = s.description;
-          return option;
-        })),
+    ...strategies.map((s) => {
+      const option = new Option(s.name, s.name);
+      option.title = s.description;
+      return option;
+    }),
   );
   if (chosen && strategies.some((s) => s.name === chosen)) ui.strategy.value = chosen;
   ui.race.disabled = models.ar === undefined;
@@ -413,7 +414,7 @@ async function watchServer() {
 
 /** Enables the knobs the chosen strategy takes; shows the mode's tools. */
 function updateKnobs() {
-  const strategy = models.diffusion?.strategies?.find((s) => s.name === ui.strategy.value);
+  const strategy = strategies.find((s) => s.name === ui.strategy.value);
   for (const label of document.querySelectorAll<HTMLLabelElement>("label[data-knob]")) {
     const knob = label.dataset.knob ?? "";
     const input = label.querySelector("input") as HTMLInputElement;
