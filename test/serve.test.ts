@@ -624,7 +624,7 @@ test("bench serve --json: one client against eight, in one run", async () => {
   const out = JSON.parse(r.stdout);
   assert.equal(out.single.clients, 1);
   assert.equal(out.concurrent.clients, 8);
-  assert.equal(out.concurrent.requests, 8);
+  assert.equal(out.concurrent.requests, 16, "2 rounds × 8 clients × 1 request");
   assert.ok(out.single.completion_tokens > 0 && out.concurrent.completion_tokens > 0);
   assert.equal(out.throughput_ratio, out.concurrent.tokens_per_s / out.single.tokens_per_s);
   assert.equal(out.batching.calls > 0, true);

@@ -11,8 +11,13 @@ export interface ServeBenchOptions {
   model?: string;
   /** Concurrent clients of the second measurement (default 8). */
   clients?: number;
-  /** Requests each client sends, one after the other (default 4). */
+  /** Requests each client sends per round, one after the other (default 4). */
   requests?: number;
+  /**
+   * Rounds, each timing one client then all clients (default 2): alternating them spreads a
+   * change in the machine's load over both measurements.
+   */
+  rounds?: number;
   /** The request body's decoding fields (default { max_tokens: 32 }). */
   body?: Record<string, unknown>;
   prompt: string;
@@ -38,9 +43,24 @@ export interface ServeBenchResult {
   batching: { calls: number; batches: number; rows_per_call: number };
 }
 
+/** Two measurements as one: their tokens and seconds added. */
+function add(a: ServeSpeed | undefined, b: ServeSpeed): ServeSpeed {
+  if (a === undefined) return b;
+  const tokens = a.completion_tokens + b.completion_tokens;
+  const seconds = a.seconds + b.seconds;
+  return {
+    clients: b.clients,
+    requests: a.requests + b.requests,
+    completion_tokens: tokens,
+    seconds,
+    tokens_per_s: tokens / seconds,
+  };
+}
+
 export async function benchServe(o: ServeBenchOptions): Promise<ServeBenchResult> {
   const clients = o.clients ?? 8;
   const requests = o.requests ?? 4;
+  const rounds = o.rounds ?? 2;
   const server = new UnmaskServer({ models: o.models, slots: clients, queue: clients });
   const address = await server.listen(0, "127.0.0.1");
   const url = `http://127.0.0.1:${address.port}/v1/completions`;
@@ -76,12 +96,19 @@ export async function benchServe(o: ServeBenchOptions): Promise<ServeBenchResult
   };
   try {
     await ask(-1); // warm-up: the first run of a graph is slower
-    const single = await measure(1);
-    const before = { ...server.batchStats()[model] };
-    const concurrent = await measure(clients);
-    const after = server.batchStats()[model];
-    const calls = after.calls - before.calls;
-    const batches = after.batches - before.batches;
+    let single: ServeSpeed | undefined;
+    let concurrent: ServeSpeed | undefined;
+    let calls = 0;
+    let batches = 0;
+    for (let round = 0; round < rounds; round++) {
+      single = add(single, await measure(1));
+      const before = { ...server.batchStats()[model] };
+      concurrent = add(concurrent, await measure(clients));
+      const after = server.batchStats()[model];
+      calls += after.calls - before.calls;
+      batches += after.batches - before.batches;
+    }
+    if (single === undefined || concurrent === undefined) throw new Error("bench serve: no rounds");
     return {
       model,
       request: { ...body, prompt: undefined },
