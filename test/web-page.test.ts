@@ -7,7 +7,13 @@ import { presetNames } from "../src/diffusion/options.js";
 import { pageAsset, strategies } from "../src/web/assets.js";
 import { plainWords, ServerError, Unreachable } from "../src/web/page/api.js";
 import { highlight, kinds } from "../src/web/page/highlight.js";
-import { denoiseBody, InputError, infillParts, selectedLines } from "../src/web/page/request.js";
+import {
+  denoiseBody,
+  editParts,
+  InputError,
+  infillParts,
+  selectedLines,
+} from "../src/web/page/request.js";
 import { sseData } from "../src/web/page/sse.js";
 import { type StartEvent, type StepEvent, Trace } from "../src/web/page/trace.js";
 
@@ -216,6 +222,14 @@ test("selectedLines: the 1-based lines a selection covers", () => {
   assert.deepEqual(selectedLines(src, 0, src.length), [1, 4]);
 });
 
+test("editParts: the chosen lines become the hole, their newlines and the rest kept", () => {
+  const src = "one\ntwo\nthree\nfour";
+  assert.deepEqual(editParts(src, [2, 3], 4), ["one\n", { hole: 4 }, "\nfour"]);
+  assert.deepEqual(editParts(src, [1, 1], 2), [{ hole: 2 }, "\ntwo\nthree\nfour"]);
+  assert.deepEqual(editParts(src, [4, 4], 3), ["one\ntwo\nthree\n", { hole: 3 }]);
+  assert.deepEqual(editParts("x\n", [2, 2], 1), ["x\n", { hole: 1 }]);
+});
+
 test("denoiseBody: each mode's fields; empty knobs left to the server", () => {
   const sel = { start: 0, end: 0 };
   assert.deepEqual(denoiseBody("generate", "let x", sel, { model: "m", maxTokens: 8, seed: 3 }), {
@@ -228,17 +242,10 @@ test("denoiseBody: each mode's fields; empty knobs left to the server", () => {
     denoiseBody("infill", "a<FILL:2>b", sel, { model: "m", strategy: "fast-dllm", threshold: 0.8 }),
     { model: "m", strategy: "fast-dllm", threshold: 0.8, parts: ["a", { hole: 2 }, "b"] },
   );
-  assert.deepEqual(denoiseBody("edit", "a\nb\nc", { start: 2, end: 3 }, { model: "m" }), {
-    model: "m",
-    source: "a\nb\nc",
-    spans: [{ lines: [2, 2] }],
-  });
-  assert.deepEqual(denoiseBody("fix", "a", sel, { model: "m", steps: 4 }), {
-    model: "m",
-    steps: 4,
-    source: "a",
-    fix: true,
-  });
+  assert.deepEqual(
+    denoiseBody("edit", "a\nb\nc", { start: 2, end: 3 }, { model: "m", maxTokens: 5 }),
+    { model: "m", parts: ["a\n", { hole: 5 }, "\nc"] },
+  );
   assert.throws(() => denoiseBody("generate", "", sel, { model: "m" }), InputError);
 });
 

@@ -187,6 +187,36 @@ test("Infill: the code around the hole is kept byte for byte", { skip }, async (
   await page.close();
 });
 
+test("Edit: the selected lines are regenerated, every other line kept byte for byte", {
+  skip,
+}, async () => {
+  const page = await openPage();
+  await page.keyboard.press("Alt+3");
+  const head = "export function sum(xs: number[]): number {\n";
+  const body = "  let total = 0;\n  for (const x of xs) total += x;";
+  const tail = "\n  return total;\n}\n";
+  await page.fill("#editor", head + body + tail);
+  // select lines 2-3 (what a mouse drag or Shift+arrows would do)
+  await page.evaluate(
+    ([a, b]) => {
+      const editor = document.querySelector("#editor") as HTMLTextAreaElement;
+      editor.setSelectionRange(a, b);
+      editor.dispatchEvent(new Event("select"));
+    },
+    [head.length, head.length + body.length],
+  );
+  assert.equal(await page.$$eval(".sel-line", (els) => els.length), 2, "lines 2 and 3 marked");
+  await page.fill("#max-tokens", "10");
+  await page.selectOption("#speed", "0");
+  await run(page);
+  assert.deepEqual(await statuses(page), ["done"]);
+  await browser.screenshot(page, "edit");
+  await page.click("#use-result");
+  const text = await page.inputValue("#editor");
+  assert.ok(text.startsWith(head) && text.endsWith(tail), JSON.stringify(text));
+  await page.close();
+});
+
 test("Stop (Esc) stops the run mid-way; the server is free for the next one", {
   skip,
 }, async () => {

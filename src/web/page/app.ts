@@ -14,7 +14,7 @@ import {
   setApiKey,
   Unreachable,
 } from "./api.js";
-import { denoiseBody, type Knobs, type Mode, selectedLines } from "./request.js";
+import { denoiseBody, type Knobs, selectedLines } from "./request.js";
 import { type Frame, Trace } from "./trace.js";
 import { describe, drawEditor, drawFrame } from "./view.js";
 
@@ -59,7 +59,7 @@ const hints: Record<Tab, string> = {
   generate: "Write the start of some code; the model continues it.",
   infill:
     "Mark the missing code with <FILL> (16 tokens) or <FILL:n>; the code around it stays as it is.",
-  edit: "Select the lines to regenerate (the rest is held fixed), or let the model re-mask and rewrite the tokens it finds least likely.",
+  edit: "Select the lines to regenerate: they become a hole of Tokens tokens, the rest is held fixed.",
 };
 
 const examples: Record<Tab, string> = {
@@ -218,12 +218,6 @@ function knobs(): Knobs {
   };
 }
 
-function requestMode(): Mode {
-  if (tab !== "edit") return tab;
-  const kind = document.querySelector<HTMLInputElement>('input[name="edit-kind"]:checked');
-  return kind?.value === "fix" ? "fix" : "edit";
-}
-
 /** The AR twin takes the prompt and the sampling fields, not the diffusion ones. */
 function arBody(body: Record<string, unknown>, ar: ModelInfo): Record<string, unknown> {
   const { strategy, steps, block_length, threshold, ...rest } = body;
@@ -238,7 +232,7 @@ async function run() {
   try {
     if (models.diffusion === undefined) await loadModels();
     body = denoiseBody(
-      requestMode(),
+      tab,
       source,
       { start: ui.editor.selectionStart, end: ui.editor.selectionEnd },
       knobs(),
@@ -418,7 +412,7 @@ function updateKnobs() {
   for (const label of document.querySelectorAll<HTMLLabelElement>("label[data-knob]")) {
     const knob = label.dataset.knob ?? "";
     const input = label.querySelector("input") as HTMLInputElement;
-    label.hidden = knob === "max_tokens" && tab !== "generate";
+    label.hidden = knob === "max_tokens" && tab === "infill";
     input.disabled =
       knob !== "max_tokens" && strategy !== undefined && !strategy.options.includes(knob);
     label.classList.toggle("disabled", input.disabled);
@@ -442,7 +436,7 @@ function setTab(next: Tab) {
 
 function redrawEditor() {
   const lines =
-    tab === "edit" && requestMode() === "edit"
+    tab === "edit"
       ? selectedLines(ui.editor.value, ui.editor.selectionStart, ui.editor.selectionEnd)
       : undefined;
   drawEditor(ui.editorView, ui.editor.value, lines);
@@ -523,9 +517,6 @@ function wire() {
     ui.editor.addEventListener(type, () => {
       if (tab === "edit") redrawEditor();
     });
-  }
-  for (const radio of document.querySelectorAll('input[name="edit-kind"]')) {
-    radio.addEventListener("change", redrawEditor);
   }
   ui.hole.addEventListener("click", insertHole);
   ui.strategy.addEventListener("change", () => {

@@ -4,12 +4,12 @@
 
 import { holeMarker } from "./highlight.js";
 
-export type Mode = "generate" | "infill" | "edit" | "fix";
+export type Mode = "generate" | "infill" | "edit";
 
 export interface Knobs {
   model: string;
   strategy?: string;
-  /** Tokens to generate (Generate mode). */
+  /** Tokens to generate (Generate), or of the hole that replaces the selected lines (Edit). */
   maxTokens?: number;
   steps?: number;
   blockLength?: number;
@@ -55,6 +55,27 @@ export function selectedLines(source: string, start: number, end: number): [numb
   return [lineOf(start), lineOf(Math.max(start, last))];
 }
 
+/**
+ * Edit as infill: lines [from, to] of `source` (their newline kept outside) become a hole of
+ * `tokens` tokens, everything else held fixed — the spans of the library's edit, sized by the
+ * user since the page has no tokenizer.
+ */
+export function editParts(
+  source: string,
+  [from, to]: [number, number],
+  tokens: number,
+): (string | { hole: number })[] {
+  const starts = [0];
+  for (let i = 0; i < source.length; i++) if (source[i] === "\n") starts.push(i + 1);
+  const start = starts[from - 1];
+  const end = to < starts.length ? starts[to] - 1 : source.length;
+  const parts: (string | { hole: number })[] = [];
+  if (start > 0) parts.push(source.slice(0, start));
+  parts.push({ hole: tokens });
+  if (end < source.length) parts.push(source.slice(end));
+  return parts;
+}
+
 /** The body of POST /v1/denoise; knobs left empty are left to the server's defaults. */
 export function denoiseBody(
   mode: Mode,
@@ -84,13 +105,11 @@ export function denoiseBody(
       break;
     case "edit":
       if (source === "") throw new InputError("Edit needs code: paste or write some first.");
-      body.source = source;
-      body.spans = [{ lines: selectedLines(source, selection.start, selection.end) }];
-      break;
-    case "fix":
-      if (source === "") throw new InputError("Fix needs code: paste or write some first.");
-      body.source = source;
-      body.fix = true;
+      body.parts = editParts(
+        source,
+        selectedLines(source, selection.start, selection.end),
+        knobs.maxTokens ?? defaultHole,
+      );
       break;
   }
   return body;
