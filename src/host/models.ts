@@ -9,7 +9,7 @@ import { packageRoot } from "../cli/package.js";
 import { loadCheckpoint, type Tokenizer, TokenizerError } from "../format/index.js";
 import { PromptTemplate } from "../format/template.js";
 import type { ModelConfig } from "../model/config.js";
-import { OnnxModel } from "../model/engine.js";
+import { type EngineOptions, OnnxModel } from "../model/engine.js";
 import type { LanguageModel } from "../model/types.js";
 import { ModelNotFoundError } from "./errors.js";
 
@@ -63,9 +63,9 @@ export function decoderOf(config: ModelConfig): Decoder {
 }
 
 /** Loads a checkpoint folder (validated by the format seam) into an ONNX Runtime model. */
-export async function loadModel(dir: string): Promise<LoadedModel> {
+export async function loadModel(dir: string, options: EngineOptions = {}): Promise<LoadedModel> {
   const checkpoint = await loadCheckpoint(dir);
-  const model = await OnnxModel.create(checkpoint.config, checkpoint.weights);
+  const model = await OnnxModel.create(checkpoint.config, checkpoint.weights, options);
   return {
     name: basename(dir),
     dir,
