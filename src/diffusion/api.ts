@@ -409,6 +409,29 @@ export interface FixResult extends DecodeResult {
   changed: number[];
 }
 
+/** Fix mode's bounds with their defaults, checked (a DecodeOptionError names the parameter). */
+export function fixBounds(options: Pick<FixOptions, "below" | "maxFraction" | "scorePasses">): {
+  passes: number;
+  below: number;
+  maxFraction: number;
+} {
+  const passes = checkInteger("scorePasses", options.scorePasses ?? 4, 1);
+  const share = (name: "below" | "maxFraction", value: unknown) => {
+    if (typeof value !== "number" || !(value > 0 && value <= 1)) {
+      throw new DecodeOptionError(
+        name,
+        `expected a number in (0, 1], got ${JSON.stringify(value)}`,
+      );
+    }
+    return value;
+  };
+  return {
+    passes,
+    below: share("below", options.below ?? 0.5),
+    maxFraction: share("maxFraction", options.maxFraction ?? 0.1),
+  };
+}
+
 /**
  * Streams "fix" mode: score every token of `source` with the model, re-mask the least likely
  * ones (below `below`, at most `maxFraction` of them) and denoise them again with the rest held
@@ -422,21 +445,7 @@ export function streamFix(
 ): Run<FixResult> {
   const ids = encode("source", source, options.tokenizer);
   const maskId = maskIdOf(model);
-  const passes = checkInteger("scorePasses", options.scorePasses ?? 4, 1);
-  const below = options.below ?? 0.5;
-  if (typeof below !== "number" || !(below > 0 && below <= 1)) {
-    throw new DecodeOptionError(
-      "below",
-      `expected a number in (0, 1], got ${JSON.stringify(below)}`,
-    );
-  }
-  const maxFraction = options.maxFraction ?? 0.1;
-  if (typeof maxFraction !== "number" || !(maxFraction > 0 && maxFraction <= 1)) {
-    throw new DecodeOptionError(
-      "maxFraction",
-      `expected a number in (0, 1], got ${JSON.stringify(maxFraction)}`,
-    );
-  }
+  const { passes, below, maxFraction } = fixBounds(options);
   if (ids.length === 0) throw new DecodeOptionError("source", "nothing to fix");
   if (ids.length > model.config.maxPositions) {
     throw new DecodeOptionError(
