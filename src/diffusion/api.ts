@@ -18,7 +18,6 @@ import { type ArOptions, decodeAr } from "./ar.js";
 import { denoise, renderCanvas } from "./denoise.js";
 import { DecodeAbortedError, DecodeOptionError } from "./errors.js";
 import { checkInteger, type DiffusionOptions, resolveOptions } from "./options.js";
-import { logSumExp } from "./sampling.js";
 import type { CanvasSpec, DecodeResult, StepEvent, TextCodec } from "./types.js";
 
 /** What every call takes besides the decoding options. */
@@ -487,7 +486,6 @@ async function* fixLoop(
 ): Run<FixResult> {
   const maskId = maskIdOf(model);
   const L = ids.length;
-  const V = model.config.vocabSize;
   const { passes } = f;
   const decode = decodeFn(f.options.tokenizer);
   const signal = f.options.signal;
@@ -516,17 +514,19 @@ async function* fixLoop(
     }
     for (; k < per; k++) logitsAt[j * per + k] = logitsAt[j * per + k - 1]; // pad with a repeat
   }
-  const out = await model.forward({ tokens, rows: passes, logitsAt });
+  // each masked position's probability of its original token, computed in the graph
+  const scoreTokens = Int32Array.from(logitsAt, (i) => original[i]);
+  const out = await model.forward({
+    tokens,
+    rows: passes,
+    logitsAt,
+    logits: false,
+    stats: { topK: 1, scoreTokens },
+  });
+  const scoreLogProbs = out.stats?.scoreLogProbs;
+  if (scoreLogProbs === undefined) throw new Error("the model returned no score log-probabilities");
   const scores = new Float64Array(L);
-  const row = new Float64Array(V);
-  for (let j = 0; j < passes; j++) {
-    for (let k = 0; k < per; k++) {
-      const i = logitsAt[j * per + k];
-      const offset = (j * per + k) * V;
-      for (let v = 0; v < V; v++) row[v] = out.logits[offset + v];
-      scores[i] = Math.exp(row[original[i]] - logSumExp(row, V));
-    }
-  }
+  for (let r = 0; r < logitsAt.length; r++) scores[logitsAt[r]] = Math.exp(scoreLogProbs[r]);
 
   // the least likely tokens, lowest first (ties by position)
   const limit = Math.max(1, Math.floor(f.maxFraction * L));
