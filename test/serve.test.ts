@@ -537,6 +537,60 @@ test("batched forward calls give each caller what the model gives it alone", asy
       }
     }
   }
+
+  // contexts of different lengths share a call (padded, the padding hidden by the bias): a
+  // causal and a bidirectional model, logits and the K/V handed back as each call alone gives them
+  for (const loaded of [ar, diffusion]) {
+    const model = new BatchingModel(loaded.model);
+    const { numLayers } = loaded.config;
+    const prefixes = [3, 7, 5].map((len, k) =>
+      Int32Array.from({ length: len }, (_, i) => 4 + ((i * (k + 1)) % 6)),
+    );
+    const contexts = await Promise.all(
+      prefixes.map(
+        async (tokens) => (await loaded.model.forward({ tokens, rows: 1, returnKv: true })).kv!,
+      ),
+    );
+    const steps: ForwardRequest[] = contexts.map((context, k) => ({
+      tokens: Int32Array.of(5 + k, 4),
+      rows: 1,
+      context,
+      returnKv: true,
+    }));
+    const before = model.stats.batches;
+    const together = await Promise.all(steps.map((r) => model.forward(r)));
+    assert.equal(model.stats.batches - before, 1, "one engine call for the three");
+    for (const [k, r] of steps.entries()) {
+      const one = await loaded.model.forward(r);
+      const got = together[k];
+      assert.equal(got.logits.length, one.logits.length);
+      for (let i = 0; i < one.logits.length; i++) {
+        assert.ok(Math.abs(got.logits[i] - one.logits[i]) < 1e-4, `${loaded.name} logit ${i}`);
+      }
+      assert.equal(got.kv!.length, prefixes[k].length + 2);
+      for (let l = 0; l < numLayers; l++) {
+        for (const key of ["keys", "values"] as const) {
+          const a = got.kv![key][l];
+          const b = one.kv![key][l];
+          assert.equal(a.length, b.length);
+          for (let i = 0; i < b.length; i++) assert.ok(Math.abs(a[i] - b[i]) < 1e-4, key);
+        }
+      }
+    }
+  }
+
+  // AR decodes of prompts of different lengths, batched step by step, write what each writes alone
+  const arBatched = { ...ar, model: new BatchingModel(ar.model) };
+  const arRun = (loaded: LoadedModel, ids: number[]) =>
+    settle(supervise(planGenerate(loaded, { decoder: "autoregressive", length: 6 }, ids).start));
+  const arPrompts = ["a", "ab c", "ba"].map((p) => ar.tokenizer.encode(p));
+  const arTogether = await Promise.all(arPrompts.map((p) => arRun(arBatched, p)));
+  for (const [i, p] of arPrompts.entries()) {
+    const alone = await arRun(ar, p);
+    assert.deepEqual(Array.from(arTogether[i].result.canvas), Array.from(alone.result.canvas));
+  }
+  const arStats = (arBatched.model as InstanceType<typeof BatchingModel>).stats;
+  assert.ok(arStats.batches < arStats.calls, "AR steps of different lengths were shared");
 });
 
 test("load: 8 concurrent clients × 25 requests, every one answered once, memory bounded", async () => {
@@ -633,6 +687,20 @@ test("bench serve --json: one client against eight, in one run", async () => {
   const bad = await cli([...args, "--presets", "llada,dream"]);
   assert.equal(bad.code, 2);
   assert.match(bad.stderr, /--presets: serve times one strategy/);
+  // the AR twin's requests
+  const ar = await cli([...args, "--ar", "--length", "4", "--runs", "1", "--json"]);
+  assert.equal(ar.code, 0, ar.stderr);
+  assert.equal(JSON.parse(ar.stdout).model, "tiny-ar");
+  // an option the benchmark would not read is refused, never ignored
+  const ignored = await cli([...args, "--canvas", "16"]);
+  assert.equal(ignored.code, 2);
+  assert.match(
+    ignored.stderr,
+    /--canvas: bench serve does not read it \(it is an option of bench forward\)/,
+  );
+  const arStrategy = await cli([...args, "--ar", "--presets", "llada"]);
+  assert.equal(arStrategy.code, 2);
+  assert.match(arStrategy.stderr, /--presets with --ar/);
 });
 
 test("the denoise stream's fix form: the least likely tokens re-masked, then written again", async () => {

@@ -32,12 +32,15 @@ import { formatSeconds, StatusLine } from "./terminal.js";
 interface Bench {
   name: string;
   summary: string;
+  /** The options it reads (besides --json and --profile): any other is refused, never ignored. */
+  reads: readonly string[];
   /** Runs the benchmark; `say` reports progress; resolves to its JSON result and text lines. */
   run(parsed: Parsed, say: (message: string) => void): Promise<{ json: unknown; lines: string[] }>;
 }
 
 const forward: Bench = {
   name: "forward",
+  reads: ["canvas", "runs", "positions"],
   summary:
     "the forward pass's GFLOP/s as a share of ONNX Runtime's own MatMul peak, and the gain of computing logits only at the positions asked for",
   async run(parsed, say) {
@@ -68,6 +71,7 @@ const forward: Bench = {
 
 const train: Bench = {
   name: "train",
+  reads: ["config", "rows", "length", "runs"],
   summary:
     "training step throughput (tokens/s) of the default model's shape, as a share of the MatMul peak",
   async run(parsed, say) {
@@ -152,6 +156,7 @@ async function decodeModels(parsed: Parsed, say: (message: string) => void) {
 
 const decode: Bench = {
   name: "decode",
+  reads: ["length", "runs", "presets", "model", "ar-model"],
   summary:
     "tokens/s and forward passes per token of every strategy and of the AR twin, side by side",
   async run(parsed, say) {
@@ -215,13 +220,18 @@ const serveRequest = { strategy: "fast-dllm-dual", block_length: 8, max_tokens: 
 
 const serveBench: Bench = {
   name: "serve",
+  reads: ["length", "runs", "presets", "model", "ar-model", "ar"],
   summary:
     "tokens/s of unmask serve over loopback HTTP, 8 concurrent clients against 1 (batched forward passes)",
   async run(parsed, say) {
     const length = intOption(parsed, "length", 1);
     const runs = intOption(parsed, "runs", 1);
     const strategy = stringOption(parsed, "presets");
-    const body: Record<string, unknown> = { ...serveRequest };
+    const ar = flag(parsed, "ar");
+    const body: Record<string, unknown> = ar ? { max_tokens: 32 } : { ...serveRequest };
+    if (ar && strategy !== undefined) {
+      throw new UsageError("--presets with --ar: the AR twin has no strategy (drop one of them)");
+    }
     if (strategy !== undefined) {
       if (!(presetNames as string[]).includes(strategy)) {
         throw new UsageError(
@@ -236,6 +246,7 @@ const serveBench: Bench = {
     const models = await loadPair(parsed);
     try {
       const options: ServeBenchOptions = { models, prompt: benchPrompt, body, progress: say };
+      if (ar) options.model = models[1].name;
       if (runs !== undefined) options.requests = runs;
       const r = await benchServe(options);
       const line = (s: ServeSpeed) =>
@@ -331,6 +342,12 @@ ${benches.map((b) => `  ${b.name.padEnd(9)}${b.summary}`).join("\n")}`,
       description: "train: sequences per batch (default 16)",
     },
     {
+      name: "ar",
+      type: "boolean",
+      description:
+        "serve: the requests go to the AR twin (its KV-cache decode; steps of different context lengths share engine calls)",
+    },
+    {
       name: "length",
       type: "string",
       value: "N",
@@ -344,6 +361,7 @@ ${benches.map((b) => `  ${b.name.padEnd(9)}${b.summary}`).join("\n")}`,
     "unmask bench decode --json --profile prof/",
     "unmask bench train --rows 8 --length 128",
     "unmask bench serve --json              # 8 concurrent clients against 1: throughput_ratio",
+    "unmask bench serve --ar                # the same for the AR twin",
     "unmask bench all --json > bench.json",
   ],
   maxPositionals: 1,
@@ -361,6 +379,15 @@ async function run(argv: string[], context: Context): Promise<number> {
     throw new UsageError(
       `bench: unknown benchmark ${JSON.stringify(which)} (valid: ${[...names, "all"].join(", ")})`,
     );
+  }
+  const reads = new Set(["json", "profile", ...chosen.flatMap((b) => b.reads)]);
+  for (const [name, value] of Object.entries(parsed.values)) {
+    if (value !== undefined && !reads.has(name)) {
+      const readers = benches.filter((b) => b.reads.includes(name)).map((b) => b.name);
+      throw new UsageError(
+        `--${name}: bench ${which} does not read it (it is an option of bench ${readers.join(", ")})`,
+      );
+    }
   }
   const json = flag(parsed, "json");
   const profileDir = stringOption(parsed, "profile");
