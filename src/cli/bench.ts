@@ -5,6 +5,14 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import inspector from "node:inspector";
 import { dirname, join, resolve } from "node:path";
 import { benchForward, type ForwardBenchResult } from "../bench/forward.js";
+import {
+  type BlockPoint,
+  benchSizes,
+  defaultSizes,
+  type SizesBenchOptions,
+  type SizesBenchResult,
+  sizeShapes,
+} from "../bench/sizes.js";
 import { benchTrain, type TrainBenchResult } from "../bench/train.js";
 import { benchDecode, type DecodeBenchResult, type DecodeSpeed } from "../diffusion/bench.js";
 import { type PresetName, presetNames } from "../diffusion/options.js";
@@ -15,6 +23,7 @@ import { OnnxModel } from "../model/engine.js";
 import { randomWeights } from "../model/random.js";
 import type { LanguageModel } from "../model/types.js";
 import { benchServe, type ServeBenchOptions, type ServeSpeed } from "../serve/bench.js";
+import { type Series, writePlot } from "../train/plot.js";
 import {
   type CommandSpec,
   flag,
@@ -266,7 +275,89 @@ const serveBench: Bench = {
   },
 };
 
-const benches: Bench[] = [forward, decode, train, serveBench];
+const sizesBench: Bench = {
+  name: "sizes",
+  reads: ["sizes", "runs", "plot"],
+  summary:
+    "an AR token against a diffusion step of 8-32 tokens, random models from the embedded shape to 0.5B, beside a roofline",
+  async run(parsed, say) {
+    const list = stringOption(parsed, "sizes");
+    const sizes = list?.split(",").map((s) => s.trim());
+    for (const s of sizes ?? []) {
+      if (sizeShapes[s] === undefined) {
+        throw new UsageError(
+          `--sizes: unknown size ${JSON.stringify(s)} (valid: ${Object.keys(sizeShapes).join(", ")})`,
+        );
+      }
+    }
+    const plot = stringOption(parsed, "plot");
+    if (plot !== undefined && !plot.endsWith(".svg")) {
+      throw new UsageError(
+        `--plot: ${plot}: expected a .svg file name (a .png is written beside it)`,
+      );
+    }
+    const runs = intOption(parsed, "runs", 1);
+    const options: SizesBenchOptions = { progress: say };
+    if (sizes !== undefined) options.sizes = sizes;
+    if (runs !== undefined) options.runs = runs;
+    const r = await benchSizes(options);
+    if (plot !== undefined) await writeSizesPlot(resolve(plot), r);
+    const lines = [
+      `one step against a ${r.context}-token cached context; MatMul peak ${r.matmul_peak_gflops.toFixed(0)} GFLOP/s, weights read at ${r.weight_read_gbs.toFixed(1)} GB/s;`,
+      "break-even: tokens a diffusion step must reveal to match AR (measured, roofline):",
+    ];
+    for (const s of r.sizes) {
+      const cells = s.blocks.map(
+        (b) =>
+          `block ${b.block}: ${b.step_ms.toFixed(2)} ms, ${b.break_even_tokens_per_step.toFixed(2)} (${b.roofline_break_even.toFixed(2)})`,
+      );
+      lines.push(
+        `  ${s.name.padEnd(9)} ${(s.parameters / 1e6).toFixed(0).padStart(5)}M  AR ${s.ar_ms.toFixed(2)} ms  ${cells.join("  ")}`,
+      );
+    }
+    return { json: r, lines };
+  },
+};
+
+/** The break-even tokens per step against model size: measured and roofline, per block. */
+async function writeSizesPlot(file: string, r: SizesBenchResult): Promise<void> {
+  // a dark colour for the measured line, a light one of the same hue for its roofline
+  const colors = [
+    ["#1f77b4", "#9ecae1"],
+    ["#d62728", "#f4a6a6"],
+    ["#2ca02c", "#a1d99b"],
+    ["#9467bd", "#cbb7e3"],
+  ];
+  const blocks = r.sizes[0]?.blocks.map((b) => b.block) ?? [];
+  const series: Series[] = blocks.flatMap((block, k) => {
+    const at = (pick: (b: BlockPoint) => number) =>
+      r.sizes.map((s): [number, number] => [
+        s.parameters,
+        pick(s.blocks.find((b) => b.block === block)!),
+      ]);
+    const [dark, light] = colors[k % colors.length];
+    return [
+      {
+        name: `block ${block}, measured`,
+        color: dark,
+        points: at((b) => b.break_even_tokens_per_step),
+      },
+      { name: `block ${block}, roofline`, color: light, points: at((b) => b.roofline_break_even) },
+    ];
+  });
+  const options = {
+    title: "Tokens a diffusion step of B tokens must reveal to match AR",
+    xLabel: "parameters",
+    yLabel: "break-even tokens per step",
+    logX: true,
+    logY: true,
+  };
+  mkdirSync(dirname(file), { recursive: true });
+  await writePlot(file, series, options);
+  await writePlot(file.replace(/\.svg$/, ".png"), series, options);
+}
+
+const benches: Bench[] = [forward, decode, train, serveBench, sizesBench];
 
 const spec: CommandSpec = {
   name: "bench",
@@ -342,6 +433,18 @@ ${benches.map((b) => `  ${b.name.padEnd(9)}${b.summary}`).join("\n")}`,
       description: "train: sequences per batch (default 16)",
     },
     {
+      name: "sizes",
+      type: "string",
+      value: "LIST",
+      description: `sizes: model shapes to time, comma-separated (default ${defaultSizes.join(",")}; known: ${Object.keys(sizeShapes).join(", ")})`,
+    },
+    {
+      name: "plot",
+      type: "string",
+      value: "FILE.svg",
+      description: "sizes: draw the break-even against model size to FILE.svg and FILE.png",
+    },
+    {
       name: "ar",
       type: "boolean",
       description:
@@ -362,6 +465,7 @@ ${benches.map((b) => `  ${b.name.padEnd(9)}${b.summary}`).join("\n")}`,
     "unmask bench train --rows 8 --length 128",
     "unmask bench serve --json              # 8 concurrent clients against 1: throughput_ratio",
     "unmask bench serve --ar                # the same for the AR twin",
+    "unmask bench sizes --plot docs/sizes.svg  # where diffusion can win, by model size",
     "unmask bench all --json > bench.json",
   ],
   maxPositionals: 1,
