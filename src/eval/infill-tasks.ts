@@ -196,7 +196,10 @@ export function tokenBoundaries(
   const pieces = ids.map((id) => tokenizer.decode([id]));
   if (pieces.join("") === region) {
     let offset = from;
-    for (const piece of pieces) cuts.push((offset += piece.length));
+    for (const piece of pieces) {
+      offset += piece.length;
+      cuts.push(offset);
+    }
     return cuts;
   }
   for (let i = 1; i <= ids.length; i++) {
