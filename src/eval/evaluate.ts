@@ -260,8 +260,8 @@ export interface ScoreInfillOptions {
   seed: number;
   signal?: AbortSignal | undefined;
   onProgress?: (done: number, total: number) => void;
-  /** The decoding setting (default: `infill`'s, the llada preset). */
-  decoding?: DiffusionOptions;
+  /** The decoding setting for a hole of so many tokens (default: `infill`'s, the llada preset). */
+  decoding?: (holeTokens: number) => DiffusionOptions;
 }
 
 /** Fills every task's hole with `infill` and scores the fills against the middles. */
@@ -278,7 +278,7 @@ export async function scoreInfill(
     o.signal?.throwIfAborted();
     const t0 = performance.now();
     const r = await infill(model, [task.prefix, { hole: task.holeTokens }, task.suffix], {
-      ...o.decoding,
+      ...o.decoding?.(task.holeTokens),
       tokenizer,
       holeLength: o.holeLength,
       seed: o.seed,
@@ -310,7 +310,7 @@ export async function scoreInfill(
   };
 }
 
-interface Prompt {
+export interface Prompt {
   source: string;
   path: string;
   text: string;
@@ -354,6 +354,34 @@ export function samplePrompts(
   return prompts;
 }
 
+/**
+ * A continuation of a prompt as checked: the sample keeps the completion's complete lines (all of
+ * it when the model ended the text, i.e. wrote fewer than `sampleTokens` tokens); valid when it
+ * adds a non-blank line and parses up to its end.
+ */
+export function sampleOutcome(
+  p: Prompt,
+  completion: string,
+  tokens: number,
+  sampleTokens: number,
+): SampleOutcome {
+  const ended = tokens < sampleTokens;
+  const sample = sampleText(p.text, completion, ended);
+  const check = checkSyntax(sample.text, p.path);
+  const outcome: SampleOutcome = {
+    source: p.source,
+    text: sample.text,
+    promptTokens: p.tokens,
+    tokens,
+    ended,
+    lines: sample.lines,
+    valid: sample.lines > 0 && check.validPrefix,
+    complete: sample.lines > 0 && check.complete,
+  };
+  if (check.firstError) outcome.firstError = check.firstError;
+  return outcome;
+}
+
 async function scoreSamples(
   model: LanguageModel,
   tokenizer: TextCodec,
@@ -383,21 +411,7 @@ async function scoreSamples(
         ? await generateAr(model, p.text, { ...call, maxTokens: o.sampleTokens })
         : await generate(model, p.text, { ...call, genLength: o.sampleTokens, preset });
     seconds += (performance.now() - t0) / 1000;
-    const ended = r.tokens.length < o.sampleTokens;
-    const sample = sampleText(p.text, r.text ?? "", ended);
-    const check = checkSyntax(sample.text, p.path);
-    const outcome: SampleOutcome = {
-      source: p.source,
-      text: sample.text,
-      promptTokens: p.tokens,
-      tokens: r.tokens.length,
-      ended,
-      lines: sample.lines,
-      valid: sample.lines > 0 && check.validPrefix,
-      complete: sample.lines > 0 && check.complete,
-    };
-    if (check.firstError) outcome.firstError = check.firstError;
-    outcomes.push(outcome);
+    outcomes.push(sampleOutcome(p, r.text ?? "", r.tokens.length, o.sampleTokens));
     o.onProgress(outcomes.length, prompts.length);
   }
   const valid = outcomes.filter((s) => s.valid).length;
