@@ -76,6 +76,11 @@ const commands: Record<string, string[]> = {
     "--config",
     "--rows",
     "--length",
+    "--corpus",
+    "--tasks",
+    "--infill-tasks",
+    "--seed",
+    "--out",
   ],
   train: [
     "--config",
@@ -390,7 +395,7 @@ test("bench: train --json on a small config; an unknown benchmark is a usage err
   assertFails(
     await cli(["bench", "nope"]),
     2,
-    /unknown benchmark "nope" \(valid: forward, decode, train, serve, sizes, all\)/,
+    /unknown benchmark "nope" \(valid: forward, decode, train, serve, sizes, claim, all\)/,
   );
   assertFails(await cli(["bench"]), 2, /which benchmark/);
   assertFails(

@@ -33,12 +33,13 @@ import {
   stringOption,
   UsageError,
 } from "./args.js";
+import { claim } from "./bench-claim.js";
 import type { Command, Context } from "./command.js";
 import { packageRoot } from "./package.js";
 import { loadPair } from "./serve.js";
 import { formatSeconds, StatusLine } from "./terminal.js";
 
-interface Bench {
+export interface Bench {
   name: string;
   summary: string;
   /** The options it reads (besides --json and --profile): any other is refused, never ignored. */
@@ -337,12 +338,8 @@ async function writeSizesPlot(file: string, r: SizesBenchResult): Promise<void> 
       ]);
     const [dark, light] = colors[k % colors.length];
     return [
-      {
-        name: `block ${block}, measured`,
-        color: dark,
-        points: at((b) => b.break_even_tokens_per_step),
-      },
-      { name: `block ${block}, roofline`, color: light, points: at((b) => b.roofline_break_even) },
+      { name: `B=${block}`, color: dark, points: at((b) => b.break_even_tokens_per_step) },
+      { name: `B=${block} roofline`, color: light, points: at((b) => b.roofline_break_even) },
     ];
   });
   const options = {
@@ -357,13 +354,13 @@ async function writeSizesPlot(file: string, r: SizesBenchResult): Promise<void> 
   await writePlot(file.replace(/\.svg$/, ".png"), series, options);
 }
 
-const benches: Bench[] = [forward, decode, train, serveBench, sizesBench];
+const benches: Bench[] = [forward, decode, train, serveBench, sizesBench, claim];
 
 const spec: CommandSpec = {
   name: "bench",
   usage: [`bench <${[...benches.map((b) => b.name), "all"].join("|")}> [options]`],
   description: `
-Runs a benchmark and prints its numbers; "all" runs every benchmark in turn. Every claim is a
+Runs a benchmark and prints its numbers; "all" runs every benchmark but claim in turn. Every claim is a
 ratio of two things measured side by side in the same run on this machine. Benchmarks:
 ${benches.map((b) => `  ${b.name.padEnd(9)}${b.summary}`).join("\n")}`,
   options: [
@@ -398,13 +395,46 @@ ${benches.map((b) => `  ${b.name.padEnd(9)}${b.summary}`).join("\n")}`,
       short: "m",
       value: "DIR",
       description:
-        "decode: the diffusion checkpoint (with --ar-model; default: the embedded pair, or random weights of their shape)",
+        "decode: the diffusion checkpoint (with --ar-model; default: the embedded pair, or random weights of their shape); claim: diffusion checkpoints, comma-separated (default: the embedded one)",
     },
     {
       name: "ar-model",
       type: "string",
       value: "DIR",
-      description: "decode: the autoregressive checkpoint to compare with",
+      description: "decode, claim: the autoregressive checkpoint to compare with",
+    },
+    {
+      name: "corpus",
+      type: "string",
+      value: "DIR",
+      description:
+        "claim: the corpus folder with valid.jsonl, the held-out files (default: .cache/corpus)",
+    },
+    {
+      name: "tasks",
+      type: "string",
+      value: "N",
+      description:
+        "claim: line completions, and continuations for the parse rate (default 16 each)",
+    },
+    {
+      name: "infill-tasks",
+      type: "string",
+      value: "N",
+      description: "claim: single-line infill tasks (default 16)",
+    },
+    {
+      name: "seed",
+      type: "string",
+      value: "N",
+      description: "claim: the seed of the task choice and of every decode (default 0)",
+    },
+    {
+      name: "out",
+      type: "string",
+      value: "DIR",
+      description:
+        "claim: where the Pareto plot goes, pareto.svg and pareto.png (default: ./bench-claim)",
     },
     {
       name: "presets",
@@ -467,6 +497,7 @@ ${benches.map((b) => `  ${b.name.padEnd(9)}${b.summary}`).join("\n")}`,
     "unmask bench serve --ar                # the same for the AR twin",
     "unmask bench sizes --plot docs/sizes.svg  # where diffusion can win, by model size",
     "unmask bench all --json > bench.json",
+    "unmask bench claim --corpus .cache/corpus --tasks 16 --infill-tasks 16 --json",
   ],
   maxPositionals: 1,
 };
@@ -478,7 +509,9 @@ async function run(argv: string[], context: Context): Promise<number> {
   if (which === undefined) {
     throw new UsageError(`bench: which benchmark? (${[...names, "all"].join(", ")})`);
   }
-  const chosen = which === "all" ? benches : benches.filter((b) => b.name === which);
+  // claim needs a corpus and minutes: it runs when named
+  const chosen =
+    which === "all" ? benches.filter((b) => b !== claim) : benches.filter((b) => b.name === which);
   if (chosen.length === 0) {
     throw new UsageError(
       `bench: unknown benchmark ${JSON.stringify(which)} (valid: ${[...names, "all"].join(", ")})`,

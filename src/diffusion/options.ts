@@ -221,6 +221,18 @@ export const presets = {
     description: "Fast-dLLM with the dual cache (prefix and suffix), threshold 0.9, blocks of 32",
     options: { ...fastDllm, cache: "dual" },
   },
+  "fast-dllm-small": {
+    description:
+      "Fast-dLLM's threshold rule (0.9) on small blocks of 8 with the dual cache: a block's " +
+      "canvas is short, so a step costs little more than an AR token",
+    options: { ...fastDllm, blockLength: 8, cache: "dual" },
+  },
+  "fast-dllm-factor": {
+    description:
+      "Fast-dLLM's factor rule (get_transfer_index_dynamic, factor 1: reveal the n surest " +
+      "while (n + 1)·(1 − c_n) ≤ factor) on blocks of 8 with the dual cache",
+    options: { ...fastDllm, selection: "factor", factor: 1, blockLength: 8, cache: "dual" },
+  },
   "self-correct": {
     description:
       "LLaDA low-confidence decoding with ReMDM-style self-correction: a revealed token whose " +
