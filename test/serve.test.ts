@@ -725,6 +725,8 @@ test("the denoise stream's fix form: the least likely tokens re-masked, then wri
       assert.equal(c.token, ids[c.position]);
       assert.equal(scoring.tokens[c.position], startEvent.mask_token_id);
     }
+    assert.equal(scoring.tokens_per_s, 0, "re-masking the input reveals nothing");
+    assert.ok(events.every((e) => e.type !== "step" || e.tokens_per_s >= 0));
     assert.equal(result.type, "result");
     assert.deepEqual(result.remasked, chosen);
     assert.equal(result.usage.completion_tokens, chosen.length);

@@ -193,6 +193,37 @@ test("Trace: frames replay reveals, re-masks and confidences; scrub by step or b
   assert.equal(trace.stepAt(25), 1);
   assert.equal(trace.stepAt(1e9), 2);
 
+  // fix: the scoring step re-masks tokens of the input, which the run never revealed
+  const fixing = new Trace({
+    ...start,
+    tokens: [7, 1, 1, 1, 1],
+    pieces: ["a", "b", "c", "d", "e"],
+  });
+  fixing.add(
+    step(
+      0,
+      ["a", null, "c", null, "e"],
+      [],
+      [
+        [1, 0.01],
+        [3, 0.02],
+      ],
+    ),
+  );
+  fixing.add(
+    step(
+      1,
+      ["a", "B", "c", "D", "e"],
+      [
+        [1, 0.9],
+        [3, 0.8],
+      ],
+      [],
+    ),
+  );
+  assert.equal(fixing.revealedCount(0), 0);
+  assert.equal(fixing.revealedCount(1), 2);
+
   // an end token is marked as one (drawn as a dot); an empty piece that is part of a character
   // split over tokens is not
   const ended = new Trace({ ...start, end_token_ids: [9] });

@@ -631,11 +631,14 @@ export class UnmaskServer {
       pieces: pieces(initial),
     });
     const t0 = performance.now();
-    let revealed = 0;
+    // positions the run has written and still holds (a fix's re-masked input is not one of them)
+    const held = new Set<number>();
     let outcome: Outcome<DecodeResult> | null;
     try {
       outcome = await this.run(res, plan as Plan<DecodeResult>, (event) => {
-        revealed += event.revealed.length - event.remasked.length;
+        for (const c of event.remasked) held.delete(c.position);
+        for (const c of event.revealed) held.add(c.position);
+        const revealed = held.size;
         const elapsed = performance.now() - t0;
         events.send({
           type: "step",

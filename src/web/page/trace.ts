@@ -105,12 +105,17 @@ export class Trace {
     else this.result = event;
   }
 
-  /** Tokens revealed so far (re-masks subtracted). */
+  /**
+   * Tokens the run has written and still holds after step `upTo`: a re-mask takes back a token the
+   * run revealed (self-correction); one of the input's tokens re-masked (fix) was never counted.
+   */
   revealedCount(upTo = this.steps.length - 1): number {
-    let n = 0;
-    for (let k = 0; k <= upTo; k++)
-      n += this.steps[k].revealed.length - this.steps[k].remasked.length;
-    return n;
+    const held = new Set<number>();
+    for (let k = 0; k <= upTo; k++) {
+      for (const c of this.steps[k].remasked) held.delete(c.position);
+      for (const c of this.steps[k].revealed) held.add(c.position);
+    }
+    return held.size;
   }
 
   /** The last step whose elapsed time is at most `ms` (-1 before the first). */
