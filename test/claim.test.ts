@@ -108,6 +108,8 @@ const settings: ClaimSetting[] = [
     name: "fast-dllm-small",
     decoder: { kind: "diffusion", model: 0, options: { preset: "fast-dllm-small" } },
   },
+  { name: "eb", decoder: { kind: "diffusion", model: 0, options: { preset: "eb-sampler" } } },
+  { name: "spec-8", decoder: { kind: "speculative", model: 0, blockLength: 8 } },
 ];
 
 async function run(kind: "oracle" | "never"): Promise<ClaimReport> {
@@ -140,6 +142,12 @@ describe("bench claim", () => {
       if (s.decoder === "ar") {
         assert.equal(s.infill, null);
         assert.equal(s.forwardsPerToken, 1);
+      } else if (s.decoder === "speculative") {
+        assert.equal(s.infill, null);
+        assert.ok(
+          s.forwardsPerToken < 0.25,
+          "an oracle's drafts are all kept: 2 passes per 9 tokens",
+        );
       } else {
         assert.deepEqual(s.infill, { tasks: 4, exactMatch: 1, editSimilarity: 1 }, s.name);
       }

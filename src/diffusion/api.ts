@@ -18,6 +18,7 @@ import { type ArOptions, decodeAr } from "./ar.js";
 import { denoise, renderCanvas } from "./denoise.js";
 import { DecodeAbortedError, DecodeOptionError } from "./errors.js";
 import { checkInteger, type DiffusionOptions, resolveOptions } from "./options.js";
+import { decodeSpeculative, type SpeculativeOptions } from "./speculative.js";
 import type { CanvasSpec, DecodeResult, StepEvent, TextCodec } from "./types.js";
 
 /** What every call takes besides the decoding options. */
@@ -178,6 +179,37 @@ export async function generateAr(
   options: GenerateArOptions = {},
 ): Promise<GenerateResult> {
   return complete(streamGenerateAr(model, prompt, options));
+}
+
+// ---------------------------------------------------------------------------------------------
+// speculative: a diffusion drafter, a causal verifier (text equal to the verifier's greedy AR)
+
+export interface GenerateSpeculativeOptions
+  extends Omit<SpeculativeOptions, "decode">,
+    Omit<CallOptions, "maskText"> {}
+
+/** Streams a continuation by speculative decoding (src/diffusion/speculative.ts). */
+export function streamGenerateSpeculative(
+  draft: LanguageModel,
+  verifier: LanguageModel,
+  prompt: string | ArrayLike<number>,
+  options: GenerateSpeculativeOptions = {},
+): Run<GenerateResult> {
+  const ids = encode("prompt", prompt, options.tokenizer);
+  const { tokenizer, signal, ...rest } = options;
+  const decode = decodeFn(tokenizer);
+  const spec: SpeculativeOptions = decode === undefined ? rest : { ...rest, decode };
+  const run = decodeSpeculative(draft, verifier, ids, spec, signal);
+  return finish(run, (r) => generated(r, ids.length, endTokenIds(verifier.config), decode));
+}
+
+export async function generateSpeculative(
+  draft: LanguageModel,
+  verifier: LanguageModel,
+  prompt: string | ArrayLike<number>,
+  options: GenerateSpeculativeOptions = {},
+): Promise<GenerateResult> {
+  return complete(streamGenerateSpeculative(draft, verifier, prompt, options));
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -21,7 +21,7 @@
 // edit similarity is within 0.02 (absolute) of the AR twin's and whose parse rate is within 5
 // points of it, divided by the AR twin's tokens/s.
 
-import { generate, generateAr } from "../diffusion/api.js";
+import { generate, generateAr, generateSpeculative } from "../diffusion/api.js";
 import type { DiffusionOptions } from "../diffusion/options.js";
 import type { TextCodec } from "../diffusion/types.js";
 import type { LanguageModel } from "../model/types.js";
@@ -30,9 +30,13 @@ import { mean, type Prompt, sampleOutcome, samplePrompts, scoreInfill } from "./
 import { buildInfillTasks, type InfillTask, type SourceDocument } from "./infill-tasks.js";
 import { matchLine } from "./score.js";
 
-/** How a setting decodes: the AR twin greedy, or a diffusion model with options. */
+/**
+ * How a setting decodes: the AR twin greedy, a diffusion model with options, or speculative
+ * decoding (a diffusion model drafts blocks, the AR twin verifies: AR's text exactly).
+ */
 export type ClaimDecoder =
   | { kind: "ar" }
+  | { kind: "speculative"; model: number; blockLength: number }
   | {
       kind: "diffusion";
       /** Index into `ClaimOptions.models`. */
@@ -84,7 +88,7 @@ export interface SettingScore {
   tokens: number;
   seconds: number;
   lineCompletion: { tasks: number; exactMatch: number; editSimilarity: number };
-  /** Null for a decoder that cannot fill a hole (the AR twin). */
+  /** Null for a decoder that cannot fill a hole (the AR twin, speculative decoding). */
   infill: { tasks: number; exactMatch: number; editSimilarity: number } | null;
   parseRate: number;
   /** Mean negative log-likelihood per token (nats) of the continuations under the AR twin. */
@@ -115,8 +119,8 @@ export interface ClaimReport {
 /**
  * The settings measured by default, for each diffusion model: LLaDA one token per step and four;
  * Fast-dLLM's threshold (0.9, 0.7, 0.5) and factor rules on blocks of 8 with the dual cache
- * ("fdllm-…", the fast-dllm-small and fast-dllm-factor presets). Names stay short for the
- * plot's legend.
+ * ("fdllm-…", the fast-dllm-small and fast-dllm-factor presets); EB-sampler with γ 0.1 and 1;
+ * speculative decoding with drafts of 4 and 8. Names stay short for the plot's legend.
  */
 export function claimSettings(models: readonly { name: string }[]): ClaimSetting[] {
   const out: ClaimSetting[] = [{ name: "ar", decoder: { kind: "ar" } }];
@@ -138,6 +142,10 @@ export function claimSettings(models: readonly { name: string }[]): ClaimSetting
       d("fdllm-t0.7", { preset: "fast-dllm-small", threshold: 0.7 }),
       d("fdllm-t0.5", { preset: "fast-dllm-small", threshold: 0.5 }),
       d("fdllm-factor", { preset: "fast-dllm-factor" }),
+      d("eb-0.1", { preset: "eb-sampler" }),
+      d("eb-1", { preset: "eb-sampler", gamma: 1 }),
+      { name: `${tag}spec-4`, decoder: { kind: "speculative", model, blockLength: 4 } },
+      { name: `${tag}spec-8`, decoder: { kind: "speculative", model, blockLength: 8 } },
     );
   });
   return out;
@@ -226,11 +234,18 @@ async function scoreSetting(
     const r =
       d.kind === "ar"
         ? await generateAr(ar, prompt, { ...call, maxTokens: length })
-        : await generate(o.models[d.model].model, prompt, {
-            ...optionsFor(length),
-            ...call,
-            genLength: length,
-          });
+        : d.kind === "speculative"
+          ? await generateSpeculative(o.models[d.model].model, ar, prompt, {
+              tokenizer,
+              ...(signal ? { signal } : {}),
+              blockLength: d.blockLength,
+              maxTokens: length,
+            })
+          : await generate(o.models[d.model].model, prompt, {
+              ...optionsFor(length),
+              ...call,
+              genLength: length,
+            });
     const seconds = (performance.now() - t0) / 1000;
     return { tokens: r.tokens, text: r.text ?? "", forwards: r.forwards, seconds };
   };
