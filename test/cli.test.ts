@@ -614,6 +614,28 @@ test("corpus → tokenizer → train (and resume) → generate and eval, on a ti
   const further = await cli([...furtherArgs, "--steps", "1", "--init", t.model]);
   assert.equal(further.code, 0, further.stderr);
   assert.equal(JSON.parse(further.stdout).resumed_from, null);
+  // ... or into a config that differs where no tensor's shape does: block-causal with the logit
+  // shift, trained by BD3-LM's [x_t ; x_0] form with complementary masks.
+  const bd = join(base, "bd.json");
+  const bdConfig = { ...JSON.parse(readFileSync(config, "utf8")), attention_mask: "block_causal" };
+  await writeFile(bd, JSON.stringify({ ...bdConfig, block_size: 4, logit_shift: true }));
+  const bdArgs = [...trainArgs.map((a) => (a === config ? bd : a === run ? `${run}-bd` : a))];
+  const adapted = await cli([
+    ...bdArgs,
+    ...["--steps", "1", "--init", t.model, "--block-context", "dual", "--complementary"],
+  ]);
+  assert.equal(adapted.code, 0, adapted.stderr);
+  assert.equal(JSON.parse(adapted.stdout).objective, "block");
+  assertFails(
+    await cli([...bdArgs, "--steps", "1", "--anneal-steps", "4"]),
+    2,
+    /--anneal-steps: annealing opens the mask to full attention/,
+  );
+  assertFails(
+    await cli([...bdArgs, "--steps", "1", "--block-context", "both"]),
+    2,
+    /--block-context: expected clean, noisy, dual, got "both"/,
+  );
   const generated = await cli(["generate", "-m", t.model, "export function", "-n", "8", "--json"]);
   assert.equal(generated.code, 0, generated.stderr);
   const g = JSON.parse(generated.stdout);
