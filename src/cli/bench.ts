@@ -5,6 +5,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import inspector from "node:inspector";
 import { dirname, join, resolve } from "node:path";
 import { benchForward, type ForwardBenchResult } from "../bench/forward.js";
+import { benchLoad, type LoadMeasure } from "../bench/load.js";
 import {
   type BlockPoint,
   benchSizes,
@@ -354,7 +355,28 @@ async function writeSizesPlot(file: string, r: SizesBenchResult): Promise<void> 
   await writePlot(file.replace(/\.svg$/, ".png"), series, options);
 }
 
-const benches: Bench[] = [forward, decode, train, serveBench, sizesBench, claim];
+const loadBench: Bench = {
+  name: "load",
+  reads: [],
+  summary:
+    "peak memory of loading a 2.3 GB synthetic checkpoint (float32 and BF16) in a fresh process, against the weights' bytes",
+  async run(_parsed, say) {
+    const r = await benchLoad({ progress: say });
+    const gb = (bytes: number) => `${(bytes / 1e9).toFixed(2)} GB`;
+    const line = (m: LoadMeasure) =>
+      `  ${m.dtype.padEnd(4)} file ${gb(m.file_bytes)}: peak RSS ${gb(m.peak_rss_bytes)} = ${m.peak_rss_ratio.toFixed(2)}× the weights (before loading ${gb(m.rss_before_bytes)}), loaded in ${m.load_s.toFixed(1)} s`;
+    return {
+      json: r,
+      lines: [
+        `loading ${(r.parameters / 1e6).toFixed(0)}M parameters (${gb(r.weight_bytes)} as float32 in the engine):`,
+        line(r.float32),
+        line(r.bf16),
+      ],
+    };
+  },
+};
+
+const benches: Bench[] = [forward, decode, train, serveBench, sizesBench, loadBench, claim];
 
 const spec: CommandSpec = {
   name: "bench",
