@@ -623,6 +623,7 @@ test("corpus → tokenizer → train (and resume) → generate and eval, on a ti
   const adapted = await cli([
     ...bdArgs,
     ...["--steps", "1", "--init", t.model, "--block-context", "dual", "--complementary"],
+    ...["--certainty", "2"],
   ]);
   assert.equal(adapted.code, 0, adapted.stderr);
   assert.equal(JSON.parse(adapted.stdout).objective, "block");

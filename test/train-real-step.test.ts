@@ -59,6 +59,20 @@ const data = {
   validBytesPerToken: 1,
 };
 const noSignal: TrainHooks = { onInterrupt: () => () => {} };
+
+/** Hooks that interrupt a run (as Ctrl-C does) once it has finished optimizer step `step`. */
+function interruptAt(step: number): TrainHooks {
+  let handler = () => {};
+  return {
+    onInterrupt: (h) => {
+      handler = h;
+      return () => {};
+    },
+    onProgress: (p) => {
+      if (p.step === step) handler();
+    },
+  };
+}
 const base = (name: string): Omit<TrainOptions, "objective"> => ({
   runDir: join(root, name),
   batchRows: 8,
@@ -130,17 +144,8 @@ describe("train on the real ONNX training step", () => {
         data,
       });
       const whole = await train(options("ar-whole"), noSignal);
-      let handler = () => {};
       const o = options("ar-split");
-      const first = await train(o, {
-        onInterrupt: (h) => {
-          handler = h;
-          return () => {};
-        },
-        onProgress: (p) => {
-          if (p.step === 7) handler();
-        },
-      });
+      const first = await train(o, interruptAt(7));
       assert.equal(first.step, 7);
       const resumed = await train(o, noSignal);
       assert.equal(resumed.step, 16);
@@ -306,17 +311,8 @@ describe("recipes for parallel decoding on the real step", () => {
         data,
       });
       const whole = await train(options("anneal-whole"), noSignal);
-      let handler = () => {};
       const o = options("anneal-split");
-      await train(o, {
-        onInterrupt: (h) => {
-          handler = h;
-          return () => {};
-        },
-        onProgress: (p) => {
-          if (p.step === 5) handler();
-        },
-      });
+      await train(o, interruptAt(5));
       const resumed = await train(o, noSignal);
       assert.deepEqual(resumed.params, whole.params);
       await assert.rejects(

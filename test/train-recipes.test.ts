@@ -7,7 +7,7 @@
 
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { type ModelConfig, parseModelConfig, type Weights } from "../src/model/config.js";
+import type { ModelConfig, Weights } from "../src/model/config.js";
 import { Rng, randomWeights } from "../src/model/random.js";
 import { ReferenceModel } from "../src/model/reference.js";
 import { defaultAttentionBias } from "../src/model/request.js";
@@ -19,22 +19,14 @@ import {
   maskedDiffusionBatch,
 } from "../src/train/objective.js";
 import { createTrainStep, type LossBatch, parameterLayout } from "../src/train/step.js";
+import { assertGradientsMatch } from "./finite-differences.js";
+import { tinyModelConfig } from "./tiny-config.js";
 
-const V = 13;
+const V = 23;
 const MASK = 0;
 
 const tiny = (over: Record<string, unknown>): ModelConfig =>
-  parseModelConfig({
-    vocab_size: V,
-    hidden_size: 8,
-    num_hidden_layers: 2,
-    num_attention_heads: 4,
-    num_key_value_heads: 2,
-    intermediate_size: 12,
-    max_position_embeddings: 16,
-    mask_token_id: MASK,
-    ...over,
-  });
+  tinyModelConfig({ mask_token_id: MASK, ...over });
 
 /** −log softmax(row)[target] in float64. */
 function crossEntropy(row: Float64Array, target: number): number {
@@ -235,22 +227,7 @@ describe("BD3-LM vectorized trainer over [x_t ; x_0] (context dual)", () => {
       });
       return sum;
     };
-    const rng = new Rng(11);
-    const h = 1e-3;
-    for (const p of layout) {
-      const i = p.offset + rng.int(p.size);
-      const x = params[i];
-      params[i] = x + h;
-      const plus = referenceLoss(params);
-      params[i] = x - h;
-      const minus = referenceLoss(params);
-      params[i] = x;
-      const numeric = (plus - minus) / (2 * h);
-      assert.ok(
-        Math.abs(numeric - grad[i]) <= 2e-3 * Math.max(0.1, Math.abs(numeric)),
-        `${p.name}[${i - p.offset}]: analytic ${grad[i]}, numeric ${numeric}`,
-      );
-    }
+    assertGradientsMatch(layout, params, grad, referenceLoss, { seed: 11 });
   });
 });
 
@@ -325,5 +302,90 @@ describe("attention-mask annealing (DiffuLLaMA)", () => {
       expected += batch.weights[k] * crossEntropy(row, batch.targets[k]);
     });
     assert.ok(Math.abs(loss - expected) < 1e-4, `step ${loss}, reference ${expected}`);
+  });
+});
+
+describe("certainty forcing (dParallel)", () => {
+  it("adds weight × the mean entropy at temperature T over the positions already predicted right; gradients match finite differences", async () => {
+    const config = tiny({});
+    const W = 2;
+    const T = 0.5;
+    const weights = randomWeights(config, 9, 1);
+    const layout = parameterLayout(config);
+    const tokens = cleanRows(2, 6, 8);
+    tokens[1] = tokens[4] = tokens[8] = tokens[9] = MASK;
+    const lossIndex = Int32Array.from([1, 4, 8, 9]);
+    const reference = (flat: Float32Array) =>
+      new ReferenceModel(
+        config,
+        new Map(layout.map((p) => [p.name, flat.slice(p.offset, p.offset + p.size)])),
+      ).forward64({ tokens, rows: 2, logitsAt: undefined });
+    const initial = reference(
+      Float32Array.from(layout.flatMap((p) => [...(weights.get(p.name) as Float32Array)])),
+    );
+    // targets: the model's own argmax at positions 4 and 8 (right, clear of ties), something
+    // else at 1 and 9
+    const argmax = (i: number) => {
+      const row = initial.logits.subarray(i * V, (i + 1) * V);
+      return row.indexOf(Math.max(...row));
+    };
+    const targets = Int32Array.from([
+      (argmax(1) + 1) % V,
+      argmax(4),
+      argmax(8),
+      (argmax(9) + 3) % V,
+    ]);
+    const batch: LossBatch = {
+      tokens,
+      rows: 2,
+      lossIndex,
+      targets,
+      weights: Float32Array.from([0.5, 0.25, 1, 0.5]),
+      certaintyWeight: W,
+    };
+    const step = await createTrainStep(config, { threads: 1 }, { certainty: { temperature: T } });
+    const params = new Float32Array(step.parameterCount);
+    for (const p of layout) params.set(weights.get(p.name) as Float32Array, p.offset);
+    const grad = new Float32Array(step.parameterCount);
+    const loss = await step.run(params, batch, grad);
+    // without a weight (held-out evaluation) the term is off: the loss is the cross-entropy
+    const plain = await step.run(
+      params,
+      { ...batch, certaintyWeight: undefined },
+      new Float32Array(step.parameterCount),
+    );
+    await step.dispose();
+
+    const referenceLoss = (flat: Float32Array) => {
+      const out = reference(flat);
+      let ce = 0;
+      let entropy = 0;
+      let right = 0;
+      lossIndex.forEach((i, k) => {
+        const row = out.logits.subarray(i * V, (i + 1) * V);
+        ce += batch.weights[k] * crossEntropy(row, targets[k]);
+        if (row.indexOf(Math.max(...row)) !== targets[k]) return;
+        const z = Array.from(row, (v) => v / T);
+        const m = Math.max(...z);
+        const logZ = m + Math.log(z.reduce((s, v) => s + Math.exp(v - m), 0));
+        entropy -= z.reduce((s, v) => s + Math.exp(v - logZ) * (v - logZ), 0);
+        right++;
+      });
+      assert.equal(right, 2, "two positions predicted right");
+      return ce + (W * entropy) / right;
+    };
+    const out = reference(params);
+    const ce = [...lossIndex].reduce(
+      (sum, i, k) =>
+        sum + batch.weights[k] * crossEntropy(out.logits.subarray(i * V, (i + 1) * V), targets[k]),
+      0,
+    );
+    assert.ok(Math.abs(plain - ce) < 1e-4, `without a weight ${plain}, cross-entropy ${ce}`);
+    assert.ok(
+      Math.abs(loss - referenceLoss(params)) < 1e-4,
+      `step ${loss}, reference ${referenceLoss(params)}`,
+    );
+
+    assertGradientsMatch(layout, params, grad, referenceLoss, { seed: 12 });
   });
 });

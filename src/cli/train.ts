@@ -13,7 +13,7 @@ import { exportModel } from "../train/checkpoint.js";
 import { PackedRows, type TokenStream, tokenizeCorpus } from "../train/data.js";
 import { type ObjectiveSpec, type TrainOptions, train } from "../train/loop.js";
 import { ProgressBar } from "../train/progress.js";
-import { createTrainStep } from "../train/step.js";
+import { certaintyTemperature, createTrainStep } from "../train/step.js";
 import {
   type CommandSpec,
   flag,
@@ -154,6 +154,13 @@ and stops (exit 130).`,
         "block diffusion: clean (one block per row, default), noisy (every block, noisy context) or dual (BD3-LM's [x_t ; x_0] trainer: every block against clean context)",
     },
     {
+      name: "certainty",
+      type: "string",
+      value: "W",
+      description:
+        "diffusion: dParallel's certainty forcing, W x the entropy (temperature 0.5) where the model is already right (the reference uses 2)",
+    },
+    {
       name: "complementary",
       type: "boolean",
       description: "diffusion: each row twice, with complementary masked positions (Fast-dLLM v2)",
@@ -190,6 +197,9 @@ function objectiveOf(config: ModelConfig, file: string, parsed: Parsed): Objecti
   const annealSteps = intOption(parsed, "anneal-steps", 1);
   const context = stringOption(parsed, "block-context");
   const complementary = flag(parsed, "complementary");
+  const certainty = numberOption(parsed, "certainty", (v) =>
+    v > 0 ? null : "expected a weight > 0",
+  );
   const refuse = (option: string, why: string) => {
     throw new UsageError(`--${option}: ${why}; ${file} has ${config.attention} attention`);
   };
@@ -201,6 +211,7 @@ function objectiveOf(config: ModelConfig, file: string, parsed: Parsed): Objecti
   }
   if (config.attention === "causal") {
     if (complementary) refuse("complementary", "masks belong to the diffusion objectives");
+    if (certainty !== undefined) refuse("certainty", "it sharpens the diffusion objectives");
     return { kind: "ar" };
   }
   if (config.maskTokenId === null) {
@@ -211,6 +222,7 @@ function objectiveOf(config: ModelConfig, file: string, parsed: Parsed): Objecti
     const spec: ObjectiveSpec = { kind: "diffusion", maskId };
     if (complementary) spec.complementary = true;
     if (annealSteps !== undefined) spec.annealSteps = annealSteps;
+    if (certainty !== undefined) spec.certainty = certainty;
     return spec;
   }
   const kind = blockContexts.find((c) => c === (context ?? "clean"));
@@ -221,6 +233,7 @@ function objectiveOf(config: ModelConfig, file: string, parsed: Parsed): Objecti
   }
   const spec: ObjectiveSpec = { kind: "block", maskId, context: kind };
   if (complementary) spec.complementary = true;
+  if (certainty !== undefined) spec.certainty = certainty;
   return spec;
 }
 
@@ -307,7 +320,13 @@ async function run(argv: string[], context: Context): Promise<number> {
     data.validBytesPerToken = validTokens.bytes / validTokens.tokens.length;
   }
 
-  const step = await createTrainStep(config);
+  const step = await createTrainStep(
+    config,
+    {},
+    objective.kind !== "ar" && objective.certainty
+      ? { certainty: { temperature: certaintyTemperature } }
+      : {},
+  );
   const tokensPerStep = batchRows * length * accumulation;
   const totalSteps = steps ?? Math.ceil(tokens! / tokensPerStep);
   const options: TrainOptions = {

@@ -42,7 +42,9 @@ export type { ParameterLayout, TrainStep };
  * Which loss the run trains; it must match the config's attention (checked). The diffusion
  * objectives read the config's logit shift. `complementary`: Fast-dLLM v2's complementary masks
  * (each row twice, see maskedDiffusionBatch). `annealSteps`: DiffuLLaMA's attention-mask
- * annealing from causal to full over that many optimizer steps (see annealMask).
+ * annealing from causal to full over that many optimizer steps (see annealMask). `certainty`:
+ * the weight of dParallel's certainty-forcing term (the step must be built with
+ * StepLoss.certainty; see src/train/step.ts).
  */
 export type ObjectiveSpec =
   | {
@@ -52,6 +54,7 @@ export type ObjectiveSpec =
       lowDiscrepancy?: boolean;
       complementary?: boolean;
       annealSteps?: number;
+      certainty?: number;
     }
   | {
       kind: "block";
@@ -60,6 +63,7 @@ export type ObjectiveSpec =
       lowDiscrepancy?: boolean;
       context?: "clean" | "noisy" | "dual";
       complementary?: boolean;
+      certainty?: number;
     }
   | { kind: "ar"; fim?: FimOptions };
 
@@ -375,10 +379,11 @@ class Trainer {
     const o = this.o.objective;
     const L = this.length;
     const shift = this.step.config.logitShift;
-    // evaluation measures the model itself: no complementary copies, no annealed mask
+    // evaluation measures the model itself: no complementary copies, annealed mask or certainty
+    let batch: LossBatch;
     switch (o.kind) {
       case "diffusion": {
-        const batch = maskedDiffusionBatch(rows, n, L, rng, {
+        batch = maskedDiffusionBatch(rows, n, L, rng, {
           maskId: o.maskId,
           rates: rates!,
           normalizer,
@@ -389,10 +394,10 @@ class Trainer {
         if (training && o.annealSteps !== undefined) {
           batch.attentionBias = annealMask(L, annealRatio(this.adam.step, o.annealSteps), rng);
         }
-        return batch;
+        break;
       }
       case "block":
-        return blockDiffusionBatch(rows, n, L, rng, {
+        batch = blockDiffusionBatch(rows, n, L, rng, {
           maskId: o.maskId,
           rates: rates!,
           normalizer,
@@ -402,10 +407,13 @@ class Trainer {
           complementary: training && o.complementary,
           eps: o.eps,
         });
+        break;
       case "ar":
         if (o.fim && training) applyFim(rows, n, L, rng, o.fim);
         return nextTokenBatch(rows, n, L, normalizer);
     }
+    if (training && o.certainty) batch.certaintyWeight = o.certainty;
+    return batch;
   }
 
   /**

@@ -46,13 +46,18 @@ export interface LossBatch {
   targets: Int32Array;
   /** [K] the weight of each position's cross-entropy (normaliser included). */
   weights: Float32Array;
+  /** Weight of the certainty-forcing term (a step built with StepLoss.certainty); default 0. */
+  certaintyWeight?: number;
 }
 
 export interface TrainStep {
   readonly config: ModelConfig;
   readonly layout: ParameterLayout[];
   readonly parameterCount: number;
-  /** loss = Σ_k weights[k]·(−log p(targets[k])) at lossIndex[k]; writes dLoss/dParams to grad. */
+  /**
+   * loss = Σ_k weights[k]·(−log p(targets[k])) at lossIndex[k] (+ the StepLoss terms); writes
+   * dLoss/dParams to grad.
+   */
   run(params: Float32Array, batch: LossBatch, grad: Float32Array): Promise<number>;
   dispose(): Promise<void>;
 }
@@ -67,8 +72,23 @@ export function parameterLayout(config: ModelConfig): ParameterLayout[] {
   });
 }
 
+/**
+ * Terms added to the weighted cross-entropy. `certainty`: dParallel's certainty forcing (Chen et
+ * al. 2025, "dParallel: Learnable Parallel Decoding for dLLMs", arXiv:2509.26488; czg1225/
+ * dParallel `llada_train.py`): a batch's `certaintyWeight` × the mean entropy of
+ * softmax(logits / temperature) over the loss positions whose argmax already is the target (the
+ * gate carries no gradient), so the model grows sure where it is right. The reference uses
+ * weight 2, temperature 0.5, and trains on the model's own generations.
+ */
+/** dParallel's temperature of the certainty term. */
+export const certaintyTemperature = 0.5;
+
+export interface StepLoss {
+  certainty?: { temperature: number };
+}
+
 /** The training graph: inputs = parameters + batch; outputs = loss and one gradient per parameter. */
-export function buildTrainGraph(config: ModelConfig): Graph {
+export function buildTrainGraph(config: ModelConfig, extra: StepLoss = {}): Graph {
   const g = new Graph("unmask-train");
   const layout = parameterLayout(config);
   const params = new Map<string, Tensor>(
@@ -92,7 +112,20 @@ export function buildTrainGraph(config: ModelConfig): Graph {
   }); // [1, K, V]
   const logProbs = op.logSoftmax(logits, -1); // [1, K, V]
   const picked = op.gatherElements(logProbs, op.unsqueeze(op.unsqueeze(targets, [0]), [-1]), -1); // [1, K, 1]
-  const loss = op.neg(op.reduceSum(op.mul(op.squeeze(picked, [-1]), weights), [0, 1], false)); // []
+  let loss = op.neg(op.reduceSum(op.mul(op.squeeze(picked, [-1]), weights), [0, 1], false)); // []
+  if (extra.certainty !== undefined) {
+    const { temperature } = extra.certainty;
+    const weight = g.input("certainty_weight", "float32", []);
+    const scaled = op.div(logits, temperature); // [1, K, V]
+    const entropy = op.neg(
+      op.reduceSum(op.mul(op.softmax(scaled, -1), op.logSoftmax(scaled, -1)), [-1], false),
+    ); // [1, K]
+    const best = op.reduceMax(logProbs, [-1], true); // [1, K, 1]
+    const right = op.cast(op.not(op.less(picked, best)), "float32"); // [1, K, 1], no gradient
+    const count = op.max(op.reduceSum(right, [0, 1, 2], false), 1); // []
+    const gated = op.reduceSum(op.mul(entropy, op.squeeze(right, [-1])), [0, 1], false); // []
+    loss = op.add(loss, op.mul(op.div(gated, count), weight));
+  }
   g.output(loss, "loss");
   const grads = gradients(loss, [...params.values()]);
   layout.forEach((p, i) => {
@@ -106,10 +139,11 @@ const noBias = new Float32Array(1);
 export async function createTrainStep(
   config: ModelConfig,
   options: SessionOptions = {},
+  extra: StepLoss = {},
 ): Promise<TrainStep> {
   const layout = parameterLayout(config);
   const parameterCount = layout.reduce((n, p) => n + p.size, 0);
-  const session = await Session.fromGraph(buildTrainGraph(config), options);
+  const session = await Session.fromGraph(buildTrainGraph(config, extra), options);
   const outputNames = ["loss", ...layout.map((p) => `grad.${p.name}`)];
 
   return {
@@ -139,6 +173,11 @@ export async function createTrainStep(
         targets: int32Tensor(batch.targets, [k]),
         weights: floatTensor(batch.weights, [k]),
       };
+      if (extra.certainty !== undefined) {
+        feeds.certainty_weight = floatTensor(Float32Array.of(batch.certaintyWeight ?? 0), []);
+      } else if (batch.certaintyWeight) {
+        throw new RangeError("certaintyWeight needs a step built with StepLoss.certainty");
+      }
       if (config.attention !== "full") {
         feeds.model_mask = {
           type: "bool",
