@@ -129,10 +129,17 @@ export async function readTextFile(path: string): Promise<TextFile> {
 }
 
 /**
- * Refuses, before any work, a file that --write could not replace: the file itself must be
- * writable (its mode is what the user set) and its folder too (the temporary file and the rename).
+ * Refuses, before any work, a file that --write could not or should not replace: the file must
+ * be writable and so must its folder (the temporary file and the rename); a file whose mode has
+ * no write bit is read-only even to a user (root) whom the system would let write it.
  */
 export async function checkWritable(path: string): Promise<void> {
+  const refuse = (what: string, cause?: unknown) =>
+    new WriteError(path, `cannot --write: ${what}; nothing was generated`, { cause });
+  const mode = (await stat(path)).mode & 0o7777;
+  if ((mode & 0o222) === 0) {
+    throw refuse(`the file is read-only (mode ${mode.toString(8).padStart(4, "0")})`);
+  }
   for (const [target, what] of [
     [path, "the file is not writable"],
     [dirname(path), `its folder ${dirname(path)} is not writable`],
@@ -140,7 +147,7 @@ export async function checkWritable(path: string): Promise<void> {
     try {
       await access(target, constants.W_OK);
     } catch (cause) {
-      throw new WriteError(path, `cannot --write: ${what}`, { cause });
+      throw refuse(what, cause);
     }
   }
 }
