@@ -14,12 +14,15 @@ interface Line {
 }
 
 /** The lines of a text, each with its newline (the last one may have none). */
-function splitLines(text: string): string[] {
+export function splitLines(text: string): string[] {
   return text.match(/[^\n]*\n|[^\n]+$/g) ?? [];
 }
 
-function script(a: string[], b: string[]): Line[] {
-  // common prefix and suffix first: edits are usually local
+/**
+ * The lengths of the common head and tail of two sequences (lines, or a string's characters);
+ * they do not overlap.
+ */
+export function commonEnds<T>(a: ArrayLike<T>, b: ArrayLike<T>): [number, number] {
   let pre = 0;
   while (pre < a.length && pre < b.length && a[pre] === b[pre]) pre++;
   let suf = 0;
@@ -30,6 +33,12 @@ function script(a: string[], b: string[]): Line[] {
   ) {
     suf++;
   }
+  return [pre, suf];
+}
+
+function script(a: string[], b: string[]): Line[] {
+  // common head and tail first: edits are usually local
+  const [pre, suf] = commonEnds(a, b);
   const n = a.length - pre - suf;
   const m = b.length - pre - suf;
   // lcs[i][j]: the LCS length of a[pre + i..] and b[pre + j..] within the middle

@@ -34,7 +34,7 @@ import {
   loadForFlags,
   strategiesSection,
 } from "./decode.js";
-import { unifiedDiff } from "./diff.js";
+import { commonEnds, splitLines, unifiedDiff } from "./diff.js";
 import {
   checkWritable,
   diskText,
@@ -249,33 +249,28 @@ async function runEdit(argv: string[], context: Context): Promise<number> {
 }
 
 /**
- * `after` (the decoded canvas of a fix) put into `source` so that only the changed characters
- * change: the text `before` (the decoded original canvas) and `after` share is taken from
- * `source`, which the tokenizer may not reproduce exactly (characters it drops or normalises).
+ * `after` (the decoded canvas of a fix) put into `source` line by line: the lines that `before`
+ * (the decoded original canvas) and `after` share at the head and the tail are taken from
+ * `source` as they are, so that characters the tokenizer drops or normalises there are kept;
+ * the lines between must be ones the tokenizer reproduced exactly (else the change cannot be put
+ * back byte for byte: an error naming the file).
  */
 export function spliceChange(source: string, before: string, after: string, file: string): string {
-  let p = 0;
-  while (p < before.length && p < after.length && before[p] === after[p]) p++;
-  let q = 0;
-  while (
-    q < before.length - p &&
-    q < after.length - p &&
-    before[before.length - 1 - q] === after[after.length - 1 - q]
-  ) {
-    q++;
-  }
-  const head = before.slice(0, p);
-  const tail = before.slice(before.length - q);
-  if (
-    !source.startsWith(head) ||
-    !source.endsWith(tail) ||
-    head.length + tail.length > source.length
-  ) {
+  const [src, old, neu] = [splitLines(source), splitLines(before), splitLines(after)];
+  const [head, tail] = commonEnds(old, neu);
+  const reproduced =
+    src.length === old.length &&
+    src.slice(head, src.length - tail).join("") === old.slice(head, old.length - tail).join("");
+  if (!reproduced) {
     throw new UsageError(
-      `${file}: the tokenizer does not reproduce the text around the change, so it cannot be put back byte for byte`,
+      `${file}: the tokenizer does not reproduce the changed lines, so the change cannot be put back byte for byte`,
     );
   }
-  return head + after.slice(p, after.length - q) + source.slice(source.length - q);
+  return [
+    ...src.slice(0, head),
+    ...neu.slice(head, neu.length - tail),
+    ...src.slice(src.length - tail),
+  ].join("");
 }
 
 /** What the chunks of a fix found so far: their texts, and what was re-masked and changed. */

@@ -44,6 +44,21 @@ export class WriteError extends Error {
   }
 }
 
+/** A hole (or holes and the text between them) that does not fit in the model's context. */
+export class ContextError extends UsageError {
+  override name = "ContextError";
+  constructor(
+    readonly file: string,
+    what: string,
+    readonly tokens: number,
+    readonly context: number,
+  ) {
+    super(
+      `${file}: ${what} take ${tokens} tokens, more than the model's context of ${context} tokens`,
+    );
+  }
+}
+
 /** A text file as the model sees it, and how to put its bytes back. */
 export interface TextFile {
   /** The path, or "-" for stdin. */
@@ -236,10 +251,6 @@ export function fitWindow(
   tokenizer: Encoder,
   what: string,
 ): TextWindow {
-  if (middle > context) {
-    throw new UsageError(
-      `${file.path}: ${what} take ${middle} tokens, more than the model's context of ${context} tokens`,
-    );
-  }
+  if (middle > context) throw new ContextError(file.path, what, middle, context);
   return windowAround(file.text, span, context - middle, tokenizer);
 }
