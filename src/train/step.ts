@@ -28,7 +28,19 @@ export interface LossBatch {
   /** [rows, length] model input (masked, for diffusion). */
   tokens: Int32Array;
   rows: number;
-  /** [K] flat indices (row·length + position) of the positions that carry loss. */
+  /**
+   * [rows, length] positions (rotary angles, the config's mask); default 0..length − 1 per row.
+   */
+  positions?: Int32Array;
+  /**
+   * [length, length] additive attention bias (0 or −∞) shared by every row; when given it
+   * replaces the config's mask (BD3-LM's [x_t ; x_0] mask, DiffuLLaMA's annealed mask).
+   */
+  attentionBias?: Float32Array;
+  /**
+   * [K] flat indices (row·length + position) of the hidden states whose logits carry loss (the
+   * objective applies the model's logit shift).
+   */
   lossIndex: Int32Array;
   /** [K] the target token at each of those positions. */
   targets: Int32Array;
@@ -64,6 +76,9 @@ export function buildTrainGraph(config: ModelConfig): Graph {
   );
   const ids = g.input("input_ids", "int32", ["batch", "seq"]);
   const positions = g.input("position_ids", "int32", ["batch", "seq"]);
+  // a batch's own mask, [1, seq, seq]; [1, 1, 1] zeros and the config's mask when it has none
+  const bias = g.input("attn_bias", "float32", [1, "bias_seq", "bias_total"]);
+  const modelMask = config.attention === "full" ? undefined : g.input("model_mask", "bool", []);
   const lossIndex = g.input("loss_index", "int32", [1, "k"]);
   const targets = g.input("targets", "int32", ["k"]);
   const weights = g.input("weights", "float32", ["k"]);
@@ -71,6 +86,8 @@ export function buildTrainGraph(config: ModelConfig): Graph {
   const { logits } = transformer(g, config, (name) => params.get(name) as Tensor, {
     ids,
     positions, // the config's mask is built from them in the graph
+    bias,
+    modelMask,
     logitIndex: lossIndex,
   }); // [1, K, V]
   const logProbs = op.logSoftmax(logits, -1); // [1, K, V]
@@ -83,6 +100,8 @@ export function buildTrainGraph(config: ModelConfig): Graph {
   });
   return g;
 }
+
+const noBias = new Float32Array(1);
 
 export async function createTrainStep(
   config: ModelConfig,
@@ -99,16 +118,34 @@ export async function createTrainStep(
     parameterCount,
     async run(params, batch, grad) {
       const length = batch.tokens.length / batch.rows;
-      const positions = new Int32Array(batch.tokens.length);
-      for (let i = 0; i < positions.length; i++) positions[i] = i % length;
+      let positions = batch.positions;
+      if (positions === undefined) {
+        positions = new Int32Array(batch.tokens.length);
+        for (let i = 0; i < positions.length; i++) positions[i] = i % length;
+      }
       const k = batch.lossIndex.length;
+      const bias = batch.attentionBias;
+      if (bias !== undefined && bias.length !== length * length) {
+        throw new RangeError(`attentionBias has ${bias.length} values, expected ${length}²`);
+      }
       const feeds: Record<string, HostTensor> = {
         input_ids: int32Tensor(batch.tokens, [batch.rows, length]),
         position_ids: int32Tensor(positions, [batch.rows, length]),
+        attn_bias:
+          bias === undefined
+            ? floatTensor(noBias, [1, 1, 1])
+            : floatTensor(bias, [1, length, length]),
         loss_index: int32Tensor(batch.lossIndex, [1, k]),
         targets: int32Tensor(batch.targets, [k]),
         weights: floatTensor(batch.weights, [k]),
       };
+      if (config.attention !== "full") {
+        feeds.model_mask = {
+          type: "bool",
+          data: Uint8Array.of(bias === undefined ? 1 : 0),
+          dims: [],
+        };
+      }
       for (const p of layout) {
         feeds[p.name] = floatTensor(params.subarray(p.offset, p.offset + p.size), p.shape);
       }
