@@ -7,7 +7,18 @@
 
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { chmod, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
+import {
+  chmod,
+  lstat,
+  mkdir,
+  mkdtemp,
+  readdir,
+  readFile,
+  rm,
+  stat,
+  symlink,
+  writeFile,
+} from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
@@ -164,6 +175,15 @@ test("a write that fails midway leaves the original intact and no temporary file
   assert.doesNotMatch(await readFile(path, "utf8"), /<FILL/);
   assert.deepEqual(await readdir(folder), ["full-disk.txt"]);
   assert.equal((await stat(path)).mode & 0o777, 0o640);
+  // a symbolic link stays a link: the file it points to is replaced
+  const link = join(await mkdtemp(join(dir, "link-")), "link.txt");
+  await writeFile(path, marked);
+  await symlink(path, link);
+  const viaLink = await cli(writers(link)[0]);
+  assert.equal(viaLink.code, 0, viaLink.stderr);
+  assert.ok((await lstat(link)).isSymbolicLink());
+  assert.doesNotMatch(await readFile(path, "utf8"), /<FILL/);
+  assert.deepEqual(await readdir(folder), ["full-disk.txt"]);
 });
 
 test("--write stopped by --max-time leaves the file untouched and exits non-zero", async () => {

@@ -5,8 +5,9 @@
 // flushed to disk, renamed over the original with its mode; writability is checked before any
 // model is loaded.
 
+import { randomBytes } from "node:crypto";
 import { constants } from "node:fs";
-import { access, open, readFile, rename, rm, stat } from "node:fs/promises";
+import { access, open, readFile, realpath, rename, rm, stat } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { type Encoder, type TextWindow, windowAround } from "../diffusion/window.js";
 import type { Outcome } from "../host/decode.js";
@@ -151,16 +152,17 @@ export async function readTextFile(path: string): Promise<TextFile> {
 export async function checkWritable(path: string): Promise<void> {
   const refuse = (what: string, cause?: unknown) =>
     new WriteError(path, `cannot --write: ${what}; nothing was generated`, { cause });
-  const mode = (await stat(path)).mode & 0o7777;
+  const target = await realpath(path);
+  const mode = (await stat(target)).mode & 0o7777;
   if ((mode & 0o222) === 0) {
     throw refuse(`the file is read-only (mode ${mode.toString(8).padStart(4, "0")})`);
   }
-  for (const [target, what] of [
-    [path, "the file is not writable"],
-    [dirname(path), `its folder ${dirname(path)} is not writable`],
+  for (const [where, what] of [
+    [target, "the file is not writable"],
+    [dirname(target), `its folder ${dirname(target)} is not writable`],
   ] as const) {
     try {
-      await access(target, constants.W_OK);
+      await access(where, constants.W_OK);
     } catch (cause) {
       throw refuse(what, cause);
     }
@@ -182,15 +184,20 @@ function failAfter(): number | undefined {
  * the original is as it was.
  */
 export async function writeAtomic(path: string, bytes: Uint8Array): Promise<void> {
+  let target: string; // a symbolic link stays one: its target is replaced
   let mode: number;
   try {
-    mode = (await stat(path)).mode & 0o7777;
+    target = await realpath(path);
+    mode = (await stat(target)).mode & 0o7777;
   } catch (cause) {
     throw new WriteError(path, "not written: the file is gone", { cause });
   }
-  const temp = join(dirname(path), `.${basename(path)}.unmask-${process.pid}.tmp`);
+  const folder = dirname(target);
+  const temp = join(folder, `.${basename(target)}.unmask-${randomBytes(6).toString("hex")}.tmp`);
+  let created = false;
   try {
     const handle = await open(temp, "wx", mode);
+    created = true;
     try {
       const limit = failAfter();
       if (limit !== undefined && limit < bytes.length) {
@@ -203,11 +210,19 @@ export async function writeAtomic(path: string, bytes: Uint8Array): Promise<void
     } finally {
       await handle.close();
     }
-    await rename(temp, path);
+    await rename(temp, target);
+    created = false;
   } catch (cause) {
-    await rm(temp, { force: true });
+    if (created) await rm(temp, { force: true });
     const why = cause instanceof Error ? cause.message : String(cause);
     throw new WriteError(path, `not written (${why}); the file is as it was`, { cause });
+  }
+  // the rename itself on disk
+  const dir = await open(folder, "r");
+  try {
+    await dir.sync();
+  } finally {
+    await dir.close();
   }
 }
 
