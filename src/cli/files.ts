@@ -134,7 +134,7 @@ export function diskText(file: TextFile, text: string): string {
 
 /** Reads `path` ("-": stdin) as a text file; see decodeText. */
 export async function readTextFile(path: string): Promise<TextFile> {
-  if (path === "-") return decodeText("stdin", await readStdinBytes());
+  if (path === "-") return { ...decodeText("stdin", await readStdinBytes()), path };
   let bytes: Buffer;
   try {
     bytes = await readFile(path);
