@@ -274,6 +274,13 @@ test("a file ten times the context: infill, edit and fix in windows, bytes outsi
     big.stderr,
     /long\.txt: the hole's tokens take 65 tokens, more than the model's context of 64 tokens/,
   );
+  await writeFile(path, source);
+  const wide = await cli(["edit", "-m", model, path, "--lines", "2-3", "--length", "70"]);
+  assert.equal(wide.code, 2, wide.stderr);
+  assert.match(
+    wide.stderr,
+    /the new lines 2-3 take 70 tokens, more than the model's context of 64/,
+  );
 });
 
 test("the diffs of edit --diff and fix apply with git apply (CRLF, no final newline)", async () => {
