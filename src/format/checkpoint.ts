@@ -12,12 +12,14 @@ import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import {
   ConfigError,
+  checkTokenIds,
   configToJson,
   type ModelConfig,
   parameterShapes,
-  parseModelConfig,
+  parseFamilyConfig,
   type Weights,
 } from "../model/config.js";
+import type { Family, FamilyName } from "../model/families.js";
 import { CheckpointError } from "./errors.js";
 import { f32ToBF16, f32ToF16 } from "./half.js";
 import {
@@ -52,6 +54,11 @@ export interface Checkpoint<T extends Tokenizer | null = Tokenizer> {
 export interface LoadOptions {
   /** Load tokenizer.json (default true); false loads config and weights alone. */
   tokenizer?: boolean;
+  /**
+   * Read the folder as this family (src/model/families.ts) instead of the one its config.json
+   * names: needed for Open-dCoder, whose config.json is an ordinary Qwen2 one.
+   */
+  family?: FamilyName;
 }
 
 /** Reads a JSON object file; a syntax error is a ConfigError naming the file. */
@@ -94,7 +101,13 @@ export async function loadCheckpoint(
   const rawConfig = await readConfigJson(configFile);
   const generationFile = join(dir, generationFileName);
   const generation = existsSync(generationFile) ? await readConfigJson(generationFile) : {};
-  const config = parseModelConfig(rawConfig, configFile, generation, generationFile);
+  const { config, family } = parseFamilyConfig(
+    rawConfig,
+    configFile,
+    generation,
+    generationFile,
+    options.family,
+  );
 
   let tokenizer: Tokenizer | null = null;
   if (options.tokenizer !== false) {
@@ -114,14 +127,50 @@ export async function loadCheckpoint(
         `the tokenizer has ${tokenizer.vocabSize} token ids but ${configFile} has vocab_size ${config.vocabSize}`,
       );
     }
+    tokensFromTokenizer(config, family, tokenizer);
+    checkTokenIds(config, file);
+  }
+  if (family.maskFromTokenizer && config.maskTokenId === null) {
+    throw new ConfigError(
+      join(dir, "tokenizer_config.json"),
+      "mask_token",
+      `a ${family.name} checkpoint takes its mask token from the tokenizer, and this one has none`,
+    );
   }
 
-  const weights = await loadWeights(dir, config, configFile);
+  const weights = await loadWeights(dir, config, configFile, family);
   return { dir, config, weights, tokenizer, generation };
 }
 
-/** Opens model.safetensors or the sharded index, checks every tensor, then reads them. */
-async function loadWeights(dir: string, config: ModelConfig, configFile: string): Promise<Weights> {
+/**
+ * The special tokens a family takes from its tokenizer rather than config.json: the end-of-turn
+ * token (LLaDA's <|eot_id|>, Qwen's <|im_end|>) and, for Open-dCoder, the mask.
+ */
+function tokensFromTokenizer(config: ModelConfig, family: Family, tokenizer: Tokenizer): void {
+  if (config.eotTokenId == null) {
+    for (const spelling of family.endOfTurn) {
+      const id = tokenizer.tokenToId(spelling);
+      if (id !== null && id !== config.eosTokenId) {
+        config.eotTokenId = id;
+        break;
+      }
+    }
+  }
+  if (family.maskFromTokenizer && config.maskTokenId === null) {
+    config.maskTokenId = tokenizer.specialTokens.mask;
+  }
+}
+
+/**
+ * Opens model.safetensors or the sharded index, checks every tensor (under the family's names),
+ * then reads them into our parameter names.
+ */
+async function loadWeights(
+  dir: string,
+  config: ModelConfig,
+  configFile: string,
+  family: Family,
+): Promise<Weights> {
   const single = join(dir, weightsFileName);
   const index = join(dir, indexFileName);
   let source: string;
@@ -138,9 +187,12 @@ async function loadWeights(dir: string, config: ModelConfig, configFile: string)
     throw new CheckpointError(single, null, `not found, nor ${indexFileName}`);
   }
   try {
-    const expected = parameterShapes(config);
-    const names = new Set(expected.map((p) => p.name));
-    for (const { name, shape } of expected) {
+    const expected = parameterShapes(config).map((p) => ({
+      ...p,
+      stored: family.tensorName(p.name),
+    }));
+    const names = new Set(expected.map((p) => p.stored));
+    for (const { stored: name, shape } of expected) {
       const reader = byTensor.get(name);
       if (!reader) {
         throw new CheckpointError(
@@ -164,7 +216,7 @@ async function loadWeights(dir: string, config: ModelConfig, configFile: string)
     for (const [name, reader] of byTensor) {
       if (names.has(name) || ignoredTensors.some((re) => re.test(name))) continue;
       // Tied embeddings: a stored copy of the head is allowed and ignored.
-      if (config.tieWordEmbeddings && name === "lm_head.weight") continue;
+      if (config.tieWordEmbeddings && name === family.tensorName("lm_head.weight")) continue;
       throw new CheckpointError(
         reader.file,
         name,
@@ -173,8 +225,8 @@ async function loadWeights(dir: string, config: ModelConfig, configFile: string)
     }
     const weights: Weights = new Map();
     const scratch = new ArrayBuffer(scratchBytes); // one conversion buffer for every tensor
-    for (const { name } of expected) {
-      weights.set(name, await byTensor.get(name)!.readFloat32(name, scratch));
+    for (const { name, stored } of expected) {
+      weights.set(name, await byTensor.get(stored)!.readFloat32(stored, scratch));
     }
     return weights;
   } finally {
