@@ -5,13 +5,15 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import inspector from "node:inspector";
 import { dirname, join, resolve } from "node:path";
 import { benchForward, type ForwardBenchResult } from "../bench/forward.js";
+import { benchQuant, type QuantBenchResult } from "../bench/quant.js";
 import { benchTrain, type TrainBenchResult } from "../bench/train.js";
 import { benchDecode, type DecodeBenchResult, type DecodeSpeed } from "../diffusion/bench.js";
 import { type PresetName, presetNames } from "../diffusion/options.js";
-import type { Tokenizer } from "../format/index.js";
+import { loadCheckpoint, type Tokenizer } from "../format/index.js";
 import { defaultArModelName, defaultModelName, loadModel } from "../host/models.js";
 import { type ModelConfig, parseModelConfig } from "../model/config.js";
 import { OnnxModel } from "../model/engine.js";
+import { quantTypes } from "../model/quant.js";
 import { randomWeights } from "../model/random.js";
 import type { LanguageModel } from "../model/types.js";
 import { benchServe, type ServeBenchOptions, type ServeSpeed } from "../serve/bench.js";
@@ -255,7 +257,45 @@ const serveBench: Bench = {
   },
 };
 
-const benches: Bench[] = [forward, decode, train, serveBench];
+const quant: Bench = {
+  name: "quant",
+  summary:
+    "int8/int4 weights: top-1 agreement with float32 at masked positions of held-out canvases (needs a corpus; not in 'all'), and forward speed against float32",
+  async run(parsed, say) {
+    const dir = resolve(
+      stringOption(parsed, "model") ?? join(packageRoot(), "models", defaultModelName),
+    );
+    const corpus = resolve(
+      stringOption(parsed, "corpus") ?? join(packageRoot(), ".cache", "corpus", "valid.jsonl"),
+    );
+    if (!existsSync(corpus)) {
+      throw new UsageError(
+        `bench quant: ${corpus} not found (run 'unmask corpus', or --corpus FILE)`,
+      );
+    }
+    const r: QuantBenchResult = await benchQuant({
+      checkpoint: await loadCheckpoint(dir),
+      corpus,
+      rows: intOption(parsed, "rows", 1),
+      runs: intOption(parsed, "runs", 1),
+      progress: say,
+    });
+    return {
+      json: r,
+      lines: [
+        `top-1 agreement with float32 at ${r.masked_positions} masked positions of ${r.canvases} held-out canvases (${r.model}):`,
+        ...quantTypes.map((q) => `  ${q}: ${(100 * r.agreement[q]).toFixed(2)}%`),
+        `forward pass, ${r.speed_model}: float32 ${formatSeconds(r.float32_ms)}`,
+        ...quantTypes.map(
+          (q) =>
+            `  ${q}: ${formatSeconds(r.quant_ms[q])} (${r.speedup[q].toFixed(2)}× float32's speed)`,
+        ),
+      ],
+    };
+  },
+};
+
+const benches: Bench[] = [forward, decode, train, serveBench, quant];
 
 const spec: CommandSpec = {
   name: "bench",
@@ -296,7 +336,7 @@ ${benches.map((b) => `  ${b.name.padEnd(9)}${b.summary}`).join("\n")}`,
       short: "m",
       value: "DIR",
       description:
-        "decode: the diffusion checkpoint (with --ar-model; default: the embedded pair, or random weights of their shape)",
+        "decode: the diffusion checkpoint (with --ar-model; default: the embedded pair, or random weights of their shape); quant: the model (default: the embedded one)",
     },
     {
       name: "ar-model",
@@ -328,7 +368,13 @@ ${benches.map((b) => `  ${b.name.padEnd(9)}${b.summary}`).join("\n")}`,
       name: "rows",
       type: "string",
       value: "N",
-      description: "train: sequences per batch (default 16)",
+      description: "train: sequences per batch (default 16); quant: held-out canvases (default 16)",
+    },
+    {
+      name: "corpus",
+      type: "string",
+      value: "FILE",
+      description: "quant: the held-out split (default .cache/corpus/valid.jsonl)",
     },
     {
       name: "length",
@@ -345,6 +391,7 @@ ${benches.map((b) => `  ${b.name.padEnd(9)}${b.summary}`).join("\n")}`,
     "unmask bench train --rows 8 --length 128",
     "unmask bench serve --json              # 8 concurrent clients against 1: throughput_ratio",
     "unmask bench all --json > bench.json",
+    "unmask bench quant --corpus /work/runs/corpus/valid.jsonl --rows 16",
   ],
   maxPositionals: 1,
 };
@@ -356,7 +403,8 @@ async function run(argv: string[], context: Context): Promise<number> {
   if (which === undefined) {
     throw new UsageError(`bench: which benchmark? (${[...names, "all"].join(", ")})`);
   }
-  const chosen = which === "all" ? benches : benches.filter((b) => b.name === which);
+  const chosen =
+    which === "all" ? benches.filter((b) => b !== quant) : benches.filter((b) => b.name === which);
   if (chosen.length === 0) {
     throw new UsageError(
       `bench: unknown benchmark ${JSON.stringify(which)} (valid: ${[...names, "all"].join(", ")})`,

@@ -13,6 +13,7 @@ import {
   type SessionOptions,
 } from "../runtime/session.js";
 import { type ModelConfig, parameterShapes, type Weights } from "./config.js";
+import { blockLinear, type QuantType, quantBits, quantizeBlocks } from "./quant.js";
 import { resolveForwardRequest, WeightsError } from "./request.js";
 import { statsFeeds, statsInputs, stepStatistics } from "./stats.js";
 import { transformer } from "./transformer.js";
@@ -24,6 +25,12 @@ export interface EngineOptions extends SessionOptions {
    * float32 inside the graph: the form a GPU or browser backend computes in half precision).
    */
   weightType?: "float32" | "float16";
+  /**
+   * Quantize the layers' linear weights while the graph is built (src/model/quant.ts): int8 or
+   * int4 in blocks of 32 inputs (MatMulNBits). Embeddings, norms and the LM head stay in
+   * weightType.
+   */
+  quant?: QuantType;
 }
 
 /** Builds the inference graph: weights become initializers. */
@@ -31,6 +38,7 @@ export function buildInferenceGraph(
   config: ModelConfig,
   weights: Weights,
   weightType: EngineOptions["weightType"] = "float32",
+  quant?: QuantType,
 ): Graph {
   const g = new Graph("unmask-forward");
   const expected = new Map(parameterShapes(config).map((p) => [p.name, p.shape]));
@@ -50,6 +58,14 @@ export function buildInferenceGraph(
     }
     return t;
   };
+  /** A layer's linear weight, quantized while the graph is built (each is used once). */
+  const linearOf = (x: Tensor, name: string): Tensor | undefined => {
+    if (quant === undefined) return undefined;
+    const [out, inDim] = expected.get(name) as [number, number];
+    const data = weights.get(name);
+    if (!data) throw new WeightsError(name, "missing weight");
+    return blockLinear(x, name, quantizeBlocks(data, out, inDim, quantBits[quant]), out, inDim);
+  };
   const ids = g.input("input_ids", "int32", ["batch", "seq"]);
   const positions = g.input("position_ids", "int32", ["batch", "seq"]);
   // a caller's own mask, broadcast to [batch, seq, total]; [1, 1, 1] zeros when there is none
@@ -64,7 +80,13 @@ export function buildInferenceGraph(
       value: g.input(`past_value_${l}`, "float32", shape),
     });
   }
-  const out = transformer(g, config, param, { ids, positions, bias, modelMask, past, logitIndex });
+  const out = transformer(
+    g,
+    config,
+    param,
+    { ids, positions, bias, modelMask, past, logitIndex },
+    linearOf,
+  );
   g.output(out.logits, "logits");
   const stats = stepStatistics(out.logits, config.vocabSize, statsInputs(g));
   g.output(stats.ids, "top_ids");
@@ -95,7 +117,7 @@ export class OnnxModel implements LanguageModel {
     weights: Weights,
     options: EngineOptions = {},
   ): Promise<OnnxModel> {
-    const graph = buildInferenceGraph(config, weights, options.weightType);
+    const graph = buildInferenceGraph(config, weights, options.weightType, options.quant);
     return new OnnxModel(config, await Session.fromGraph(graph, options));
   }
 
