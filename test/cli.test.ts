@@ -390,7 +390,7 @@ test("bench: train --json on a small config; an unknown benchmark is a usage err
   assertFails(
     await cli(["bench", "nope"]),
     2,
-    /unknown benchmark "nope" \(valid: forward, decode, train, serve, all\)/,
+    /unknown benchmark "nope" \(valid: forward, decode, train, serve, quant, all\)/,
   );
   assertFails(await cli(["bench"]), 2, /which benchmark/);
 });

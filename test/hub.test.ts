@@ -19,6 +19,7 @@ import {
   pullRepo,
   UnsafeListingError,
 } from "../src/format/hub.js";
+import { cli } from "./cli-helpers.js";
 import { seededWeights, tinyConfig, tinyTokenizerJson, withTempDir } from "./format-helpers.js";
 
 interface HubFile {
@@ -316,5 +317,36 @@ test("HTTP errors are typed: an unknown repository is a 404 naming it; no hub is
       (e: unknown) =>
         e instanceof HubHttpError && e.status === 404 && /nobody\/nothing/.test(e.message),
     );
+  });
+});
+
+test("unmask pull (HF_ENDPOINT, HF_TOKEN) prints the snapshot, which generate --quant runs", async () => {
+  repos.set("tiny/cli", await tinyRepo("five"));
+  await withTempDir(async (cache) => {
+    requests.length = 0;
+    const r = await cli(["pull", "tiny/cli", "--cache", cache, "--json"], {
+      env: { HF_ENDPOINT: endpoint, HF_TOKEN: "hf_cli" },
+    });
+    assert.equal(r.code, 0, r.stderr);
+    const out = JSON.parse(r.stdout) as { snapshot: string; commit: string; files: number };
+    assert.equal(out.commit, repos.get("tiny/cli")!.commit);
+    assert.equal(out.files, 4);
+    assert.ok(requests.length > 0 && requests.every((q) => q.auth === "Bearer hf_cli"));
+    const g = await cli([
+      "generate",
+      "ab",
+      "-m",
+      out.snapshot,
+      "-n",
+      "4",
+      "--quant",
+      "int4",
+      "--json",
+    ]);
+    assert.equal(g.code, 0, g.stderr);
+    assert.equal(typeof (JSON.parse(g.stdout) as { text: unknown }).text, "string");
+    const bad = await cli(["pull", "not a repo"]);
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /OWNER\/NAME/);
   });
 });

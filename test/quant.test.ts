@@ -43,7 +43,7 @@ test("block quantization: every weight within half a step of its value; padding 
   for (const bits of [4, 8] as const) {
     for (const [out, inDim] of [
       [5, 64],
-      [3, 40], // a last block of 8 inputs, padded to 32
+      [3, 40], // a last block of 8 inputs, padded to a whole block
     ]) {
       const w = seeded(out * inDim, bits + inDim);
       const q = quantizeBlocks(w, out, inDim, bits);

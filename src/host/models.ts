@@ -10,6 +10,7 @@ import { loadCheckpoint, type Tokenizer, TokenizerError } from "../format/index.
 import { PromptTemplate } from "../format/template.js";
 import type { ModelConfig } from "../model/config.js";
 import { type EngineOptions, OnnxModel } from "../model/engine.js";
+import type { FamilyName } from "../model/families.js";
 import type { LanguageModel } from "../model/types.js";
 import { ModelNotFoundError } from "./errors.js";
 
@@ -63,9 +64,13 @@ export function decoderOf(config: ModelConfig): Decoder {
 }
 
 /** Loads a checkpoint folder (validated by the format seam) into an ONNX Runtime model. */
-export async function loadModel(dir: string, options: EngineOptions = {}): Promise<LoadedModel> {
-  const checkpoint = await loadCheckpoint(dir);
-  const model = await OnnxModel.create(checkpoint.config, checkpoint.weights, options);
+export async function loadModel(
+  dir: string,
+  options: EngineOptions & { family?: FamilyName } = {},
+): Promise<LoadedModel> {
+  const { family, ...engine } = options;
+  const checkpoint = await loadCheckpoint(dir, family === undefined ? {} : { family });
+  const model = await OnnxModel.create(checkpoint.config, checkpoint.weights, engine);
   return {
     name: basename(dir),
     dir,

@@ -27,7 +27,7 @@ export interface EngineOptions extends SessionOptions {
   weightType?: "float32" | "float16";
   /**
    * Quantize the layers' linear weights while the graph is built (src/model/quant.ts): int8 or
-   * int4 in blocks of 32 inputs (MatMulNBits). Embeddings, norms and the LM head stay in
+   * int4 in blocks of 16 inputs (MatMulNBits). Embeddings, norms and the LM head stay in
    * weightType.
    */
   quant?: QuantType;
