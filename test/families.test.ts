@@ -25,6 +25,7 @@ import { type FamilyName, familyByName } from "../src/model/families.js";
 import { ReferenceModel } from "../src/model/reference.js";
 import type { LanguageModel } from "../src/model/types.js";
 import { seededWeights, tinyTokenizerJson, withTempDir } from "./format-helpers.js";
+import { relativeError } from "./tiny-config.js";
 
 const models: LanguageModel[] = [];
 after(async () => {
@@ -285,17 +286,6 @@ async function collect(gen: AsyncGenerator<StepEvent, DecodeResult, undefined>) 
     const next = await gen.next();
     if (next.done) return next.value;
   }
-}
-
-/** Largest |a − b| over the largest |b|. */
-function relativeError(a: Float32Array, b: Float32Array): number {
-  let diff = 0;
-  let scale = 0;
-  for (let i = 0; i < a.length; i++) {
-    diff = Math.max(diff, Math.abs(a[i] - b[i]));
-    scale = Math.max(scale, Math.abs(b[i]));
-  }
-  return diff / scale;
 }
 
 for (const [label, layout] of Object.entries(layouts)) {

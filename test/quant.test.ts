@@ -18,7 +18,7 @@ import {
 import { randomWeights } from "../src/model/random.js";
 import { ReferenceModel } from "../src/model/reference.js";
 import { floatTensor, Session } from "../src/runtime/session.js";
-import { tinyModelConfig } from "./tiny-config.js";
+import { relativeError, tinyModelConfig } from "./tiny-config.js";
 
 function seeded(n: number, seed: number): Float32Array {
   let s = seed;
@@ -26,17 +26,6 @@ function seeded(n: number, seed: number): Float32Array {
     s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
     return s / 2 ** 31 - 1;
   });
-}
-
-/** Largest |a − b| over the largest |b|. */
-function relativeError(a: Float32Array, b: Float32Array): number {
-  let diff = 0;
-  let scale = 0;
-  for (let i = 0; i < a.length; i++) {
-    diff = Math.max(diff, Math.abs(a[i] - b[i]));
-    scale = Math.max(scale, Math.abs(b[i]));
-  }
-  return diff / scale;
 }
 
 test("block quantization: every weight within half a step of its value; padding stays out", () => {
