@@ -9,21 +9,9 @@ import { randomWeights } from "../src/model/random.js";
 import { ReferenceModel } from "../src/model/reference.js";
 import { ForwardRequestError } from "../src/model/request.js";
 import type { ForwardRequest, KvCache, LanguageModel } from "../src/model/types.js";
-import { tinyModelConfig } from "./tiny-config.js";
+import { relativeError, tinyModelConfig } from "./tiny-config.js";
 
 const tinyConfig = (over: Record<string, unknown> = {}): ModelConfig => tinyModelConfig(over);
-
-/** max |a - b| / max |b|: the error relative to the reference's scale. */
-function relativeError(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  assert.equal(a.length, b.length, "lengths differ");
-  let diff = 0;
-  let scale = 0;
-  for (let i = 0; i < a.length; i++) {
-    diff = Math.max(diff, Math.abs(a[i] - b[i]));
-    scale = Math.max(scale, Math.abs(b[i]));
-  }
-  return diff / scale;
-}
 
 const tokens = (n: number, seed = 1, vocab = 23) =>
   Int32Array.from({ length: n }, (_, i) => (i * 7 + seed * 13) % vocab);

@@ -60,10 +60,13 @@ const special = [
   "[FIM_SUFFIX]",
 ];
 
-/** A byte-level BPE tokenizer.json over "a", "b", "c", space, newline, with one merge "ab". */
-export function tinyTokenizerJson(): Record<string, unknown> {
+/**
+ * A byte-level BPE tokenizer.json over "a", "b", "c", space, newline, with one merge "ab", after
+ * the special tokens `specials` (ids 0, 1, ...).
+ */
+export function tinyTokenizerJson(specials: readonly string[] = special): Record<string, unknown> {
   const vocab: Record<string, number> = {};
-  special.forEach((t, i) => {
+  specials.forEach((t, i) => {
     vocab[t] = i;
   });
   for (const t of ["a", "b", "c", "Ġ", "Ċ", "ab"]) vocab[t] = Object.keys(vocab).length;
@@ -71,7 +74,7 @@ export function tinyTokenizerJson(): Record<string, unknown> {
     version: "1.0",
     truncation: null,
     padding: null,
-    added_tokens: special.map((content, id) => ({
+    added_tokens: specials.map((content, id) => ({
       id,
       content,
       single_word: false,

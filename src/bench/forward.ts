@@ -35,7 +35,9 @@ export const bench110M = parseModelConfig({
 
 /** The shape of Open-dCoder 0.5B (Qwen2.5-0.5B): random weights, same work per token. */
 export const benchQwen05B = parseModelConfig({
-  model_type: "qwen2",
+  model_type: "unmask",
+  attention_bias: true,
+  logit_shift: true,
   vocab_size: 151936,
   hidden_size: 896,
   num_hidden_layers: 24,

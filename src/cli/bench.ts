@@ -6,6 +6,7 @@ import inspector from "node:inspector";
 import { dirname, join, resolve } from "node:path";
 import { benchForward, type ForwardBenchResult } from "../bench/forward.js";
 import { benchLoad, type LoadMeasure } from "../bench/load.js";
+import { benchQuant, type QuantBenchResult } from "../bench/quant.js";
 import {
   type BlockPoint,
   benchSizes,
@@ -17,10 +18,11 @@ import {
 import { benchTrain, type TrainBenchResult } from "../bench/train.js";
 import { benchDecode, type DecodeBenchResult, type DecodeSpeed } from "../diffusion/bench.js";
 import { type PresetName, presetNames } from "../diffusion/options.js";
-import type { Tokenizer } from "../format/index.js";
+import { loadCheckpoint, type Tokenizer } from "../format/index.js";
 import { defaultArModelName, defaultModelName, loadModel } from "../host/models.js";
 import { type ModelConfig, parseModelConfig } from "../model/config.js";
 import { OnnxModel } from "../model/engine.js";
+import { quantTypes } from "../model/quant.js";
 import { randomWeights } from "../model/random.js";
 import type { LanguageModel } from "../model/types.js";
 import { benchServe, type ServeBenchOptions, type ServeSpeed } from "../serve/bench.js";
@@ -376,7 +378,47 @@ const loadBench: Bench = {
   },
 };
 
-const benches: Bench[] = [forward, decode, train, serveBench, sizesBench, loadBench, claim];
+const quant: Bench = {
+  name: "quant",
+  reads: ["model", "corpus", "rows", "runs"],
+  summary:
+    "int8/int4 weights: top-1 agreement with float32 at masked positions of held-out canvases (needs a corpus; not in 'all'), and forward speed against float32",
+  async run(parsed, say) {
+    const dir = resolve(
+      stringOption(parsed, "model") ?? join(packageRoot(), "models", defaultModelName),
+    );
+    const corpus = join(
+      resolve(stringOption(parsed, "corpus") ?? join(packageRoot(), ".cache", "corpus")),
+      "valid.jsonl",
+    );
+    if (!existsSync(corpus)) {
+      throw new UsageError(
+        `bench quant: ${corpus} not found (run 'unmask corpus', or --corpus DIR)`,
+      );
+    }
+    const r: QuantBenchResult = await benchQuant({
+      checkpoint: await loadCheckpoint(dir),
+      corpus,
+      rows: intOption(parsed, "rows", 1),
+      runs: intOption(parsed, "runs", 1),
+      progress: say,
+    });
+    return {
+      json: r,
+      lines: [
+        `top-1 agreement with float32 at ${r.masked_positions} masked positions of ${r.canvases} held-out canvases (${r.model}):`,
+        ...quantTypes.map((q) => `  ${q}: ${(100 * r.agreement[q]).toFixed(2)}%`),
+        `forward pass, ${r.speed_model}: float32 ${formatSeconds(r.float32_ms)}`,
+        ...quantTypes.map(
+          (q) =>
+            `  ${q}: ${formatSeconds(r.quant_ms[q])} (${r.speedup[q].toFixed(2)}× float32's speed)`,
+        ),
+      ],
+    };
+  },
+};
+
+const benches: Bench[] = [forward, decode, train, serveBench, sizesBench, loadBench, claim, quant];
 
 const spec: CommandSpec = {
   name: "bench",
@@ -417,7 +459,7 @@ ${benches.map((b) => `  ${b.name.padEnd(9)}${b.summary}`).join("\n")}`,
       short: "m",
       value: "DIR",
       description:
-        "decode: the diffusion checkpoint (with --ar-model; default: the embedded pair, or random weights of their shape); claim: diffusion checkpoints, comma-separated (default: the embedded one)",
+        "decode: the diffusion checkpoint (with --ar-model; default: the embedded pair, or random weights of their shape); claim: diffusion checkpoints, comma-separated (default: the embedded one); quant: the model (default: the embedded one)",
     },
     {
       name: "ar-model",
@@ -430,7 +472,7 @@ ${benches.map((b) => `  ${b.name.padEnd(9)}${b.summary}`).join("\n")}`,
       type: "string",
       value: "DIR",
       description:
-        "claim: the corpus folder with valid.jsonl, the held-out files (default: .cache/corpus)",
+        "claim, quant: the corpus folder with valid.jsonl, the held-out files (default: .cache/corpus)",
     },
     {
       name: "tasks",
@@ -482,7 +524,7 @@ ${benches.map((b) => `  ${b.name.padEnd(9)}${b.summary}`).join("\n")}`,
       name: "rows",
       type: "string",
       value: "N",
-      description: "train: sequences per batch (default 16)",
+      description: "train: sequences per batch (default 16); quant: held-out canvases (default 16)",
     },
     {
       name: "sizes",
@@ -520,6 +562,7 @@ ${benches.map((b) => `  ${b.name.padEnd(9)}${b.summary}`).join("\n")}`,
     "unmask bench sizes --plot docs/sizes.svg  # where diffusion can win, by model size",
     "unmask bench all --json > bench.json",
     "unmask bench claim --corpus .cache/corpus --tasks 16 --infill-tasks 16 --json",
+    "unmask bench quant --corpus .cache/corpus --rows 16",
   ],
   maxPositionals: 1,
 };
@@ -531,9 +574,11 @@ async function run(argv: string[], context: Context): Promise<number> {
   if (which === undefined) {
     throw new UsageError(`bench: which benchmark? (${[...names, "all"].join(", ")})`);
   }
-  // claim needs a corpus and minutes: it runs when named
+  // claim and quant need a corpus (and claim minutes): they run when named
   const chosen =
-    which === "all" ? benches.filter((b) => b !== claim) : benches.filter((b) => b.name === which);
+    which === "all"
+      ? benches.filter((b) => b !== claim && b !== quant)
+      : benches.filter((b) => b.name === which);
   if (chosen.length === 0) {
     throw new UsageError(
       `bench: unknown benchmark ${JSON.stringify(which)} (valid: ${[...names, "all"].join(", ")})`,

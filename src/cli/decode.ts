@@ -19,6 +19,8 @@ import {
   type DecodeSettings,
   diffusionOptions as hostDiffusionOptions,
 } from "../host/options.js";
+import { type FamilyName, familyNames } from "../model/families.js";
+import { type QuantType, quantTypes } from "../model/quant.js";
 import {
   flag,
   intOption,
@@ -50,6 +52,18 @@ export const modelOption: OptionSpec = {
 export function decodeOptions(length: string): OptionSpec[] {
   return [
     modelOption,
+    {
+      name: "quant",
+      type: "string",
+      value: "TYPE",
+      description: `quantize the model's linear layers while loading: ${quantTypes.join(" or ")} (default: as stored)`,
+    },
+    {
+      name: "family",
+      type: "string",
+      value: "NAME",
+      description: `read the checkpoint as this family (${familyNames.join(", ")}; default: from its config.json; open-dcoder must be named)`,
+    },
     {
       name: "strategy",
       type: "string",
@@ -134,6 +148,8 @@ export function strategiesSection(): [string, string] {
 
 export interface DecodeFlags {
   modelDir: string | undefined;
+  /** --quant and --family: how the checkpoint is read. */
+  load: { quant?: QuantType; family?: FamilyName };
   /** The AR twin's folder when --ar-model was given. */
   arModelDir: string | undefined;
   ar: boolean;
@@ -187,8 +203,28 @@ export function decodeFlags(parsed: Parsed): DecodeFlags {
   } catch (error) {
     throw asUsageError(error, ar);
   }
+  const load: DecodeFlags["load"] = {};
+  const quant = stringOption(parsed, "quant");
+  if (quant !== undefined) {
+    if (!quantTypes.includes(quant as QuantType)) {
+      throw new UsageError(
+        `--quant: expected ${quantTypes.join(" or ")}, got ${JSON.stringify(quant)}`,
+      );
+    }
+    load.quant = quant as QuantType;
+  }
+  const family = stringOption(parsed, "family");
+  if (family !== undefined) {
+    if (!familyNames.includes(family as FamilyName)) {
+      throw new UsageError(
+        `--family: expected one of ${familyNames.join(", ")}, got ${JSON.stringify(family)}`,
+      );
+    }
+    load.family = family as FamilyName;
+  }
   return {
     modelDir: stringOption(parsed, "model"),
+    load,
     arModelDir,
     ar,
     settings,
@@ -223,7 +259,10 @@ export async function loadForFlags(flags: DecodeFlags): Promise<LoadedModel> {
   const parameter = flags.ar ? "--ar-model" : "--model";
   try {
     const given = flags.ar ? flags.arModelDir : flags.modelDir;
-    const loaded = await loadModel(resolveModelDir(given, flags.settings.decoder, parameter));
+    const loaded = await loadModel(
+      resolveModelDir(given, flags.settings.decoder, parameter),
+      flags.load,
+    );
     try {
       const hint = flags.ar ? "" : " (--ar --ar-model DIR)";
       checkModelFor(loaded.config, flags.settings.decoder, parameter, hint);

@@ -59,6 +59,11 @@ const commands: { name: string; summary: string; load: () => Promise<Command> }[
     summary: "measure speed: forward pass and training step against the engine's MatMul peak",
     load: async () => (await import("./bench.js")).bench,
   },
+  {
+    name: "pull",
+    summary: "download a model repository from the Hugging Face hub into the local cache",
+    load: async () => (await import("./pull.js")).pull,
+  },
 ];
 
 function topHelp(): string {

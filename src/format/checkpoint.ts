@@ -12,13 +12,15 @@ import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import {
   ConfigError,
+  checkTokenIds,
   configToJson,
   type ModelConfig,
   parameterShapes,
-  parseModelConfig,
+  parseFamilyConfig,
   type WeightReader,
   type Weights,
 } from "../model/config.js";
+import type { Family, FamilyName } from "../model/families.js";
 import { CheckpointError } from "./errors.js";
 import { f32ToBF16, f32ToF16 } from "./half.js";
 import {
@@ -53,6 +55,11 @@ export interface Checkpoint<T extends Tokenizer | null = Tokenizer> {
 export interface LoadOptions {
   /** Load tokenizer.json (default true); false loads config and weights alone. */
   tokenizer?: boolean;
+  /**
+   * Read the folder as this family (src/model/families.ts) instead of the one its config.json
+   * names: needed for Open-dCoder, whose config.json is an ordinary Qwen2 one.
+   */
+  family?: FamilyName;
 }
 
 /** Reads a JSON object file; a syntax error is a ConfigError naming the file. */
@@ -82,20 +89,25 @@ export class CheckpointWeights implements WeightReader {
     /** model.safetensors or the shards' index (for messages). */
     readonly source: string,
     private readonly byTensor: Map<string, SafetensorsReader>,
-    /** The parameters, in parameterShapes order. */
-    readonly names: readonly string[],
+    /** Our parameter names (parameterShapes order) → the names the file stores them under. */
+    private readonly stored: ReadonlyMap<string, string>,
   ) {}
 
+  /** The parameters, in parameterShapes order. */
+  get names(): string[] {
+    return [...this.stored.keys()];
+  }
+
   has(name: string): boolean {
-    return this.names.includes(name);
+    return this.stored.has(name);
   }
 
   read(name: string): Float32Array {
-    const reader = this.byTensor.get(name);
-    if (reader === undefined || !this.has(name)) {
+    const stored = this.stored.get(name);
+    if (stored === undefined) {
       throw new CheckpointError(this.source, name, "not a parameter of this checkpoint");
     }
-    return reader.readFloat32Sync(name, this.scratch);
+    return this.byTensor.get(stored)!.readFloat32Sync(stored, this.scratch);
   }
 
   /** Every parameter as fp32. */
@@ -162,7 +174,13 @@ export async function openCheckpoint(
   const rawConfig = await readConfigJson(configFile);
   const generationFile = join(dir, generationFileName);
   const generation = existsSync(generationFile) ? await readConfigJson(generationFile) : {};
-  const config = parseModelConfig(rawConfig, configFile, generation, generationFile);
+  const { config, family } = parseFamilyConfig(
+    rawConfig,
+    configFile,
+    generation,
+    generationFile,
+    options.family,
+  );
 
   let tokenizer: Tokenizer | null = null;
   if (options.tokenizer !== false) {
@@ -182,17 +200,49 @@ export async function openCheckpoint(
         `the tokenizer has ${tokenizer.vocabSize} token ids but ${configFile} has vocab_size ${config.vocabSize}`,
       );
     }
+    tokensFromTokenizer(config, family, tokenizer);
+    checkTokenIds(config, file);
+  }
+  if (family.maskFromTokenizer && config.maskTokenId === null) {
+    throw new ConfigError(
+      join(dir, "tokenizer_config.json"),
+      "mask_token",
+      `a ${family.name} checkpoint takes its mask token from the tokenizer, and this one has none`,
+    );
   }
 
-  const weights = await openWeights(dir, config, configFile);
+  const weights = await openWeights(dir, config, configFile, family);
   return { dir, config, weights, tokenizer, generation };
 }
 
-/** Opens model.safetensors or the sharded index and checks every tensor against the config. */
+/**
+ * The special tokens a family takes from its tokenizer rather than config.json: the end-of-turn
+ * token (LLaDA's <|eot_id|>, Qwen's <|im_end|>) and, for Open-dCoder, the mask.
+ */
+function tokensFromTokenizer(config: ModelConfig, family: Family, tokenizer: Tokenizer): void {
+  if (config.eotTokenId == null) {
+    for (const spelling of family.endOfTurn) {
+      const id = tokenizer.tokenToId(spelling);
+      if (id !== null && id !== config.eosTokenId) {
+        config.eotTokenId = id;
+        break;
+      }
+    }
+  }
+  if (family.maskFromTokenizer && config.maskTokenId === null) {
+    config.maskTokenId = tokenizer.specialTokens.mask;
+  }
+}
+
+/**
+ * Opens model.safetensors or the sharded index and checks every tensor (under the family's
+ * names) against the config; the weights are read later, on demand.
+ */
 async function openWeights(
   dir: string,
   config: ModelConfig,
   configFile: string,
+  family: Family,
 ): Promise<CheckpointWeights> {
   const single = join(dir, weightsFileName);
   const index = join(dir, indexFileName);
@@ -202,7 +252,7 @@ async function openWeights(
     source = single;
     const reader = await SafetensorsReader.open(single);
     byTensor = new Map([...reader.tensors.keys()].map((name) => [name, reader]));
-    if (byTensor.size === 0) await reader.close(); // closeAll would not see it
+    if (byTensor.size === 0) await reader.close(); // closeAll below would not see it
   } else if (existsSync(index)) {
     source = index;
     byTensor = await openShards(index);
@@ -210,9 +260,12 @@ async function openWeights(
     throw new CheckpointError(single, null, `not found, nor ${indexFileName}`);
   }
   try {
-    const expected = parameterShapes(config);
-    const names = new Set(expected.map((p) => p.name));
-    for (const { name, shape } of expected) {
+    const expected = parameterShapes(config).map((p) => ({
+      ...p,
+      stored: family.tensorName(p.name),
+    }));
+    const names = new Set(expected.map((p) => p.stored));
+    for (const { stored: name, shape } of expected) {
       const reader = byTensor.get(name);
       if (!reader) {
         throw new CheckpointError(
@@ -236,7 +289,7 @@ async function openWeights(
     for (const [name, reader] of byTensor) {
       if (names.has(name) || ignoredTensors.some((re) => re.test(name))) continue;
       // Tied embeddings: a stored copy of the head is allowed and ignored.
-      if (config.tieWordEmbeddings && name === "lm_head.weight") continue;
+      if (config.tieWordEmbeddings && name === family.tensorName("lm_head.weight")) continue;
       throw new CheckpointError(
         reader.file,
         name,
@@ -246,7 +299,7 @@ async function openWeights(
     return new CheckpointWeights(
       source,
       byTensor,
-      expected.map((p) => p.name),
+      new Map(expected.map((p) => [p.name, p.stored])),
     );
   } catch (error) {
     await closeAll(byTensor.values());

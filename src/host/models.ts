@@ -10,6 +10,7 @@ import { openCheckpoint, type Tokenizer, TokenizerError } from "../format/index.
 import { PromptTemplate } from "../format/template.js";
 import type { ModelConfig } from "../model/config.js";
 import { type EngineOptions, OnnxModel } from "../model/engine.js";
+import type { FamilyName } from "../model/families.js";
 import type { LanguageModel } from "../model/types.js";
 import { ModelNotFoundError } from "./errors.js";
 
@@ -66,11 +67,15 @@ export function decoderOf(config: ModelConfig): Decoder {
  * Loads a checkpoint folder (validated by the format seam) into an ONNX Runtime model, its
  * weights streamed into the session tensor by tensor (never all held in JavaScript).
  */
-export async function loadModel(dir: string, options: EngineOptions = {}): Promise<LoadedModel> {
-  const checkpoint = await openCheckpoint(dir);
+export async function loadModel(
+  dir: string,
+  options: EngineOptions & { family?: FamilyName } = {},
+): Promise<LoadedModel> {
+  const { family, ...engine } = options;
+  const checkpoint = await openCheckpoint(dir, family === undefined ? {} : { family });
   let model: OnnxModel;
   try {
-    model = await OnnxModel.create(checkpoint.config, checkpoint.weights, options);
+    model = await OnnxModel.create(checkpoint.config, checkpoint.weights, engine);
   } finally {
     await checkpoint.weights.close();
   }

@@ -2,10 +2,12 @@
 // (+ `generation_config.json`). Model quirks are data: every difference between LLaDA, Dream,
 // DiffuCoder, Open-dCoder and our own models is a field here, never a branch on a model name.
 
+import { detectFamily, type Family, type FamilyName } from "./families.js";
+
 export type AttentionKind = "full" | "causal" | "block_causal";
 
 export interface ModelConfig {
-  /** `model_type` of the config file, kept for provenance only (never branched on). */
+  /** The family the config was read as (src/model/families.ts), for provenance only. */
   modelType: string;
   vocabSize: number;
   hiddenSize: number;
@@ -30,6 +32,8 @@ export interface ModelConfig {
   padTokenId: number | null;
   bosTokenId: number | null;
   eosTokenId: number | null;
+  /** A token that ends a turn besides EOS (LLaDA's <|eot_id|>, Dream's <|im_end|>); absent: none. */
+  eotTokenId?: number | null;
 }
 
 export class ConfigError extends Error {
@@ -44,14 +48,6 @@ export class ConfigError extends Error {
   }
 }
 
-/** Per-family defaults for keys that a family's config.json leaves implicit. */
-const familyDefaults: Record<string, Record<string, unknown>> = {
-  qwen2: { attention_bias: true },
-  Dream: { attention_bias: true, logit_shift: true, attention_mask: "full" },
-  llama: {},
-  unmask: {},
-};
-
 /** Keys found in HF config files that do not change the forward pass. */
 const ignoredKeys = new Set([
   "architectures",
@@ -60,22 +56,31 @@ const ignoredKeys = new Set([
   "transformers_version",
   "use_cache",
   "initializer_range",
-  "sliding_window",
-  "use_sliding_window",
-  "max_window_layers",
   "attention_dropout",
-  "rope_scaling",
   "pretraining_tp",
-  "mlp_bias",
   "model_type",
   "_name_or_path",
   "bos_token_id",
   "eos_token_id",
   "pad_token_id",
   "mask_token_id",
+  "eot_token_id",
   "dtype",
-  "layer_types",
+  // transformers' Qwen2 reads these two only under use_sliding_window, checked below
+  "sliding_window",
+  "max_window_layers",
 ]);
+
+/**
+ * Keys that change the forward pass unless they hold the one value this engine implements: any
+ * other value is a ConfigError, never ignored.
+ */
+const inertValues: Record<string, (v: unknown) => boolean> = {
+  rope_scaling: (v) => v === null,
+  use_sliding_window: (v) => v === false,
+  mlp_bias: (v) => v === false,
+  layer_types: (v) => Array.isArray(v) && v.every((t) => t === "full_attention"),
+};
 
 const knownKeys = new Set([
   "vocab_size",
@@ -99,27 +104,49 @@ const knownKeys = new Set([
 const supportedActivations = ["silu"];
 
 /**
- * Parses a config.json object (and optionally generation_config.json) into a ModelConfig.
- * Throws ConfigError naming the file and field on a missing field, a wrong type, an unknown key
- * or an unsupported value.
+ * Parses a config.json object (and optionally generation_config.json) into a ModelConfig. The
+ * config may be in any supported family's keys (src/model/families.ts); `family` picks one by
+ * name where the config cannot tell (Open-dCoder). Throws ConfigError naming the file and field
+ * on a missing field, a wrong type, an unknown key or model type, or an unsupported value.
  */
 export function parseModelConfig(
   raw: unknown,
   file = "config.json",
   generation: unknown = {},
   generationFile = "generation_config.json",
+  family?: FamilyName,
 ): ModelConfig {
+  return parseFamilyConfig(raw, file, generation, generationFile, family).config;
+}
+
+/** parseModelConfig, also returning the family the config was read as. */
+export function parseFamilyConfig(
+  raw: unknown,
+  file = "config.json",
+  generation: unknown = {},
+  generationFile = "generation_config.json",
+  asked?: FamilyName,
+): { config: ModelConfig; family: Family } {
   if (typeof raw !== "object" || raw === null || Array.isArray(raw)) {
     throw new ConfigError(file, "(root)", "expected a JSON object");
   }
-  const given = raw as Record<string, unknown>;
-  const modelType = typeof given.model_type === "string" ? given.model_type : "unmask";
-  for (const key of Object.keys(given)) {
-    if (!knownKeys.has(key) && !ignoredKeys.has(key)) {
+  const family = detectFamily(raw as Record<string, unknown>, file, asked);
+  const c = family.toCanonical(raw as Record<string, unknown>, file);
+  const modelType = family.name;
+  for (const [key, value] of Object.entries(c)) {
+    const inert = inertValues[key];
+    if (inert !== undefined) {
+      if (!inert(value)) {
+        throw new ConfigError(
+          file,
+          key,
+          `${JSON.stringify(value)} changes the forward pass and is not implemented`,
+        );
+      }
+    } else if (!knownKeys.has(key) && !ignoredKeys.has(key)) {
       throw new ConfigError(file, key, "unknown config key");
     }
   }
-  const c: Record<string, unknown> = { ...(familyDefaults[modelType] ?? {}), ...given };
   const gen =
     typeof generation === "object" && generation !== null
       ? (generation as Record<string, unknown>)
@@ -235,19 +262,41 @@ export function parseModelConfig(
     bosTokenId: tokenId("bos_token_id"),
     eosTokenId: tokenId("eos_token_id"),
   };
-  for (const key of ["maskTokenId", "padTokenId", "bosTokenId", "eosTokenId"] as const) {
-    const id = config[key];
-    if (id !== null && id >= vocabSize) {
-      throw new ConfigError(file, key, `token id ${id} is outside the vocabulary (${vocabSize})`);
-    }
-  }
-  return config;
+  const eot = tokenId("eot_token_id");
+  if (eot !== null) config.eotTokenId = eot;
+  checkTokenIds(config, file);
+  return { config, family };
 }
 
-/** Writes a ModelConfig back as a Hugging Face style config.json object. */
+const tokenFields = {
+  maskTokenId: "mask_token_id",
+  padTokenId: "pad_token_id",
+  bosTokenId: "bos_token_id",
+  eosTokenId: "eos_token_id",
+  eotTokenId: "eot_token_id",
+} as const;
+
+/** Throws ConfigError naming the field of a special-token id outside the vocabulary. */
+export function checkTokenIds(config: ModelConfig, file: string): void {
+  for (const [key, field] of Object.entries(tokenFields) as [keyof typeof tokenFields, string][]) {
+    const id = config[key];
+    if (id !== null && id !== undefined && id >= config.vocabSize) {
+      throw new ConfigError(
+        file,
+        field,
+        `token id ${id} is outside the vocabulary (vocab_size ${config.vocabSize})`,
+      );
+    }
+  }
+}
+
+/**
+ * Writes a ModelConfig back as a config.json object in the project's own format (family
+ * `unmask`, whatever family it was read from: the weights are saved under our names too).
+ */
 export function configToJson(config: ModelConfig): Record<string, unknown> {
   return {
-    model_type: config.modelType,
+    model_type: "unmask",
     vocab_size: config.vocabSize,
     hidden_size: config.hiddenSize,
     num_hidden_layers: config.numLayers,
@@ -268,17 +317,18 @@ export function configToJson(config: ModelConfig): Record<string, unknown> {
     pad_token_id: config.padTokenId,
     bos_token_id: config.bosTokenId,
     eos_token_id: config.eosTokenId,
+    ...(config.eotTokenId == null ? {} : { eot_token_id: config.eotTokenId }),
   };
 }
 
-/** Number of parameters, counting a tied head once. */
 /** The ids that end a text: EOS and pad, distinct, those the config has and that are not the mask. */
 export function endTokenIds(config: ModelConfig): number[] {
-  return [...new Set([config.eosTokenId, config.padTokenId])].filter(
-    (t): t is number => t !== null && t !== config.maskTokenId,
+  return [...new Set([config.eosTokenId, config.eotTokenId, config.padTokenId])].filter(
+    (t): t is number => t !== null && t !== undefined && t !== config.maskTokenId,
   );
 }
 
+/** Number of parameters, counting a tied head once. */
 export function parameterCount(config: ModelConfig): number {
   return parameterShapes(config).reduce((n, p) => n + p.shape.reduce((a, b) => a * b, 1), 0);
 }

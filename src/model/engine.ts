@@ -13,6 +13,7 @@ import {
   type SessionOptions,
 } from "../runtime/session.js";
 import { type ModelConfig, parameterShapes, type WeightReader, type Weights } from "./config.js";
+import { blockLinear, type QuantType, quantBits, quantizeBlocks } from "./quant.js";
 import { resolveForwardRequest, WeightsError } from "./request.js";
 import { statsFeeds, statsInputs, stepStatistics } from "./stats.js";
 import { transformer } from "./transformer.js";
@@ -24,45 +25,57 @@ export interface EngineOptions extends SessionOptions {
    * float32 inside the graph: the form a GPU or browser backend computes in half precision).
    */
   weightType?: "float32" | "float16";
+  /**
+   * Quantize the layers' linear weights while the graph is built (src/model/quant.ts): int8 or
+   * int4 in blocks of 16 inputs (MatMulNBits). Embeddings, norms and the LM head stay in
+   * weightType.
+   */
+  quant?: QuantType;
 }
 
 /**
- * Builds the inference graph: weights become initializers — read when the graph is serialised
- * when they come from a WeightReader (streamed into the session one tensor at a time).
+ * Builds the inference graph: weights become initializers, each read (and converted or
+ * quantized) when the graph is serialised — from a WeightReader, that streams a checkpoint into
+ * the session one tensor at a time.
  */
 export function buildInferenceGraph(
   config: ModelConfig,
   weights: Weights | WeightReader,
   weightType: EngineOptions["weightType"] = "float32",
+  quant?: QuantType,
 ): Graph {
   const g = new Graph("unmask-forward");
   const expected = new Map(parameterShapes(config).map((p) => [p.name, p.shape]));
   const made = new Map<string, Tensor>();
-  const param = (name: string): Tensor => {
-    const shape = expected.get(name);
-    if (!shape) throw new WeightsError(name, "not a parameter of this config");
+  /** The weight's values, read when called (checked to exist now). */
+  const reader = (name: string): (() => Float32Array) => {
+    if (!expected.has(name)) throw new WeightsError(name, "not a parameter of this config");
     if (!weights.has(name)) throw new WeightsError(name, "missing weight");
-    const read = weights instanceof Map ? () => weights.get(name)! : () => weights.read(name);
+    return weights instanceof Map ? () => weights.get(name)! : () => weights.read(name);
+  };
+  const param = (name: string): Tensor => {
+    const read = reader(name);
+    const shape = expected.get(name)!;
     let t = made.get(name);
     if (!t) {
-      // an in-memory weight is stored as it is; a streamed one is read (and converted) when
-      // its turn comes, then dropped
-      const lazy = !(weights instanceof Map);
       t =
         weightType === "float16"
           ? op.cast(
-              g.initializer(
-                name,
-                "float16",
-                shape,
-                lazy ? () => f32ToF16(read()) : f32ToF16(read()),
-              ),
+              g.initializer(name, "float16", shape, () => f32ToF16(read())),
               "float32",
             )
-          : g.initializer(name, "float32", shape, lazy ? read : read());
+          : g.initializer(name, "float32", shape, read);
       made.set(name, t);
     }
     return t;
+  };
+  /** A layer's linear weight, quantized when its turn comes (each is used once). */
+  const linearOf = (x: Tensor, name: string): Tensor | undefined => {
+    if (quant === undefined) return undefined;
+    const read = reader(name);
+    const [out, inDim] = expected.get(name) as [number, number];
+    const bits = quantBits[quant];
+    return blockLinear(x, name, bits, out, inDim, () => quantizeBlocks(read(), out, inDim, bits));
   };
   const ids = g.input("input_ids", "int32", ["batch", "seq"]);
   const positions = g.input("position_ids", "int32", ["batch", "seq"]);
@@ -78,7 +91,13 @@ export function buildInferenceGraph(
       value: g.input(`past_value_${l}`, "float32", shape),
     });
   }
-  const out = transformer(g, config, param, { ids, positions, bias, modelMask, past, logitIndex });
+  const out = transformer(
+    g,
+    config,
+    param,
+    { ids, positions, bias, modelMask, past, logitIndex },
+    linearOf,
+  );
   g.output(out.logits, "logits");
   const stats = stepStatistics(out.logits, config.vocabSize, statsInputs(g));
   g.output(stats.ids, "top_ids");
@@ -113,7 +132,7 @@ export class OnnxModel implements LanguageModel {
     weights: Weights | WeightReader,
     options: EngineOptions = {},
   ): Promise<OnnxModel> {
-    const graph = buildInferenceGraph(config, weights, options.weightType);
+    const graph = buildInferenceGraph(config, weights, options.weightType, options.quant);
     return new OnnxModel(config, await Session.fromGraph(graph, options));
   }
 

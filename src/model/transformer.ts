@@ -37,6 +37,12 @@ export interface TransformerOutputs {
 export type ParameterSource = (name: string) => Tensor;
 
 /**
+ * x @ Wᵀ for the layer weight `name` in a form of its own (quantized, src/model/quant.ts), or
+ * undefined: then the float weight from the ParameterSource.
+ */
+export type LinearSource = (x: Tensor, name: string) => Tensor | undefined;
+
+/**
  * cos and sin of the rotary angles of `positions` [B, N], [B, N, D] float32, HF "rotate_half"
  * layout: angle = position · θ^(−2i/D) for i < D/2, duplicated over both halves. The product is
  * taken in float64 and reduced modulo 2π before the float32 cos/sin, so a position of 100k keeps
@@ -106,6 +112,7 @@ export function transformer(
   config: ModelConfig,
   param: ParameterSource,
   inputs: TransformerInputs,
+  linearOf: LinearSource = () => undefined,
 ): TransformerOutputs {
   const { hiddenSize: h, headDim: d, numKvHeads: hkv, rmsNormEps: eps } = config;
   const groups = config.numHeads / hkv; // query heads per kv head
@@ -128,24 +135,18 @@ export function transformer(
   for (let l = 0; l < config.numLayers; l++) {
     const p = `model.layers.${l}.`;
     const optionalBias = (name: string) => (config.qkvBias ? param(name) : undefined);
+    /** The layer's projection `name` (a [out, in] weight) of x, plus its bias when given. */
+    const project = (x: Tensor, name: string, bias?: Tensor) => {
+      const y = linearOf(x, `${p}${name}`);
+      if (y === undefined) return linear(x, param(`${p}${name}`), bias);
+      return bias ? op.add(y, bias) : y;
+    };
 
     // Attention, grouped-query: query head j uses kv head floor(j / groups).
     const a = rmsNorm(x, param(`${p}input_layernorm.weight`), eps); // [B, N, H]
-    const q0 = linear(
-      a,
-      param(`${p}self_attn.q_proj.weight`),
-      optionalBias(`${p}self_attn.q_proj.bias`),
-    ); // [B, N, Hq·D]
-    const k0 = linear(
-      a,
-      param(`${p}self_attn.k_proj.weight`),
-      optionalBias(`${p}self_attn.k_proj.bias`),
-    ); // [B, N, Hkv·D]
-    const v0 = linear(
-      a,
-      param(`${p}self_attn.v_proj.weight`),
-      optionalBias(`${p}self_attn.v_proj.bias`),
-    ); // [B, N, Hkv·D]
+    const q0 = project(a, "self_attn.q_proj.weight", optionalBias(`${p}self_attn.q_proj.bias`)); // [B, N, Hq·D]
+    const k0 = project(a, "self_attn.k_proj.weight", optionalBias(`${p}self_attn.k_proj.bias`)); // [B, N, Hkv·D]
+    const v0 = project(a, "self_attn.v_proj.weight", optionalBias(`${p}self_attn.v_proj.bias`)); // [B, N, Hkv·D]
     const q1 = op.transpose(op.reshape(q0, [0, 0, hkv, groups, d]), [0, 2, 3, 1, 4]); // [B, Hkv, G, N, D]
     const k1 = op.transpose(op.reshape(k0, [0, 0, hkv, d]), [0, 2, 1, 3]); // [B, Hkv, N, D]
     const v1 = op.transpose(op.reshape(v0, [0, 0, hkv, d]), [0, 2, 1, 3]); // [B, Hkv, N, D]
@@ -160,14 +161,14 @@ export function transformer(
     const probs = op.softmax(scores, -1); // [B, Hkv, G, N, T]
     const heads = op.matmul(probs, op.unsqueeze(v, [2])); // [B, Hkv, G, N, D]
     const merged = op.reshape(op.transpose(heads, [0, 3, 1, 2, 4]), [0, 0, -1]); // [B, N, Hq·D]
-    x = op.add(x, linear(merged, param(`${p}self_attn.o_proj.weight`))); // [B, N, H]
+    x = op.add(x, project(merged, "self_attn.o_proj.weight")); // [B, N, H]
 
     // SwiGLU MLP: down(silu(gate(m)) · up(m)).
     const m = rmsNorm(x, param(`${p}post_attention_layernorm.weight`), eps); // [B, N, H]
-    const gate = linear(m, param(`${p}mlp.gate_proj.weight`)); // [B, N, I]
-    const up = linear(m, param(`${p}mlp.up_proj.weight`)); // [B, N, I]
+    const gate = project(m, "mlp.gate_proj.weight"); // [B, N, I]
+    const up = project(m, "mlp.up_proj.weight"); // [B, N, I]
     const act = op.mul(op.mul(gate, op.sigmoid(gate)), up); // [B, N, I]
-    x = op.add(x, linear(act, param(`${p}mlp.down_proj.weight`))); // [B, N, H]
+    x = op.add(x, project(act, "mlp.down_proj.weight")); // [B, N, H]
   }
 
   let hidden = rmsNorm(x, param("model.norm.weight"), eps); // [B, N, H]

@@ -1,0 +1,128 @@
+// `unmask bench quant`: what int8 and int4 weights (src/model/quant.ts) cost in answers and gain
+// in speed. Agreement: the embedded diffusion model on held-out canvases (rows of the corpus's
+// valid split, a seeded half of each row's positions masked), the share of masked positions
+// whose top-1 token under quantized weights is float32's. Speed: one forward pass of the 110M
+// benchmark shape (random weights) at a 256-token canvas, float32 and quantized timed in turn.
+
+import { readFile } from "node:fs/promises";
+import type { Checkpoint } from "../format/checkpoint.js";
+import { OnnxModel } from "../model/engine.js";
+import { type QuantType, quantTypes } from "../model/quant.js";
+import { Rng } from "../model/random.js";
+import { bench110M, benchWeights, compareMs, inTurn } from "./forward.js";
+
+type Progress = (message: string) => void;
+
+export interface QuantBenchResult {
+  model: string;
+  canvases: number;
+  masked_positions: number;
+  /** Per quant type: top-1 agreement with float32 at masked positions. */
+  agreement: Record<QuantType, number>;
+  speed_model: string;
+  float32_ms: number;
+  quant_ms: Record<QuantType, number>;
+  /** float32_ms / quant_ms */
+  speedup: Record<QuantType, number>;
+}
+
+/** The first `rows` rows of `length` tokens of the valid split's documents, tokens end to end. */
+async function heldOutCanvases(corpus: string, ckpt: Checkpoint, rows: number, length: number) {
+  const ids: number[] = [];
+  for (const line of (await readFile(corpus, "utf8")).split("\n")) {
+    if (ids.length >= rows * length) break;
+    if (line.trim() === "") continue;
+    ids.push(...ckpt.tokenizer.encode((JSON.parse(line) as { text: string }).text));
+  }
+  const out: Int32Array[] = [];
+  for (let r = 0; r < rows && (r + 1) * length <= ids.length; r++) {
+    out.push(Int32Array.from(ids.slice(r * length, (r + 1) * length)));
+  }
+  return out;
+}
+
+const argmax = (x: Float32Array, at: number, v: number) => {
+  let best = 0;
+  for (let i = 1; i < v; i++) if (x[at * v + i] > x[at * v + best]) best = i;
+  return best;
+};
+
+export async function benchQuant(o: {
+  checkpoint: Checkpoint;
+  corpus: string;
+  rows?: number;
+  runs?: number;
+  progress?: Progress;
+}): Promise<QuantBenchResult> {
+  const say = o.progress ?? (() => {});
+  const { config, weights } = o.checkpoint;
+  const mask = config.maskTokenId;
+  if (mask === null) throw new RangeError("bench quant: the model has no mask token");
+  const length = Math.min(config.maxPositions, 256);
+  const canvases = await heldOutCanvases(o.corpus, o.checkpoint, o.rows ?? 16, length);
+  const rng = new Rng(1234);
+  const masked = canvases.map((row) => {
+    const at = [...row.keys()].filter(() => rng.next() < 0.5);
+    const tokens = Int32Array.from(row);
+    for (const i of at) tokens[i] = mask;
+    return { tokens, at };
+  });
+  const reference = await OnnxModel.create(config, weights, { threads: 1 });
+  const agreement = {} as Record<QuantType, number>;
+  let positions = 0;
+  const topFloat: number[][] = [];
+  for (const m of masked) {
+    const { logits } = await reference.forward({ tokens: m.tokens, rows: 1 });
+    topFloat.push(m.at.map((i) => argmax(logits, i, config.vocabSize)));
+  }
+  await reference.dispose();
+  for (const quant of quantTypes) {
+    say(`agreement: ${quant}…`);
+    const model = await OnnxModel.create(config, weights, { threads: 1, quant });
+    let same = 0;
+    positions = 0;
+    for (const [k, m] of masked.entries()) {
+      const { logits } = await model.forward({ tokens: m.tokens, rows: 1 });
+      m.at.forEach((i, j) => {
+        if (argmax(logits, i, config.vocabSize) === topFloat[k][j]) same++;
+      });
+      positions += m.at.length;
+    }
+    agreement[quant] = same / positions;
+    await model.dispose();
+  }
+
+  const runs = o.runs ?? 7;
+  const w = benchWeights(bench110M);
+  const tokens = Int32Array.from({ length: 256 }, (_, i) => (i * 31) % bench110M.vocabSize);
+  const float = await OnnxModel.create(bench110M, w, inTurn);
+  const quantMs = {} as Record<QuantType, number>;
+  const floatMs: number[] = [];
+  for (const quant of quantTypes) {
+    say(`speed: ${quant} against float32…`);
+    const model = await OnnxModel.create(bench110M, w, { ...inTurn, quant });
+    const [a, b] = await compareMs(
+      () => float.forward({ tokens, rows: 1 }),
+      () => model.forward({ tokens, rows: 1 }),
+      runs,
+    );
+    floatMs.push(a);
+    quantMs[quant] = b;
+    await model.dispose();
+  }
+  await float.dispose();
+  const float32Ms = Math.min(...floatMs);
+  const speedup = {} as Record<QuantType, number>;
+  for (const quant of quantTypes) speedup[quant] = float32Ms / quantMs[quant];
+  return {
+    model: o.checkpoint.dir,
+    canvases: masked.length,
+    masked_positions: positions,
+    agreement,
+    speed_model:
+      "110M (hidden 768, 12 layers, 12 heads, vocab 32000, tied head kept float32), canvas 256",
+    float32_ms: float32Ms,
+    quant_ms: quantMs,
+    speedup,
+  };
+}

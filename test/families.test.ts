@@ -1,0 +1,459 @@
+// Every model family from a tiny random checkpoint written in that checkpoint's own layout (file
+// names, config keys, tensor names, tokenizer files, as the published repositories have them; the
+// sources are cited in src/model/families.ts): it loads, its logits from the ONNX Runtime engine
+// agree with the float64 reference, and a sampler (or AR decoding) gives the reference's tokens.
+
+import assert from "node:assert/strict";
+import { writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { after, describe, test } from "node:test";
+import { decodeAr } from "../src/diffusion/ar.js";
+import { denoise } from "../src/diffusion/denoise.js";
+import type { DecodeResult, StepEvent } from "../src/diffusion/types.js";
+import { type Checkpoint, loadCheckpoint } from "../src/format/checkpoint.js";
+import { f32ToBF16 } from "../src/format/half.js";
+import { type TensorEntry, writeSafetensors } from "../src/format/safetensors.js";
+import {
+  ConfigError,
+  configToJson,
+  endTokenIds,
+  parameterShapes,
+  parseModelConfig,
+} from "../src/model/config.js";
+import { OnnxModel } from "../src/model/engine.js";
+import { type FamilyName, familyByName } from "../src/model/families.js";
+import { ReferenceModel } from "../src/model/reference.js";
+import type { LanguageModel } from "../src/model/types.js";
+import { seededWeights, tinyTokenizerJson, withTempDir } from "./format-helpers.js";
+import { relativeError } from "./tiny-config.js";
+
+const models: LanguageModel[] = [];
+after(async () => {
+  for (const m of models) await m.dispose();
+});
+
+interface Layout {
+  family: FamilyName;
+  /** config.json exactly as the family spells it (tiny sizes). */
+  config: Record<string, unknown>;
+  generation?: Record<string, unknown>;
+  tokenizerConfig: Record<string, unknown>;
+  /** Special tokens of the tokenizer, ids 0, 1, ... (then a, b, c, Ġ, Ċ, ab: 10 ids in all). */
+  specials: string[];
+  /** Shard file names: one is model.safetensors; more are written with the index. */
+  shards: string[];
+  dtype: "F32" | "BF16";
+  /** Passed to loadCheckpoint where the config cannot tell the family. */
+  asked?: FamilyName;
+}
+
+const VOCAB = 16; // tokenizer ids 0..9, padded to 16 as the real ones pad to multiples of 64/128
+
+/** LLaDA-8B-Instruct's config.json keys (model_type "llada"), tiny sizes. */
+const lladaConfig = {
+  activation_type: "silu",
+  alibi: false,
+  alibi_bias_max: 8.0,
+  architectures: ["LLaDAModelLM"],
+  attention_dropout: 0.0,
+  attention_layer_norm: false,
+  attention_layer_norm_with_affine: true,
+  auto_map: {
+    AutoConfig: "configuration_llada.LLaDAConfig",
+    AutoModelForCausalLM: "modeling_llada.LLaDAModelLM",
+    AutoModel: "modeling_llada.LLaDAModelLM",
+  },
+  bias_for_layer_norm: false,
+  block_group_size: 1,
+  block_type: "llama",
+  d_model: 16,
+  embedding_dropout: 0.0,
+  embedding_size: VOCAB,
+  eos_token_id: 1,
+  flash_attention: false,
+  include_bias: false,
+  include_qkv_bias: false,
+  init_cutoff_factor: null,
+  init_device: "meta",
+  init_fn: "mitchell",
+  init_std: 0.02,
+  input_emb_norm: false,
+  layer_norm_type: "rms",
+  layer_norm_with_affine: true,
+  mask_token_id: 3,
+  max_sequence_length: 64,
+  mlp_hidden_size: 24,
+  mlp_ratio: 4,
+  model_type: "llada",
+  multi_query_attention: null,
+  n_heads: 4,
+  n_kv_heads: 4,
+  n_layers: 2,
+  pad_token_id: 1,
+  precision: "amp_bf16",
+  residual_dropout: 0.0,
+  rms_norm_eps: 1e-5,
+  rope: true,
+  rope_full_precision: true,
+  rope_theta: 500000.0,
+  scale_logits: false,
+  transformers_version: "4.46.3",
+  use_cache: false,
+  vocab_size: VOCAB,
+  weight_tying: false,
+};
+
+/** The Qwen2 keys that Qwen2.5(-Coder), Dream and Open-dCoder configs share, tiny sizes. */
+const qwen2Keys = {
+  attention_dropout: 0.0,
+  bos_token_id: 0,
+  eos_token_id: 0,
+  hidden_act: "silu",
+  hidden_size: 16,
+  initializer_range: 0.02,
+  intermediate_size: 24,
+  max_position_embeddings: 64,
+  max_window_layers: 2,
+  num_attention_heads: 4,
+  num_hidden_layers: 2,
+  num_key_value_heads: 2,
+  rms_norm_eps: 1e-6,
+  rope_scaling: null,
+  rope_theta: 1000000.0,
+  sliding_window: 64,
+  torch_dtype: "bfloat16",
+  transformers_version: "4.46.2",
+  use_cache: true,
+  use_sliding_window: false,
+  vocab_size: VOCAB,
+};
+
+const qwenSpecials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|mask|>"];
+
+/** Dream-v0-Instruct-7B's config.json (model_type "Dream", DreamModel), tiny sizes. */
+const dreamConfig = {
+  ...qwen2Keys,
+  architectures: ["DreamModel"],
+  auto_map: {
+    AutoConfig: "configuration_dream.DreamConfig",
+    AutoModel: "modeling_dream.DreamModel",
+  },
+  mask_token_id: 3,
+  model_type: "Dream",
+  pad_token_id: 0,
+  tie_word_embeddings: false,
+};
+
+const layouts: Record<string, Layout> = {
+  "LLaDA 8B": {
+    family: "llada",
+    config: lladaConfig,
+    generation: { bos_token_id: 0, eos_token_id: 1, pad_token_id: 1 },
+    tokenizerConfig: { bos_token: "<|startoftext|>", eos_token: "<|endoftext|>" },
+    specials: ["<|startoftext|>", "<|endoftext|>", "<|eot_id|>", "<|mdm_mask|>"],
+    shards: ["model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"],
+    dtype: "BF16",
+  },
+  "Dream 7B / Dream-Coder 7B": {
+    family: "dream",
+    config: dreamConfig,
+    generation: { bos_token_id: 0, eos_token_id: 0, pad_token_id: 0 },
+    tokenizerConfig: { eos_token: "<|endoftext|>", pad_token: "<|endoftext|>" },
+    specials: qwenSpecials,
+    shards: ["model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"],
+    dtype: "BF16",
+  },
+  "DiffuCoder 7B (Dream layout, <|dlm_pad|> padding)": {
+    family: "dream",
+    config: dreamConfig,
+    tokenizerConfig: { eos_token: "<|endoftext|>", pad_token: "<|dlm_pad|>" },
+    specials: [...qwenSpecials, "<|dlm_pad|>"],
+    shards: ["model.safetensors"],
+    dtype: "F32",
+  },
+  "Open-dCoder 0.5B (Qwen2ForCausalLM run bidirectionally)": {
+    family: "open-dcoder",
+    config: {
+      ...qwen2Keys,
+      architectures: ["Qwen2ForCausalLM"],
+      model_type: "qwen2",
+      tie_word_embeddings: true,
+    },
+    tokenizerConfig: { eos_token: "<|endoftext|>", mask_token: "<M>" },
+    specials: ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<M>"],
+    shards: ["model.safetensors"],
+    dtype: "F32",
+    asked: "open-dcoder",
+  },
+  "Qwen2.5-Coder (AR baseline)": {
+    family: "qwen2",
+    config: {
+      ...qwen2Keys,
+      architectures: ["Qwen2ForCausalLM"],
+      model_type: "qwen2",
+      tie_word_embeddings: true,
+    },
+    generation: { bos_token_id: 0, eos_token_id: 0, max_new_tokens: 2048 },
+    tokenizerConfig: { eos_token: "<|endoftext|>" },
+    specials: qwenSpecials.slice(0, 3),
+    shards: ["model.safetensors"],
+    dtype: "BF16",
+  },
+  "LLaMA (AR baseline)": {
+    family: "llama",
+    config: {
+      architectures: ["LlamaForCausalLM"],
+      attention_bias: false,
+      attention_dropout: 0.0,
+      bos_token_id: 0,
+      eos_token_id: 1,
+      head_dim: 4,
+      hidden_act: "silu",
+      hidden_size: 16,
+      initializer_range: 0.02,
+      intermediate_size: 24,
+      max_position_embeddings: 64,
+      mlp_bias: false,
+      model_type: "llama",
+      num_attention_heads: 4,
+      num_hidden_layers: 2,
+      num_key_value_heads: 2,
+      pretraining_tp: 1,
+      rms_norm_eps: 1e-5,
+      rope_scaling: null,
+      rope_theta: 500000.0,
+      tie_word_embeddings: false,
+      torch_dtype: "bfloat16",
+      transformers_version: "4.45.0",
+      use_cache: true,
+      vocab_size: VOCAB,
+    },
+    tokenizerConfig: { bos_token: "<|begin_of_text|>", eos_token: "<|end_of_text|>" },
+    specials: ["<|begin_of_text|>", "<|end_of_text|>", "<|eot_id|>"],
+    shards: ["model.safetensors"],
+    dtype: "F32",
+  },
+};
+
+const json = (v: unknown) => `${JSON.stringify(v, null, 2)}\n`;
+
+/**
+ * Writes `layout` into `dir` with seeded weights under the family's tensor names; returns the
+ * weights by our parameter names, rounded to the stored dtype.
+ */
+async function writeLayout(dir: string, layout: Layout) {
+  const family = familyByName(layout.family);
+  const config = parseModelConfig(layout.config, "config.json", {}, "", layout.asked);
+  const weights = seededWeights(config, 7);
+  const tensors = parameterShapes(config).map(({ name, shape }) => {
+    const data = weights.get(name)!;
+    const entry: TensorEntry =
+      layout.dtype === "BF16"
+        ? { dtype: "BF16", shape, data: f32ToBF16(data) }
+        : { dtype: "F32", shape, data };
+    return { name, stored: family.tensorName(name), entry };
+  });
+  const weightMap: Record<string, string> = {};
+  for (const [i, file] of layout.shards.entries()) {
+    const part = new Map<string, TensorEntry>();
+    tensors.forEach((t, j) => {
+      if (j % layout.shards.length !== i) return;
+      part.set(t.stored, t.entry);
+      weightMap[t.stored] = file;
+    });
+    await writeSafetensors(join(dir, file), part, { format: "pt" });
+  }
+  if (layout.shards.length > 1) {
+    await writeFile(
+      join(dir, "model.safetensors.index.json"),
+      json({ metadata: { total_size: 0 }, weight_map: weightMap }),
+    );
+  }
+  await writeFile(join(dir, "config.json"), json(layout.config));
+  if (layout.generation)
+    await writeFile(join(dir, "generation_config.json"), json(layout.generation));
+  await writeFile(join(dir, "tokenizer.json"), JSON.stringify(tinyTokenizerJson(layout.specials)));
+  await writeFile(join(dir, "tokenizer_config.json"), json(layout.tokenizerConfig));
+  return { tensors };
+}
+
+async function load(dir: string, layout: Layout): Promise<Checkpoint> {
+  return loadCheckpoint(dir, layout.asked ? { family: layout.asked } : {});
+}
+
+async function collect(gen: AsyncGenerator<StepEvent, DecodeResult, undefined>) {
+  for (;;) {
+    const next = await gen.next();
+    if (next.done) return next.value;
+  }
+}
+
+for (const [label, layout] of Object.entries(layouts)) {
+  describe(label, () => {
+    test("loads from its own layout; engine logits agree with the float64 reference; it decodes", async () => {
+      await withTempDir(async (dir) => {
+        const { tensors } = await writeLayout(dir, layout);
+        const ckpt = await load(dir, layout);
+        // every parameter came from the tensor of the family's name
+        const family = familyByName(layout.family);
+        for (const { name, stored } of tensors) {
+          if (layout.family === "llada" && name === "mlp.gate_proj.weight") {
+            assert.match(stored, /\.ff_proj\.weight$/);
+          }
+          assert.equal(stored, family.tensorName(name));
+          assert.ok(ckpt.weights.has(name), name);
+        }
+        const { config } = ckpt;
+        const causal = layout.family === "qwen2" || layout.family === "llama";
+        assert.equal(config.attention, causal ? "causal" : "full");
+        assert.equal(config.logitShift, ["dream", "open-dcoder"].includes(layout.family));
+        assert.equal(config.qkvBias, ["dream", "open-dcoder", "qwen2"].includes(layout.family));
+        assert.equal(config.maskTokenId, causal ? null : 3);
+        assert.equal(config.modelType, layout.family);
+        // the end-of-turn token joins EOS where the tokenizer has one
+        const eot = ckpt.tokenizer.tokenToId(
+          layout.family === "llada" ? "<|eot_id|>" : "<|im_end|>",
+        );
+        if (layout.family !== "llama" && eot !== null) {
+          assert.ok(endTokenIds(config).includes(eot));
+        }
+
+        const engine = await OnnxModel.create(config, ckpt.weights, { threads: 1 });
+        const reference = new ReferenceModel(config, ckpt.weights);
+        models.push(engine, reference);
+        const tokens = Int32Array.from([0, 4, 5, 6, 7, 8, 9, 4, 5, 6, 7, 8]);
+        if (!causal) tokens.fill(3, 6);
+        const request = { tokens, rows: 1 };
+        const a = await engine.forward(request);
+        const b = await reference.forward(request);
+        assert.ok(relativeError(a.logits, b.logits) < 1e-4, label);
+
+        if (causal) {
+          const run = () => decodeAr(engine, [0, 4, 5], { maxTokens: 8, stopAtEos: false });
+          const refRun = decodeAr(reference, [0, 4, 5], { maxTokens: 8, stopAtEos: false });
+          const [x, y] = [await collect(run()), await collect(refRun)];
+          assert.deepEqual(Array.from(x.canvas), Array.from(y.canvas));
+          assert.equal(x.canvas.length, 11);
+        } else {
+          const spec = () => ({ tokens: Int32Array.from(tokens), openEnded: true });
+          const options = { blockLength: 6, temperature: 0 };
+          const [x, y] = [
+            await collect(denoise(engine, spec(), options)),
+            await collect(denoise(reference, spec(), options)),
+          ];
+          assert.deepEqual(Array.from(x.canvas), Array.from(y.canvas));
+          assert.ok(!Array.from(x.canvas).includes(3), "masks left");
+        }
+      });
+    });
+  });
+}
+
+/** The ConfigError thrown by parsing `config` (as `family` where given). */
+function configError(config: Record<string, unknown>, family?: FamilyName): ConfigError {
+  try {
+    parseModelConfig(config, "config.json", {}, "generation_config.json", family);
+  } catch (e) {
+    assert.ok(e instanceof ConfigError, String(e));
+    return e;
+  }
+  assert.fail("no ConfigError");
+}
+
+test("an unknown model_type or architecture is a ConfigError listing the supported ones", () => {
+  const e = configError({ ...qwen2Keys, model_type: "mistral" });
+  assert.equal(e.field, "model_type");
+  assert.match(e.message, /llada.*Dream.*qwen2.*llama/);
+  const a = configError({ ...qwen2Keys, architectures: ["MistralForCausalLM"] });
+  assert.equal(a.field, "architectures");
+  assert.match(a.message, /LLaDAModelLM/);
+  const b = configError({
+    ...qwen2Keys,
+    model_type: "qwen2",
+    architectures: ["Qwen2ForSequenceClassification"],
+  });
+  assert.equal(b.field, "architectures");
+  // without model_type, the architecture decides
+  assert.equal(
+    parseModelConfig({ ...qwen2Keys, architectures: ["DreamModel"], mask_token_id: 3 }).modelType,
+    "dream",
+  );
+});
+
+test("a config field that changes the forward pass and is not implemented is an error", () => {
+  const qwen = { ...qwen2Keys, model_type: "qwen2" };
+  assert.equal(
+    configError({ ...qwen, rope_scaling: { type: "yarn", factor: 4 } }).field,
+    "rope_scaling",
+  );
+  assert.equal(configError({ ...qwen, use_sliding_window: true }).field, "use_sliding_window");
+  assert.equal(
+    configError({ ...qwen, layer_types: ["full_attention", "sliding_attention"] }).field,
+    "layer_types",
+  );
+  assert.equal(configError({ ...qwen, attention_bias: false }).field, "attention_bias");
+  const llama = { ...layouts["LLaMA (AR baseline)"].config };
+  assert.equal(configError({ ...llama, mlp_bias: true }).field, "mlp_bias");
+  assert.equal(configError({ ...llama, attention_bias: true }).field, "attention_bias");
+  assert.equal(
+    configError({ ...llama, rope_scaling: { rope_type: "llama3", factor: 8 } }).field,
+    "rope_scaling",
+  );
+  for (const [key, value] of [
+    ["block_type", "sequential"],
+    ["include_bias", true],
+    ["scale_logits", true],
+    ["block_group_size", 2],
+    ["layer_norm_type", "default"],
+    ["alibi", true],
+  ] as const) {
+    assert.equal(configError({ ...lladaConfig, [key]: value }).field, key);
+  }
+  assert.equal(configError({ ...lladaConfig, something_new: 1 }).field, "something_new");
+  // a published family's config may not set the keys its family decides
+  assert.equal(configError({ ...dreamConfig, attention_mask: "causal" }).field, "attention_mask");
+});
+
+test("special-token ids outside the vocabulary are ConfigErrors naming the field", () => {
+  assert.equal(configError({ ...dreamConfig, mask_token_id: 151666 }).field, "mask_token_id");
+  assert.equal(configError({ ...lladaConfig, eos_token_id: 126081 }).field, "eos_token_id");
+  assert.equal(configError({ ...lladaConfig, pad_token_id: VOCAB }).field, "pad_token_id");
+});
+
+test("Open-dCoder needs its tokenizer's mask token, and a Qwen2 config", async () => {
+  const layout = layouts["Open-dCoder 0.5B (Qwen2ForCausalLM run bidirectionally)"];
+  await withTempDir(async (dir) => {
+    await writeLayout(dir, { ...layout, tokenizerConfig: { eos_token: "<|endoftext|>" } });
+    // "<M>" is not one of the mask spellings the tokenizer knows without tokenizer_config.json
+    await assert.rejects(load(dir, layout), (e: unknown) => {
+      assert.ok(e instanceof ConfigError);
+      assert.equal(e.field, "mask_token");
+      return true;
+    });
+  });
+  assert.equal(configError({ ...dreamConfig }, "open-dcoder").field, "architectures");
+  const { architectures: _, ...noArchitectures } = dreamConfig;
+  assert.equal(configError(noArchitectures, "open-dcoder").field, "model_type");
+  assert.equal(configError({ ...qwen2Keys }, "bogus" as FamilyName).field, "(family)");
+});
+
+test("our own format still loads without a model_type, and saves as family unmask", () => {
+  const config = parseModelConfig({
+    vocab_size: VOCAB,
+    hidden_size: 8,
+    num_hidden_layers: 1,
+    num_attention_heads: 2,
+    intermediate_size: 8,
+    max_position_embeddings: 16,
+  });
+  assert.equal(config.modelType, "unmask");
+  assert.equal(config.attention, "full");
+  const llada = parseModelConfig(lladaConfig);
+  assert.equal(llada.hiddenSize, 16);
+  assert.equal(llada.intermediateSize, 24);
+  assert.equal(llada.maxPositions, 64);
+  // a LLaDA config written back is in our keys (saveCheckpoint writes our tensor names too)
+  const saved = configToJson(llada);
+  assert.equal(saved.model_type, "unmask");
+  assert.deepEqual({ ...parseModelConfig(saved), modelType: "llada" }, llada);
+});
