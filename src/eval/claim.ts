@@ -61,9 +61,9 @@ export interface ClaimOptions {
   documents: readonly SourceDocument[];
   /** Default: claimSettings(models.length). */
   settings?: readonly ClaimSetting[];
-  /** Line-completion tasks, and continuations for the parse rate (default 16 each). */
+  /** Line-completion tasks, and continuations for the parse rate (default 40 each). */
   tasks?: number;
-  /** Single-line infill tasks (default 16). */
+  /** Single-line infill tasks (default 40). */
   infillTasks?: number;
   /** Tokens written per line completion (default 32). */
   lineTokens?: number;
@@ -163,7 +163,7 @@ interface Continuation {
 export async function benchClaim(o: ClaimOptions): Promise<ClaimReport> {
   const { tokenizer, ar } = o;
   const seed = o.seed ?? 0;
-  const count = o.tasks ?? 16;
+  const count = o.tasks ?? 40;
   const lineTokens = o.lineTokens ?? 32;
   const sampleTokens = o.sampleTokens ?? 64;
   const context = Math.min(
@@ -188,7 +188,7 @@ export async function benchClaim(o: ClaimOptions): Promise<ClaimReport> {
     tokenizer,
     context,
     kind: "single-line",
-    count: o.infillTasks ?? 16,
+    count: o.infillTasks ?? 40,
     seed,
     maskTokenId: mask,
   });
