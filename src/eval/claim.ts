@@ -429,7 +429,20 @@ function bestInfill(settings: readonly SettingScore[]): ClaimReport["infillExact
       };
 }
 
-const palette = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2"];
+const palette = [
+  "#1f77b4",
+  "#d62728",
+  "#2ca02c",
+  "#ff7f0e",
+  "#9467bd",
+  "#8c564b",
+  "#e377c2",
+  "#17becf",
+  "#bcbd22",
+  "#7f7f7f",
+  "#393b79",
+  "#637939",
+];
 
 /**
  * Writes the Pareto picture as `<stem>.svg` and `<stem>.png`: each setting a point (tokens/s,
@@ -440,14 +453,20 @@ export async function writeClaimPlot(report: ClaimReport, stem: string): Promise
   const point = (s: SettingScore) => [s.tokensPerSecond, s.lineCompletion.editSimilarity] as const;
   const series: Series[] = report.settings.map((s, i) => ({
     name: s.name,
-    color: s.decoder === "ar" ? "#000000" : palette[i % palette.length],
+    color: s.decoder === "ar" ? "#000000" : palette[(i - 1 + palette.length) % palette.length],
     points: [point(s)],
   }));
-  series.push({
+  // the front first, so that the settings' points are drawn over it
+  series.unshift({
     name: "Pareto front",
-    color: "#888888",
+    color: "#aaaaaa",
     points: report.pareto.map((n) => point(byName.get(n)!)),
   });
+  // the legend stands in the top right corner: a white point at 2.5× the fastest setting's
+  // tokens/s widens the (log) x axis so that no setting lies under it
+  const fastest = Math.max(...report.settings.map((s) => s.tokensPerSecond));
+  const lowest = Math.min(...report.settings.map((s) => s.lineCompletion.editSimilarity));
+  series.push({ name: "", color: "#ffffff", points: [[fastest * 2.5, lowest]] });
   const options = {
     title: "tokens/s against line-completion edit similarity (held-out)",
     xLabel: "tokens/s (log)",
