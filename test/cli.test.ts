@@ -81,6 +81,7 @@ const commands: Record<string, string[]> = {
     "--infill-tasks",
     "--seed",
     "--out",
+    "--largest",
   ],
   train: [
     "--config",
@@ -395,7 +396,7 @@ test("bench: train --json on a small config; an unknown benchmark is a usage err
   assertFails(
     await cli(["bench", "nope"]),
     2,
-    /unknown benchmark "nope" \(valid: forward, decode, train, serve, claim, all\)/,
+    /unknown benchmark "nope" \(valid: forward, decode, train, serve, claim, sizes, all\)/,
   );
   assertFails(await cli(["bench"]), 2, /which benchmark/);
 });

@@ -25,6 +25,7 @@ import {
   UsageError,
 } from "./args.js";
 import { claim } from "./bench-claim.js";
+import { sizes } from "./bench-sizes.js";
 import type { Command, Context } from "./command.js";
 import { packageRoot } from "./package.js";
 import { loadPair } from "./serve.js";
@@ -256,13 +257,13 @@ const serveBench: Bench = {
   },
 };
 
-const benches: Bench[] = [forward, decode, train, serveBench, claim];
+const benches: Bench[] = [forward, decode, train, serveBench, claim, sizes];
 
 const spec: CommandSpec = {
   name: "bench",
   usage: [`bench <${[...benches.map((b) => b.name), "all"].join("|")}> [options]`],
   description: `
-Runs a benchmark and prints its numbers; "all" runs every benchmark but claim in turn. Every claim is a
+Runs a benchmark and prints its numbers; "all" runs every benchmark but claim and sizes in turn. Every claim is a
 ratio of two things measured side by side in the same run on this machine. Benchmarks:
 ${benches.map((b) => `  ${b.name.padEnd(9)}${b.summary}`).join("\n")}`,
   options: [
@@ -336,7 +337,13 @@ ${benches.map((b) => `  ${b.name.padEnd(9)}${b.summary}`).join("\n")}`,
       type: "string",
       value: "DIR",
       description:
-        "claim: where the Pareto plot goes, pareto.svg and pareto.png (default: ./bench-claim)",
+        "claim: where the Pareto plot goes, pareto.svg and pareto.png (default: ./bench-claim); sizes: sizes.svg and sizes.png (default: ./bench-sizes)",
+    },
+    {
+      name: "largest",
+      type: "string",
+      value: "SHAPE",
+      description: "sizes: the largest shape to time: 5M, 110M or 0.5B (default 0.5B)",
     },
     {
       name: "presets",
@@ -380,6 +387,7 @@ ${benches.map((b) => `  ${b.name.padEnd(9)}${b.summary}`).join("\n")}`,
     "unmask bench serve --json              # 8 concurrent clients against 1: throughput_ratio",
     "unmask bench all --json > bench.json",
     "unmask bench claim --corpus .cache/corpus --tasks 16 --infill-tasks 16 --json",
+    "unmask bench sizes --largest 110M --runs 5",
   ],
   maxPositionals: 1,
 };
@@ -391,9 +399,11 @@ async function run(argv: string[], context: Context): Promise<number> {
   if (which === undefined) {
     throw new UsageError(`bench: which benchmark? (${[...names, "all"].join(", ")})`);
   }
-  // claim needs a corpus and minutes: it runs when named
+  // claim needs a corpus and minutes, sizes builds a 0.5B model: they run when named
   const chosen =
-    which === "all" ? benches.filter((b) => b !== claim) : benches.filter((b) => b.name === which);
+    which === "all"
+      ? benches.filter((b) => b !== claim && b !== sizes)
+      : benches.filter((b) => b.name === which);
   if (chosen.length === 0) {
     throw new UsageError(
       `bench: unknown benchmark ${JSON.stringify(which)} (valid: ${[...names, "all"].join(", ")})`,
