@@ -59,7 +59,7 @@ export const sizes: Bench = {
 const sizePlot = {
   title: "diffusion step cost / AR token cost, by model size (fp32)",
   xLabel: "parameters (log)",
-  yLabel: "step ÷ AR token",
+  yLabel: "step / AR token",
   logX: true,
   logY: true,
 };
@@ -70,12 +70,12 @@ function sizeSeries(rows: readonly SizeRow[]): Series[] {
   const roofline = ["#9ecae1", "#fc9272", "#a1d99b"];
   return blocks.flatMap((block, i) => [
     {
-      name: `measured, block ${block}`,
+      name: `measured B=${block}`,
       color: measured[i % measured.length],
       points: rows.map((r) => [r.parameters, r.steps[i].ratio] as const),
     },
     {
-      name: `roofline, block ${block}`,
+      name: `roofline B=${block}`,
       color: roofline[i % roofline.length],
       points: rows.map((r) => [r.parameters, r.steps[i].roofline_ratio] as const),
     },
