@@ -18,6 +18,7 @@ import { packageRoot } from "./package.js";
 
 export const claim: Bench = {
   name: "claim",
+  reads: ["corpus", "model", "ar-model", "out", "tasks", "infill-tasks", "seed"],
   summary:
     "line completion, infill, parse rate and speed of every decoding setting and of the AR twin on held-out files, the Pareto front, the speed-up at matched quality",
   async run(parsed: Parsed, say) {

@@ -16,6 +16,7 @@ import {
   type ModelConfig,
   parameterShapes,
   parseModelConfig,
+  type WeightReader,
   type Weights,
 } from "../model/config.js";
 import { CheckpointError } from "./errors.js";
@@ -70,6 +71,48 @@ async function readConfigJson(file: string): Promise<Record<string, unknown>> {
 
 const showShape = (shape: readonly number[]) => `[${shape.join(", ")}]`;
 
+/**
+ * A checkpoint's weights, validated and open: read on demand one tensor at a time (as a
+ * WeightReader, e.g. streamed into the engine), or all at once; close() when done.
+ */
+export class CheckpointWeights implements WeightReader {
+  private readonly scratch = new ArrayBuffer(scratchBytes); // one conversion buffer for all reads
+
+  constructor(
+    /** model.safetensors or the shards' index (for messages). */
+    readonly source: string,
+    private readonly byTensor: Map<string, SafetensorsReader>,
+    /** The parameters, in parameterShapes order. */
+    readonly names: readonly string[],
+  ) {}
+
+  has(name: string): boolean {
+    return this.names.includes(name);
+  }
+
+  read(name: string): Float32Array {
+    const reader = this.byTensor.get(name);
+    if (reader === undefined || !this.has(name)) {
+      throw new CheckpointError(this.source, name, "not a parameter of this checkpoint");
+    }
+    return reader.readFloat32Sync(name, this.scratch);
+  }
+
+  /** Every parameter as fp32. */
+  readAll(): Weights {
+    return new Map(this.names.map((name) => [name, this.read(name)]));
+  }
+
+  async close(): Promise<void> {
+    await closeAll(this.byTensor.values());
+  }
+}
+
+export interface OpenCheckpoint<T extends Tokenizer | null = Tokenizer>
+  extends Omit<Checkpoint<T>, "weights"> {
+  weights: CheckpointWeights;
+}
+
 /** Loads a checkpoint folder; throws ConfigError, CheckpointError, SafetensorsError or TokenizerError. */
 export async function loadCheckpoint(
   dir: string,
@@ -87,6 +130,31 @@ export async function loadCheckpoint(
   dir: string,
   options: LoadOptions = {},
 ): Promise<Checkpoint<Tokenizer | null>> {
+  const open = await openCheckpoint(dir, options);
+  try {
+    return { ...open, weights: open.weights.readAll() };
+  } finally {
+    await open.weights.close();
+  }
+}
+
+/**
+ * Validates a checkpoint folder (config, tokenizer, every safetensors header, every tensor's
+ * name and shape) and leaves its weights open to be read tensor by tensor; the caller closes
+ * them. Throws as loadCheckpoint.
+ */
+export async function openCheckpoint(
+  dir: string,
+  options?: LoadOptions & { tokenizer?: true },
+): Promise<OpenCheckpoint>;
+export async function openCheckpoint(
+  dir: string,
+  options?: LoadOptions,
+): Promise<OpenCheckpoint<Tokenizer | null>>;
+export async function openCheckpoint(
+  dir: string,
+  options: LoadOptions = {},
+): Promise<OpenCheckpoint<Tokenizer | null>> {
   const configFile = join(dir, configFileName);
   if (!existsSync(configFile)) {
     throw new CheckpointError(configFile, null, "not found: is this a checkpoint folder?");
@@ -116,12 +184,16 @@ export async function loadCheckpoint(
     }
   }
 
-  const weights = await loadWeights(dir, config, configFile);
+  const weights = await openWeights(dir, config, configFile);
   return { dir, config, weights, tokenizer, generation };
 }
 
-/** Opens model.safetensors or the sharded index, checks every tensor, then reads them. */
-async function loadWeights(dir: string, config: ModelConfig, configFile: string): Promise<Weights> {
+/** Opens model.safetensors or the sharded index and checks every tensor against the config. */
+async function openWeights(
+  dir: string,
+  config: ModelConfig,
+  configFile: string,
+): Promise<CheckpointWeights> {
   const single = join(dir, weightsFileName);
   const index = join(dir, indexFileName);
   let source: string;
@@ -130,7 +202,7 @@ async function loadWeights(dir: string, config: ModelConfig, configFile: string)
     source = single;
     const reader = await SafetensorsReader.open(single);
     byTensor = new Map([...reader.tensors.keys()].map((name) => [name, reader]));
-    if (byTensor.size === 0) await reader.close(); // closeAll below would not see it
+    if (byTensor.size === 0) await reader.close(); // closeAll would not see it
   } else if (existsSync(index)) {
     source = index;
     byTensor = await openShards(index);
@@ -171,14 +243,14 @@ async function loadWeights(dir: string, config: ModelConfig, configFile: string)
         `unexpected tensor: not a parameter of the model that ${configFile} describes`,
       );
     }
-    const weights: Weights = new Map();
-    const scratch = new ArrayBuffer(scratchBytes); // one conversion buffer for every tensor
-    for (const { name } of expected) {
-      weights.set(name, await byTensor.get(name)!.readFloat32(name, scratch));
-    }
-    return weights;
-  } finally {
+    return new CheckpointWeights(
+      source,
+      byTensor,
+      expected.map((p) => p.name),
+    );
+  } catch (error) {
     await closeAll(byTensor.values());
+    throw error;
   }
 }
 
@@ -189,7 +261,8 @@ export interface SaveOptions {
 
 export interface CheckpointContents {
   config: ModelConfig;
-  weights: Weights;
+  /** In memory, or a reader whose tensors are read one at a time as they are written. */
+  weights: Weights | WeightReader;
   /** tokenizer.json as an object or as its text; omitted: no tokenizer.json is written. */
   tokenizerJson?: object | string;
   /** generation_config.json; omitted: none is written. */
@@ -208,21 +281,28 @@ export async function saveCheckpoint(
   const expected = parameterShapes(config);
   const tensors = new Map<string, TensorEntry>();
   for (const { name, shape } of expected) {
-    const data = weights.get(name);
-    if (!data) throw new CheckpointError(weightsFile, name, "missing from the weights to save");
-    if (data.length !== shapeSize(shape)) {
-      throw new CheckpointError(
-        weightsFile,
-        name,
-        `has ${data.length} elements, shape ${showShape(shape)} needs ${shapeSize(shape)}`,
-      );
+    if (!weights.has(name)) {
+      throw new CheckpointError(weightsFile, name, "missing from the weights to save");
     }
-    const stored = dtype === "F16" ? f32ToF16(data) : dtype === "BF16" ? f32ToBF16(data) : data;
-    tensors.set(name, { dtype, shape, data: stored });
+    const stored = () => {
+      const data = weights instanceof Map ? weights.get(name)! : weights.read(name);
+      if (data.length !== shapeSize(shape)) {
+        throw new CheckpointError(
+          weightsFile,
+          name,
+          `has ${data.length} elements, shape ${showShape(shape)} needs ${shapeSize(shape)}`,
+        );
+      }
+      return dtype === "F16" ? f32ToF16(data) : dtype === "BF16" ? f32ToBF16(data) : data;
+    };
+    // in-memory weights are checked now; a reader's are read (and checked) as they are written
+    tensors.set(name, { dtype, shape, data: weights instanceof Map ? stored() : stored });
   }
-  for (const name of weights.keys()) {
-    if (!tensors.has(name)) {
-      throw new CheckpointError(weightsFile, name, "is not a parameter of this config");
+  if (weights instanceof Map) {
+    for (const name of weights.keys()) {
+      if (!tensors.has(name)) {
+        throw new CheckpointError(weightsFile, name, "is not a parameter of this config");
+      }
     }
   }
   await mkdir(dir, { recursive: true });

@@ -6,7 +6,7 @@ import { existsSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { basename, join, resolve } from "node:path";
 import { packageRoot } from "../cli/package.js";
-import { loadCheckpoint, type Tokenizer, TokenizerError } from "../format/index.js";
+import { openCheckpoint, type Tokenizer, TokenizerError } from "../format/index.js";
 import { PromptTemplate } from "../format/template.js";
 import type { ModelConfig } from "../model/config.js";
 import { type EngineOptions, OnnxModel } from "../model/engine.js";
@@ -62,10 +62,18 @@ export function decoderOf(config: ModelConfig): Decoder {
   return config.attention === "causal" ? "autoregressive" : "diffusion";
 }
 
-/** Loads a checkpoint folder (validated by the format seam) into an ONNX Runtime model. */
+/**
+ * Loads a checkpoint folder (validated by the format seam) into an ONNX Runtime model, its
+ * weights streamed into the session tensor by tensor (never all held in JavaScript).
+ */
 export async function loadModel(dir: string, options: EngineOptions = {}): Promise<LoadedModel> {
-  const checkpoint = await loadCheckpoint(dir);
-  const model = await OnnxModel.create(checkpoint.config, checkpoint.weights, options);
+  const checkpoint = await openCheckpoint(dir);
+  let model: OnnxModel;
+  try {
+    model = await OnnxModel.create(checkpoint.config, checkpoint.weights, options);
+  } finally {
+    await checkpoint.weights.close();
+  }
   return {
     name: basename(dir),
     dir,
