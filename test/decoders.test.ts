@@ -146,13 +146,17 @@ describe("speculative decoding", () => {
       const prompt = [1, 2, 3 + seed, 4];
       const expected = await generateAr(ar, prompt, { maxTokens: 40, stopAtEos: false });
       for (const blockLength of [1, 3, 8]) {
-        const r = await generateSpeculative(draft, ar, prompt, {
-          blockLength,
-          maxTokens: 40,
-          stopAtEos: false,
-        });
-        assert.deepEqual(r.tokens, expected.tokens, `seed ${seed}, blocks of ${blockLength}`);
-        assert.ok(r.forwards <= 2 * 40);
+        for (const draftCache of ["prefix", "none"] as const) {
+          const r = await generateSpeculative(draft, ar, prompt, {
+            blockLength,
+            maxTokens: 40,
+            stopAtEos: false,
+            draftCache,
+          });
+          const label = `seed ${seed}, blocks of ${blockLength}, draft cache ${draftCache}`;
+          assert.deepEqual(r.tokens, expected.tokens, label);
+          assert.ok(r.forwards <= 2 * 40);
+        }
       }
     }
   });
@@ -172,6 +176,16 @@ describe("speculative decoding", () => {
     assert.deepEqual(a.tokens, expected);
     assert.equal(a.steps, 3, "27 tokens in rounds of 9");
     assert.equal(a.forwards, 6);
+    // the drafter's cache: each round runs the new tokens and the masks against the text's K/V
+    const drafts = agrees.calls;
+    assert.deepEqual(
+      drafts.map((c) => [c.contextLength, c.n]),
+      [
+        [0, PROMPT.length + 8],
+        [PROMPT.length, 9 + 8],
+        [PROMPT.length + 9, 9 + 8],
+      ],
+    );
     const n = await generateSpeculative(never, ar, PROMPT, { blockLength: 8, maxTokens: 27 });
     assert.deepEqual(n.tokens, expected, "still AR's text");
     assert.equal(n.steps, 27, "one token per round");

@@ -49,6 +49,13 @@ export const claim: Bench = {
       if (ar.config.attention !== "causal") {
         throw new UsageError(`--ar-model ${ar.dir}: not a causal model`);
       }
+      for (const m of models) {
+        if (m.config.vocabSize !== ar.config.vocabSize) {
+          throw new UsageError(
+            `--model ${m.dir}: a vocabulary of ${m.config.vocabSize}, the AR twin's ${ar.config.vocabSize}: the models must share a tokenizer`,
+          );
+        }
+      }
       const options: Parameters<typeof benchClaim>[0] = {
         models: models.map((m) => ({ name: m.name, model: m.model })),
         ar: ar.model,

@@ -479,13 +479,13 @@ ${benches.map((b) => `  ${b.name.padEnd(9)}${b.summary}`).join("\n")}`,
       type: "string",
       value: "N",
       description:
-        "claim: line completions, and continuations for the parse rate (default 16 each)",
+        "claim: line completions, and continuations for the parse rate (default 40 each)",
     },
     {
       name: "infill-tasks",
       type: "string",
       value: "N",
-      description: "claim: single-line infill tasks (default 16)",
+      description: "claim: single-line infill tasks (default 40)",
     },
     {
       name: "seed",

@@ -9,7 +9,11 @@
 // (1 to blockLength + 1, for two forward passes).
 //
 // The verifier's cache keeps the positions whose tokens were kept; its own last token is fed at
-// the start of the next round, ahead of the next draft.
+// the start of the next round, ahead of the next draft. The drafter, with `draftCache: "prefix"`
+// (the default), keeps the K/V of the text from its previous pass (Fast-dLLM's prefix cache,
+// approximate: computed while later positions were masks) and runs only the new tokens and the
+// masks; "none" runs the whole canvas every round. The cache changes only the drafts, never the
+// text.
 
 import type { ForwardRequest, KvCache, LanguageModel } from "../model/types.js";
 import { DecodeAbortedError, DecodeOptionError } from "./errors.js";
@@ -22,6 +26,8 @@ export interface SpeculativeOptions {
   blockLength?: number;
   /** Tokens to generate at most (default 128). */
   maxTokens?: number;
+  /** `prefix` (default): the drafter reuses the text's K/V between rounds; `none`: whole canvas. */
+  draftCache?: "prefix" | "none";
   /** Stop after an EOS (default true). */
   stopAtEos?: boolean;
   /** Renders the generated tokens as text in each event and in the result. */
@@ -44,6 +50,13 @@ export function decodeSpeculative(
   const blockLength = checkInteger("blockLength", options.blockLength ?? 8, 1);
   const maxTokens = checkInteger("maxTokens", options.maxTokens ?? 128, 1);
   const { stopAtEos } = resolveOptions({ stopAtEos: options.stopAtEos ?? true });
+  const draftCache = options.draftCache ?? "prefix";
+  if (draftCache !== "prefix" && draftCache !== "none") {
+    throw new DecodeOptionError(
+      "draftCache",
+      `unknown value ${JSON.stringify(draftCache)} (valid: prefix, none)`,
+    );
+  }
   const d = draft.config;
   const v = verifier.config;
   if (d.attention !== "full" || d.maskTokenId === null) {
@@ -85,7 +98,7 @@ export function decodeSpeculative(
     draft,
     verifier,
     start,
-    { blockLength, maxTokens, stopAtEos },
+    { blockLength, maxTokens, stopAtEos, draftCache },
     options.decode,
     signal,
   );
@@ -95,7 +108,7 @@ async function* loop(
   draft: LanguageModel,
   verifier: LanguageModel,
   start: number[],
-  o: { blockLength: number; maxTokens: number; stopAtEos: boolean },
+  o: { blockLength: number; maxTokens: number; stopAtEos: boolean; draftCache: "prefix" | "none" },
   decode: DecodeText | undefined,
   signal: AbortSignal | undefined,
 ): AsyncGenerator<StepEvent, DecodeResult, undefined> {
@@ -107,6 +120,8 @@ async function* loop(
   let length = start.length;
   let cache: KvCache | null = null;
   let fed = 0; // positions whose K/V the verifier's cache holds
+  let draftKv: KvCache | null = null;
+  let draftFed = 0; // positions whose K/V the drafter's cache holds
   let forwards = 0;
   let rounds = 0;
   const text = () =>
@@ -137,20 +152,28 @@ async function* loop(
       const k = Math.min(o.blockLength, o.maxTokens - (length - start.length) - 1);
       let drafted: Int32Array = new Int32Array(0);
       if (k > 0) {
-        // the draft: the text, then k masks, every mask's argmax from one forward pass
-        const x = canvas.subarray(0, length + k);
-        x.set(sequence.subarray(0, length));
-        x.fill(maskId, length);
-        for (let j = 0; j < k; j++) draftAt[j] = length + j;
-        const out = await draft.forward({
+        // the draft: the text not in the drafter's cache, then k masks; every mask's argmax
+        // from one forward pass
+        const x = canvas.subarray(0, length - draftFed + k);
+        x.set(sequence.subarray(draftFed, length));
+        x.fill(maskId, length - draftFed);
+        for (let j = 0; j < k; j++) draftAt[j] = length - draftFed + j;
+        const request: ForwardRequest = {
           tokens: x,
           rows: 1,
           logitsAt: draftAt.subarray(0, k),
           logits: false,
           stats: { topK: 1, exclude: Int32Array.of(maskId) },
-        });
+        };
+        if (o.draftCache === "prefix") request.returnKv = true;
+        if (draftKv !== null) request.context = draftKv;
+        const out = await draft.forward(request);
         forwards++;
         drafted = out.stats!.ids;
+        if (o.draftCache === "prefix") {
+          draftKv = sliceKv(draft.config, out.kv!, [[0, length]]);
+          draftFed = length;
+        }
       }
       // the check: the unfed text (at least its last token) and the draft, in one forward pass;
       // logits at the last text position and at every draft position
@@ -201,5 +224,6 @@ async function* loop(
     return result("max_tokens");
   } finally {
     cache = null;
+    draftKv = null;
   }
 }

@@ -15,7 +15,9 @@
 //                    distinct-token share (low: repetition). The judge favours the AR twin's own
 //                    text (greedy AR writes its own most likely tokens): a secondary measure.
 //   speed            generated tokens (up to the first end token) per second and forward passes
-//                    per token, over the line completions and the continuations.
+//                    per token, over the line completions and the continuations. The settings
+//                    take turns task by task, so that a change of the (shared) machine's load
+//                    moves them all alike.
 //
 // `speedupAtMatchedQuality` is the tokens/s of the fastest non-AR setting whose line-completion
 // edit similarity is within 0.02 (absolute) of the AR twin's and whose parse rate is within 5
@@ -28,7 +30,7 @@ import type { LanguageModel } from "../model/types.js";
 import { type Series, writePlot } from "../train/plot.js";
 import { mean, type Prompt, sampleOutcome, samplePrompts, scoreInfill } from "./evaluate.js";
 import { buildInfillTasks, type InfillTask, type SourceDocument } from "./infill-tasks.js";
-import { matchLine } from "./score.js";
+import { type LineMatch, matchLine } from "./score.js";
 
 /**
  * How a setting decodes: the AR twin greedy, a diffusion model with options, or speculative
@@ -61,9 +63,9 @@ export interface ClaimOptions {
   documents: readonly SourceDocument[];
   /** Default: claimSettings(models.length). */
   settings?: readonly ClaimSetting[];
-  /** Line-completion tasks, and continuations for the parse rate (default 16 each). */
+  /** Line-completion tasks, and continuations for the parse rate (default 40 each). */
   tasks?: number;
-  /** Single-line infill tasks (default 16). */
+  /** Single-line infill tasks (default 40). */
   infillTasks?: number;
   /** Tokens written per line completion (default 32). */
   lineTokens?: number;
@@ -73,6 +75,7 @@ export interface ClaimOptions {
   /** Default 0. */
   seed?: number;
   signal?: AbortSignal;
+  /** `setting` is "all" while the settings take turns on the line completions and continuations. */
   onProgress?: (setting: string, phase: string, done: number, total: number) => void;
 }
 
@@ -155,15 +158,13 @@ interface Continuation {
   /** Generated ids up to the first end token. */
   tokens: number[];
   text: string;
-  forwards: number;
-  seconds: number;
 }
 
 /** Runs every setting on the same tasks; see the module comment. */
 export async function benchClaim(o: ClaimOptions): Promise<ClaimReport> {
   const { tokenizer, ar } = o;
   const seed = o.seed ?? 0;
-  const count = o.tasks ?? 16;
+  const count = o.tasks ?? 40;
   const lineTokens = o.lineTokens ?? 32;
   const sampleTokens = o.sampleTokens ?? 64;
   const context = Math.min(
@@ -188,17 +189,25 @@ export async function benchClaim(o: ClaimOptions): Promise<ClaimReport> {
     tokenizer,
     context,
     kind: "single-line",
-    count: o.infillTasks ?? 16,
+    count: o.infillTasks ?? 40,
     seed,
     maskTokenId: mask,
   });
 
-  const settings: SettingScore[] = [];
-  for (const s of o.settings ?? claimSettings(o.models)) {
-    settings.push(
-      await scoreSetting(o, s, lines, prompts, holes, { seed, lineTokens, sampleTokens }),
-    );
+  // task by task, every setting in turn: a change of the machine's load between settings
+  // (this machine is shared) then moves them all alike, not one setting's speed
+  const n = { seed, lineTokens, sampleTokens };
+  const tallies = (o.settings ?? claimSettings(o.models)).map((s) => new Tally(o, s, n));
+  for (const [i, task] of lines.entries()) {
+    for (const t of tallies) t.line(task, await t.write(task.prefix, lineTokens));
+    o.onProgress?.("all", "line completion", i + 1, lines.length);
   }
+  for (const [i, p] of prompts.entries()) {
+    for (const t of tallies) await t.continuation(p, await t.write(p.text, sampleTokens));
+    o.onProgress?.("all", "continuations", i + 1, prompts.length);
+  }
+  const settings: SettingScore[] = [];
+  for (const t of tallies) settings.push(await t.score(holes));
   return {
     seed,
     tasks: { lineCompletion: lines.length, continuations: prompts.length, infill: holes.length },
@@ -209,111 +218,116 @@ export async function benchClaim(o: ClaimOptions): Promise<ClaimReport> {
   };
 }
 
-async function scoreSetting(
-  o: ClaimOptions,
-  s: ClaimSetting,
-  lines: readonly InfillTask[],
-  prompts: readonly Prompt[],
-  holes: InfillTask[],
-  n: { seed: number; lineTokens: number; sampleTokens: number },
-): Promise<SettingScore> {
-  const { tokenizer, ar, signal } = o;
-  const d = s.decoder;
-  const progress = (phase: string, done: number, total: number) =>
-    o.onProgress?.(s.name, phase, done, total);
-  const optionsFor = (masked: number): DiffusionOptions =>
-    d.kind === "diffusion" && d.tokensPerStep !== undefined
-      ? { ...d.options, steps: Math.ceil(masked / d.tokensPerStep) }
-      : d.kind === "diffusion"
-        ? d.options
-        : {};
-  const write = async (prompt: string, length: number): Promise<Continuation> => {
+/** One setting's decoder and what it has written so far. */
+class Tally {
+  private tokens = 0;
+  private seconds = 0;
+  private forwards = 0;
+  private readonly lines: LineMatch[] = [];
+  private continuations = 0;
+  private valid = 0;
+  private nll = 0;
+  private judged = 0;
+  private readonly distinct: number[] = [];
+
+  constructor(
+    private readonly o: ClaimOptions,
+    private readonly s: ClaimSetting,
+    private readonly n: { seed: number; lineTokens: number; sampleTokens: number },
+  ) {}
+
+  /** The diffusion options for a canvas of `masked` masks. */
+  private optionsFor(masked: number): DiffusionOptions {
+    const d = this.s.decoder;
+    if (d.kind !== "diffusion") return {};
+    return d.tokensPerStep === undefined
+      ? d.options
+      : { ...d.options, steps: Math.ceil(masked / d.tokensPerStep) };
+  }
+
+  /** Writes `length` tokens after `prompt`, timed; counts them. */
+  async write(prompt: string, length: number): Promise<Continuation> {
+    const { tokenizer, ar, signal, models } = this.o;
+    const d = this.s.decoder;
     signal?.throwIfAborted();
-    const call = { tokenizer, seed: n.seed, ...(signal ? { signal } : {}) };
+    const call = { tokenizer, ...(signal ? { signal } : {}) };
     const t0 = performance.now();
     const r =
       d.kind === "ar"
-        ? await generateAr(ar, prompt, { ...call, maxTokens: length })
+        ? await generateAr(ar, prompt, { ...call, seed: this.n.seed, maxTokens: length })
         : d.kind === "speculative"
-          ? await generateSpeculative(o.models[d.model].model, ar, prompt, {
-              tokenizer,
-              ...(signal ? { signal } : {}),
+          ? await generateSpeculative(models[d.model].model, ar, prompt, {
+              ...call,
               blockLength: d.blockLength,
               maxTokens: length,
             })
-          : await generate(o.models[d.model].model, prompt, {
-              ...optionsFor(length),
+          : await generate(models[d.model].model, prompt, {
+              ...this.optionsFor(length),
               ...call,
+              seed: this.n.seed,
               genLength: length,
             });
     const seconds = (performance.now() - t0) / 1000;
-    return { tokens: r.tokens, text: r.text ?? "", forwards: r.forwards, seconds };
-  };
+    this.tokens += r.tokens.length;
+    this.seconds += seconds;
+    this.forwards += r.forwards;
+    return { tokens: r.tokens, text: r.text ?? "" };
+  }
 
-  let tokens = 0;
-  let seconds = 0;
-  let forwards = 0;
-  const count = (c: Continuation) => {
-    tokens += c.tokens.length;
-    seconds += c.seconds;
-    forwards += c.forwards;
-  };
-  const lineScores = [];
-  for (const task of lines) {
-    const c = await write(task.prefix, n.lineTokens);
-    count(c);
-    lineScores.push(matchLine(task.middle, c.text));
-    progress("line completion", lineScores.length, lines.length);
+  line(task: InfillTask, c: Continuation): void {
+    this.lines.push(matchLine(task.middle, c.text));
   }
-  let valid = 0;
-  let nll = 0;
-  let judged = 0;
-  const distinct: number[] = [];
-  for (const p of prompts) {
-    const c = await write(p.text, n.sampleTokens);
-    count(c);
-    if (sampleOutcome(p, c.text, c.tokens.length, n.sampleTokens).valid) valid++;
+
+  async continuation(p: Prompt, c: Continuation): Promise<void> {
+    this.continuations++;
+    if (sampleOutcome(p, c.text, c.tokens.length, this.n.sampleTokens).valid) this.valid++;
     if (c.tokens.length > 0) {
-      nll += await continuationNll(ar, tokenizer.encode(p.text), c.tokens);
-      judged += c.tokens.length;
-      distinct.push(new Set(c.tokens).size / c.tokens.length);
+      this.nll += await continuationNll(this.o.ar, this.o.tokenizer.encode(p.text), c.tokens);
+      this.judged += c.tokens.length;
+      this.distinct.push(new Set(c.tokens).size / c.tokens.length);
     }
-    progress("continuations", distinct.length, prompts.length);
   }
-  let infill: SettingScore["infill"] = null;
-  if (d.kind === "diffusion") {
-    const r = await scoreInfill(o.models[d.model].model, tokenizer, holes, {
-      holeLength: "fixed",
-      seed: n.seed,
-      signal,
-      onProgress: (done, total) => progress("infill", done, total),
-      decoding: optionsFor,
-    });
-    infill = {
-      tasks: r.tasks,
-      exactMatch: r.exactShare ?? 0,
-      editSimilarity: r.editSimilarity ?? 0,
+
+  /** Fills the holes (a diffusion setting) and returns the setting's scores. */
+  async score(holes: InfillTask[]): Promise<SettingScore> {
+    const { o, s } = this;
+    const d = s.decoder;
+    let infill: SettingScore["infill"] = null;
+    if (d.kind === "diffusion") {
+      const r = await scoreInfill(o.models[d.model].model, o.tokenizer, holes, {
+        holeLength: "fixed",
+        seed: this.n.seed,
+        signal: o.signal,
+        onProgress: (done, total) => o.onProgress?.(s.name, "infill", done, total),
+        decoding: (masked) => this.optionsFor(masked),
+      });
+      infill = {
+        tasks: r.tasks,
+        exactMatch: r.exactShare ?? 0,
+        editSimilarity: r.editSimilarity ?? 0,
+      };
+    }
+    const { tokens, seconds, forwards } = this;
+    return {
+      name: s.name,
+      model: d.kind === "ar" ? "ar" : o.models[d.model].name,
+      decoder: d.kind,
+      options: d.kind === "diffusion" ? d.options : null,
+      tokensPerSecond: seconds > 0 ? tokens / seconds : 0,
+      forwardsPerToken: tokens > 0 ? forwards / tokens : 0,
+      tokens,
+      seconds,
+      lineCompletion: {
+        tasks: this.lines.length,
+        exactMatch: mean(this.lines.map((l) => (l.exact ? 1 : 0))) ?? 0,
+        editSimilarity: mean(this.lines.map((l) => l.editSimilarity)) ?? 0,
+      },
+      infill,
+      parseRate: this.continuations > 0 ? this.valid / this.continuations : 0,
+      arNll: this.judged > 0 ? this.nll / this.judged : 0,
+      distinctShare: mean(this.distinct) ?? 0,
     };
   }
-  return {
-    name: s.name,
-    model: d.kind === "ar" ? "ar" : o.models[d.model].name,
-    decoder: d.kind,
-    options: d.kind === "diffusion" ? d.options : null,
-    tokensPerSecond: seconds > 0 ? tokens / seconds : 0,
-    forwardsPerToken: tokens > 0 ? forwards / tokens : 0,
-    tokens,
-    seconds,
-    lineCompletion: {
-      tasks: lineScores.length,
-      exactMatch: mean(lineScores.map((l) => (l.exact ? 1 : 0))) ?? 0,
-      editSimilarity: mean(lineScores.map((l) => l.editSimilarity)) ?? 0,
-    },
-    infill,
-    parseRate: prompts.length > 0 ? valid / prompts.length : 0,
-    arNll: judged > 0 ? nll / judged : 0,
-    distinctShare: mean(distinct) ?? 0,
-  };
 }
 
 /**
@@ -429,7 +443,20 @@ function bestInfill(settings: readonly SettingScore[]): ClaimReport["infillExact
       };
 }
 
-const palette = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2"];
+const palette = [
+  "#1f77b4",
+  "#d62728",
+  "#2ca02c",
+  "#ff7f0e",
+  "#9467bd",
+  "#8c564b",
+  "#e377c2",
+  "#17becf",
+  "#bcbd22",
+  "#7f7f7f",
+  "#393b79",
+  "#637939",
+];
 
 /**
  * Writes the Pareto picture as `<stem>.svg` and `<stem>.png`: each setting a point (tokens/s,
@@ -440,14 +467,20 @@ export async function writeClaimPlot(report: ClaimReport, stem: string): Promise
   const point = (s: SettingScore) => [s.tokensPerSecond, s.lineCompletion.editSimilarity] as const;
   const series: Series[] = report.settings.map((s, i) => ({
     name: s.name,
-    color: s.decoder === "ar" ? "#000000" : palette[i % palette.length],
+    color: s.decoder === "ar" ? "#000000" : palette[(i - 1 + palette.length) % palette.length],
     points: [point(s)],
   }));
-  series.push({
+  // the front first, so that the settings' points are drawn over it
+  series.unshift({
     name: "Pareto front",
-    color: "#888888",
+    color: "#aaaaaa",
     points: report.pareto.map((n) => point(byName.get(n)!)),
   });
+  // the legend stands in the top right corner: a white point at 2.5× the fastest setting's
+  // tokens/s widens the (log) x axis so that no setting lies under it
+  const fastest = Math.max(...report.settings.map((s) => s.tokensPerSecond));
+  const lowest = Math.min(...report.settings.map((s) => s.lineCompletion.editSimilarity));
+  series.push({ name: "", color: "#ffffff", points: [[fastest * 2.5, lowest]] });
   const options = {
     title: "tokens/s against line-completion edit similarity (held-out)",
     xLabel: "tokens/s (log)",
