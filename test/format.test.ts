@@ -533,11 +533,15 @@ test("bench load's measure: a fresh process loads a checkpoint, its peak RSS aga
   const { benchLoad } = await import("../src/bench/load.js");
   const config = tinyConfig({ vocab_size: 8192, mask_token_id: 0 });
   const r = await benchLoad({ config });
-  assert.equal(r.weight_bytes, 4 * r.parameters);
-  for (const m of [r.float32, r.bf16]) {
+  assert.ok(r.weight_bytes >= 4 * r.parameters, "the float32 weights and a few graph constants");
+  for (const m of [r.float32, r.bf16, r.int4]) {
     assert.ok(m.peak_rss_bytes >= m.rss_before_bytes && m.rss_before_bytes > 0);
-    assert.equal(m.peak_rss_ratio, m.peak_rss_bytes / r.weight_bytes);
+    assert.equal(m.peak_rss_ratio, m.peak_rss_bytes / m.weight_bytes);
     assert.ok(m.load_s > 0 && m.forward_s > 0);
   }
+  assert.equal(r.float32.weight_bytes, r.weight_bytes);
   assert.equal(r.bf16.file_bytes, r.float32.file_bytes / 2);
+  // int4 layers hold about an eighth of their float32 bytes, plus scales and zero points
+  assert.ok(r.int4.weight_bytes < r.weight_bytes && r.int4.quant === "int4");
+  assert.equal(r.forward_7b_int4_s, null, "the 7B shape only when asked for");
 });

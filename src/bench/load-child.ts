@@ -1,9 +1,15 @@
-// The child process of `unmask bench load`: loads one checkpoint folder the way every command
-// does (loadModel: validated, weights streamed into the session), runs one 32-token forward pass,
-// and prints its own peak resident memory — measured in a fresh process, so that nothing the
-// parent allocated counts.
+// The child process of `unmask bench load`: builds one model the way the commands do and prints
+// its own peak resident memory — measured in a fresh process, so that nothing the parent
+// allocated counts. `load-child.js DIR [--quant int4]` loads a checkpoint folder (loadModel:
+// validated, weights streamed into the session); `load-child.js --synthetic 7b --quant int4`
+// builds the 7B shape from weights made on demand (no checkpoint on disk). Then one 32-token
+// forward pass.
 
 import { loadModel } from "../host/models.js";
+import { OnnxModel } from "../model/engine.js";
+import type { QuantType } from "../model/quant.js";
+import type { LanguageModel } from "../model/types.js";
+import { qwen7BShape, syntheticWeights } from "./load.js";
 
 export interface LoadChildReport {
   /** Resident memory before loading (node and onnxruntime themselves). */
@@ -14,17 +20,21 @@ export interface LoadChildReport {
   forward_s: number;
 }
 
-const dir = process.argv[2];
-if (dir === undefined) {
-  process.stderr.write("usage: load-child.js CHECKPOINT_DIR\n");
-  process.exit(2);
-}
+const args = process.argv.slice(2);
+const quantAt = args.indexOf("--quant");
+const quant = quantAt >= 0 ? (args[quantAt + 1] as QuantType) : undefined;
+const synthetic = args[0] === "--synthetic";
 const rssBefore = process.memoryUsage().rss;
 const t0 = performance.now();
-const loaded = await loadModel(dir);
+let model: LanguageModel;
+if (synthetic) {
+  model = await OnnxModel.create(qwen7BShape, syntheticWeights(qwen7BShape), { quant });
+} else {
+  model = (await loadModel(args[0], quant === undefined ? {} : { quant })).model;
+}
 const t1 = performance.now();
 const tokens = Int32Array.from({ length: 32 }, (_, i) => 16 + i);
-await loaded.model.forward({
+await model.forward({
   tokens,
   rows: 1,
   logitsAt: Int32Array.of(31),
@@ -38,5 +48,5 @@ const report: LoadChildReport = {
   load_s: (t1 - t0) / 1000,
   forward_s: (t2 - t1) / 1000,
 };
-await loaded.model.dispose();
+await model.dispose();
 process.stdout.write(`${JSON.stringify(report)}\n`);

@@ -359,22 +359,27 @@ async function writeSizesPlot(file: string, r: SizesBenchResult): Promise<void> 
 
 const loadBench: Bench = {
   name: "load",
-  reads: [],
+  reads: ["7b"],
   summary:
     "peak memory of loading a 2.3 GB synthetic checkpoint (float32 and BF16) in a fresh process, against the weights' bytes",
-  async run(_parsed, say) {
-    const r = await benchLoad({ progress: say });
+  async run(parsed, say) {
+    const r = await benchLoad({ progress: say, with7b: flag(parsed, "7b") });
     const gb = (bytes: number) => `${(bytes / 1e9).toFixed(2)} GB`;
     const line = (m: LoadMeasure) =>
-      `  ${m.dtype.padEnd(4)} file ${gb(m.file_bytes)}: peak RSS ${gb(m.peak_rss_bytes)} = ${m.peak_rss_ratio.toFixed(2)}× the weights (before loading ${gb(m.rss_before_bytes)}), loaded in ${m.load_s.toFixed(1)} s`;
-    return {
-      json: r,
-      lines: [
-        `loading ${(r.parameters / 1e6).toFixed(0)}M parameters (${gb(r.weight_bytes)} as float32 in the engine):`,
-        line(r.float32),
-        line(r.bf16),
-      ],
-    };
+      `  ${m.dtype.padEnd(4)} file ${gb(m.file_bytes)}${m.quant ? ` as ${m.quant}` : ""}: peak RSS ${gb(m.peak_rss_bytes)} = ${m.peak_rss_ratio.toFixed(2)}× the weights held (${gb(m.weight_bytes)}; ${gb(m.rss_before_bytes)} before loading), loaded in ${m.load_s.toFixed(1)} s`;
+    const lines = [
+      `loading ${(r.parameters / 1e6).toFixed(0)}M parameters (${gb(r.weight_bytes)} as float32 in the engine):`,
+      line(r.float32),
+      line(r.bf16),
+      line(r.int4),
+    ];
+    if (r.load_7b_int4 !== null) {
+      const m = r.load_7b_int4;
+      lines.push(
+        `  7B shape in int4: built in ${m.load_s.toFixed(0)} s, peak RSS ${gb(m.peak_rss_bytes)}, one 32-token forward ${m.forward_s.toFixed(2)} s`,
+      );
+    }
+    return { json: r, lines };
   },
 };
 
@@ -537,6 +542,12 @@ ${benches.map((b) => `  ${b.name.padEnd(9)}${b.summary}`).join("\n")}`,
       type: "string",
       value: "FILE.svg",
       description: "sizes: draw the break-even against model size to FILE.svg and FILE.png",
+    },
+    {
+      name: "7b",
+      type: "boolean",
+      description:
+        "load: also build the 7B shape in int4 (weights made on demand) and time one 32-token forward pass (minutes)",
     },
     {
       name: "ar",
