@@ -46,6 +46,9 @@ export interface SessionOptions {
   spinning?: boolean;
 }
 
+/** The largest piece written in one call (the OS refuses a single write of 2 GiB or more). */
+const writeLimit = 2 ** 30;
+
 function defaultThreads(): number {
   const fromEnv = Number(process.env.UNMASK_THREADS);
   return Number.isInteger(fromEnv) && fromEnv > 0 ? fromEnv : availableParallelism();
@@ -85,7 +88,10 @@ export class Session {
         const { model, external } = graph.toModel({ externalData: "weights.bin" });
         const stream = createWriteStream(join(dir, "weights.bin"));
         for (const chunk of external) {
-          if (!stream.write(chunk)) await once(stream, "drain");
+          // one write call takes under 2 GiB (an embedding of a 150k vocabulary is more)
+          for (let at = 0; at < chunk.byteLength; at += writeLimit) {
+            if (!stream.write(chunk.subarray(at, at + writeLimit))) await once(stream, "drain");
+          }
         }
         stream.end();
         await once(stream, "finish");
