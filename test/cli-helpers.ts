@@ -49,6 +49,8 @@ export function cli(
   options: {
     input?: string;
     env?: Record<string, string>;
+    /** The working folder (default: this process's). */
+    cwd?: string;
     /** Called with the stderr so far whenever more arrives, and the child's pid. */
     onStderr?: (stderr: string, pid: number) => void;
   } = {},
@@ -56,6 +58,7 @@ export function cli(
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [main, ...args], {
       env: { ...process.env, ...options.env },
+      cwd: options.cwd,
       stdio: ["pipe", "pipe", "pipe"],
     });
     let stdout = "";

@@ -76,6 +76,11 @@ const commands: Record<string, string[]> = {
     "--config",
     "--rows",
     "--length",
+    "--corpus",
+    "--tasks",
+    "--infill-tasks",
+    "--seed",
+    "--out",
   ],
   train: [
     "--config",
@@ -390,9 +395,55 @@ test("bench: train --json on a small config; an unknown benchmark is a usage err
   assertFails(
     await cli(["bench", "nope"]),
     2,
-    /unknown benchmark "nope" \(valid: forward, decode, train, serve, quant, all\)/,
+    /unknown benchmark "nope" \(valid: forward, decode, train, serve, sizes, load, claim, quant, all\)/,
   );
   assertFails(await cli(["bench"]), 2, /which benchmark/);
+  assertFails(
+    await cli(["bench", "train", "--presets", "llada"]),
+    2,
+    /--presets: bench train does not read it/,
+  );
+});
+
+test("bench sizes --json: an AR step against diffusion steps, a roofline, the plot", async () => {
+  const plot = join(dir, "plots", "sizes.svg");
+  const args = ["bench", "sizes", "--sizes", "embedded", "--runs", "1", "--json", "--plot", plot];
+  const r = await cli(args);
+  assert.equal(r.code, 0, r.stderr);
+  const out = JSON.parse(r.stdout);
+  assert.equal(out.sizes.length, 1);
+  const [size] = out.sizes;
+  assert.equal(size.name, "embedded");
+  assert.deepEqual(
+    size.blocks.map((b: { block: number }) => b.block),
+    [8, 16, 32],
+  );
+  assert.ok(size.ar_ms > 0 && size.roofline_ar_ms > 0);
+  for (const b of size.blocks) {
+    assert.ok(b.step_ms > 0 && b.break_even_tokens_per_step > 0);
+    assert.ok(
+      b.roofline_break_even >= 1,
+      "a step of B ≥ 1 tokens costs at least one token's roofline",
+    );
+  }
+  assert.match(await readFile(plot, "utf8"), /^<svg/);
+  assert.ok((await readFile(plot.replace(/\.svg$/, ".png"))).length > 1000);
+  assertFails(await cli(["bench", "sizes", "--sizes", "7B"]), 2, /--sizes: unknown size "7B"/);
+  assertFails(
+    await cli(["bench", "sizes", "--plot", "x.png"]),
+    2,
+    /--plot: x.png: expected a .svg/,
+  );
+});
+
+test("bench sizes' step FLOPs: with no context, the forward pass's count", async () => {
+  const { stepFlops, sizeShapes } = await import("../src/bench/sizes.js");
+  const { forwardFlops } = await import("../src/bench/forward.js");
+  for (const { config } of Object.values(sizeShapes)) {
+    assert.equal(stepFlops(config, 32, 0, 32), forwardFlops(config, 32, 32));
+    assert.equal(stepFlops(config, 1, 0, 1), forwardFlops(config, 1, 1));
+    assert.ok(stepFlops(config, 1, 128, 1) > forwardFlops(config, 1, 1), "the context is attended");
+  }
 });
 
 test("bad input: a clear message, a non-zero exit code, no stack trace", async () => {
@@ -563,6 +614,29 @@ test("corpus → tokenizer → train (and resume) → generate and eval, on a ti
   const further = await cli([...furtherArgs, "--steps", "1", "--init", t.model]);
   assert.equal(further.code, 0, further.stderr);
   assert.equal(JSON.parse(further.stdout).resumed_from, null);
+  // ... or into a config that differs where no tensor's shape does: block-causal with the logit
+  // shift, trained by BD3-LM's [x_t ; x_0] form with complementary masks.
+  const bd = join(base, "bd.json");
+  const bdConfig = { ...JSON.parse(readFileSync(config, "utf8")), attention_mask: "block_causal" };
+  await writeFile(bd, JSON.stringify({ ...bdConfig, block_size: 4, logit_shift: true }));
+  const bdArgs = [...trainArgs.map((a) => (a === config ? bd : a === run ? `${run}-bd` : a))];
+  const adapted = await cli([
+    ...bdArgs,
+    ...["--steps", "1", "--init", t.model, "--block-context", "dual", "--complementary"],
+    ...["--certainty", "2"],
+  ]);
+  assert.equal(adapted.code, 0, adapted.stderr);
+  assert.equal(JSON.parse(adapted.stdout).objective, "block");
+  assertFails(
+    await cli([...bdArgs, "--steps", "1", "--anneal-steps", "4"]),
+    2,
+    /--anneal-steps: annealing opens the mask to full attention/,
+  );
+  assertFails(
+    await cli([...bdArgs, "--steps", "1", "--block-context", "both"]),
+    2,
+    /--block-context: expected clean, noisy, dual, got "both"/,
+  );
   const generated = await cli(["generate", "-m", t.model, "export function", "-n", "8", "--json"]);
   assert.equal(generated.code, 0, generated.stderr);
   const g = JSON.parse(generated.stdout);

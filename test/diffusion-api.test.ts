@@ -15,7 +15,15 @@ import {
   streamInfill,
   type TextCodec,
 } from "../src/diffusion/index.js";
-import { EOS, FakeModel, fakeConfig, logitFor, oracle, type Predictor } from "./fake-models.js";
+import {
+  EOS,
+  FakeModel,
+  fakeConfig,
+  logitFor,
+  MASK,
+  oracle,
+  type Predictor,
+} from "./fake-models.js";
 
 /** A character tokenizer: a–z → 1–26, space 27, newline 28; EOS and pad decode to nothing. */
 const chars: TextCodec = {
@@ -162,6 +170,21 @@ test("fix: score every token in one batched pass, re-mask the unlikely ones, den
   for (const e of events) {
     for (let p = 0; p < target.length; p++)
       if (p !== 7 && p !== 16) assert.equal(e.canvas[p], target[p]);
+  }
+  // the scores (log-probabilities from the model's step statistics) equal the slow twin's:
+  // softmax of the whole row of logits, with the scored position masked as in its pass
+  const ids = chars.encode(wrong);
+  const probe = new FakeModel(fakeConfig(), oracle(target));
+  for (let p = 0; p < ids.length; p++) {
+    const tokens = Int32Array.from(ids, (t, i) => (i % 4 === p % 4 ? MASK : t));
+    const { logits } = await probe.forward({ tokens, rows: 1, logitsAt: Int32Array.of(p) });
+    const max = Math.max(...logits);
+    const sum = logits.reduce((a, x) => a + Math.exp(x - max), 0);
+    const expected = Math.exp(logits[ids[p]] - max) / sum;
+    assert.ok(
+      Math.abs(result.scores[p] - expected) <= 1e-6 * Math.max(1, expected),
+      `position ${p}`,
+    );
   }
   // a clean file is left alone after the scoring pass
   const clean = await fix(new FakeModel(fakeConfig(), oracle(target)), right, { tokenizer: chars });

@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { after, describe, it } from "node:test";
 import { sliceKv } from "../src/diffusion/kv.js";
-import type { ModelConfig } from "../src/model/config.js";
+import { type ModelConfig, parameterShapes } from "../src/model/config.js";
 import { buildInferenceGraph, OnnxModel } from "../src/model/engine.js";
 import { randomWeights } from "../src/model/random.js";
 import { ReferenceModel } from "../src/model/reference.js";
@@ -225,7 +225,7 @@ describe("ONNX engine against the float64 reference", () => {
     const far = tinyConfig({ max_position_embeddings: 131072, rope_theta: 1000000 });
     const bytes = (c: ModelConfig) =>
       buildInferenceGraph(c, randomWeights(c, 1)).initializers.reduce(
-        (s, i) => s + i.data.byteLength,
+        (s, i) => s + i.byteLength,
         0,
       );
     assert.equal(bytes(far), bytes(near));
@@ -254,5 +254,68 @@ describe("ONNX engine against the float64 reference", () => {
       ForwardRequestError,
     );
     await assert.rejects(onnx.forward({ tokens: tokens(65), rows: 1 }), /exceed|outside/);
+  });
+});
+
+describe("weights streamed into the session (a WeightReader)", () => {
+  /** A reader over `weights` that counts its reads. */
+  const counting = (weights: Map<string, Float32Array>) => {
+    const reads: string[] = [];
+    return {
+      reads,
+      has: (name: string) => weights.has(name),
+      read: (name: string) => {
+        reads.push(name);
+        return Float32Array.from(weights.get(name)!);
+      },
+    };
+  };
+
+  it("gives the logits of the in-memory weights, in memory and through an external-data file", async () => {
+    const config = tinyConfig();
+    const weights = randomWeights(config, 5, 0.2);
+    const request = { tokens: tokens(10), rows: 1 };
+    const expected = (await pair(config, 5))[0];
+    const want = (await expected.forward(request)).logits;
+    for (const externalDataAbove of [Number.POSITIVE_INFINITY, 0]) {
+      const reader = counting(weights);
+      const streamed = await OnnxModel.create(config, reader, { threads: 1, externalDataAbove });
+      models.push(streamed);
+      // every parameter read exactly once, when the graph was serialised
+      assert.deepEqual([...reader.reads].sort(), [...weights.keys()].sort());
+      assert.deepEqual(Array.from((await streamed.forward(request)).logits), Array.from(want));
+    }
+  });
+
+  it("reads a tensor only when its turn comes in the external-data file", () => {
+    const config = tinyConfig();
+    const reader = counting(randomWeights(config, 6));
+    const graph = buildInferenceGraph(config, reader);
+    assert.equal(reader.reads.length, 0, "building the graph reads nothing");
+    const { external } = graph.toModel({ externalData: "w.bin", externalThreshold: 0 });
+    assert.equal(reader.reads.length, 0, "laying out the model reads nothing");
+    // each chunk reads at most the one tensor it holds: nothing is read ahead
+    let consumed = 0;
+    for (const _chunk of external) {
+      consumed++;
+      assert.ok(
+        reader.reads.length <= consumed,
+        `${reader.reads.length} reads after ${consumed} chunks`,
+      );
+    }
+    assert.equal(reader.reads.length, parameterShapes(config).length, "every weight read once");
+  });
+
+  it("a tensor read with the wrong size is a GraphError naming it", async () => {
+    const config = tinyConfig();
+    const weights = randomWeights(config, 7);
+    const short = {
+      has: (name: string) => weights.has(name),
+      read: (name: string) => weights.get(name)!.subarray(name.endsWith("norm.weight") ? 1 : 0),
+    };
+    await assert.rejects(
+      OnnxModel.create(config, short, { threads: 1 }),
+      /initializer .*norm\.weight: \d+ values for shape/,
+    );
   });
 });

@@ -17,7 +17,13 @@ import {
   readHumanEvalX,
   type SourceDocument,
 } from "../src/eval/infill-tasks.js";
-import { checkSyntax, matchInfill, sampleText } from "../src/eval/score.js";
+import {
+  checkSyntax,
+  editSimilarity,
+  matchInfill,
+  matchLine,
+  sampleText,
+} from "../src/eval/score.js";
 import { saveCheckpoint, Tokenizer } from "../src/format/index.js";
 import { type ModelConfig, parseModelConfig } from "../src/model/config.js";
 import { OnnxModel } from "../src/model/engine.js";
@@ -48,7 +54,31 @@ const docs: SourceDocument[] = [0, 1, 2, 3, 4, 5].map((s) => ({
 }));
 
 /** One token per UTF-16 unit: exact counts that are easy to reason about. */
-const chars = { encode: (t: string) => Array.from(t, (c) => c.charCodeAt(0)) };
+const chars = {
+  encode: (t: string) => Array.from(t, (c) => c.charCodeAt(0)),
+  decode: (ids: ArrayLike<number>) => String.fromCharCode(...Array.from(ids)),
+};
+
+/**
+ * Like the project's BPE pre-tokenizer, a newline and the next line's indentation are one token;
+ * words, runs of spaces and single punctuation the others (each piece one id, from a table).
+ */
+function indentCodec() {
+  const table: string[] = [];
+  const ids = new Map<string, number>();
+  return {
+    encode: (t: string) =>
+      (t.match(/\n[ ]*|[A-Za-z0-9_$]+| +|[^A-Za-z0-9_$ \n]/g) ?? []).map((piece) => {
+        let id = ids.get(piece);
+        if (id === undefined) {
+          id = table.push(piece) - 1;
+          ids.set(piece, id);
+        }
+        return id;
+      }),
+    decode: (ids: ArrayLike<number>) => Array.from(ids, (id) => table[id]).join(""),
+  };
+}
 
 function checkTask(task: InfillTask, text: string): void {
   assert.equal(text.slice(task.window[0], task.window[1]), task.prefix + task.middle + task.suffix);
@@ -102,6 +132,36 @@ describe("infill tasks", () => {
     for (const t of trim) assert.equal(t.holeTokens, Math.ceil(1.5 * t.middleTokens));
   });
 
+  it("holes lie on token boundaries: a newline+indent token is never split", () => {
+    const codec = indentCodec();
+    for (const kind of ["single-line", "multi-line"] as const) {
+      const tasks = buildInfillTasks(docs, { tokenizer: codec, context: 120, kind, count: 20 });
+      assert.equal(tasks.length, 20);
+      for (const t of tasks) {
+        const text = docs.find((d) => d.source === t.source)!.text;
+        assert.equal(text.slice(t.window[0], t.window[1]), t.prefix + t.middle + t.suffix);
+        // the pieces tokenized alone are the window's own tokens: a model can write the middle
+        const window = text.slice(t.window[0], t.window[1]);
+        const parts = [t.prefix, t.middle, t.suffix].flatMap((piece) => codec.encode(piece));
+        assert.deepEqual(parts, codec.encode(window), t.id);
+        assert.equal(t.holeTokens, codec.encode(t.middle).length);
+        assert.ok(/\n *$/.test(t.middle) || t.suffix === "", "ends with the line's newline token");
+        assert.ok(!t.middle.startsWith(" "), "the indentation stays in the prefix");
+      }
+    }
+    const completion = buildInfillTasks(docs, {
+      tokenizer: codec,
+      context: 120,
+      kind: "single-line",
+      count: 5,
+      suffix: false,
+    });
+    for (const t of completion) {
+      assert.equal(t.suffix, "");
+      assert.ok(t.prefix.length > 100, "the whole context before the line");
+    }
+  });
+
   it("skips holes too long for the context and text holding the mask token", () => {
     assert.deepEqual(
       buildInfillTasks(docs, { tokenizer: chars, context: 16, kind: "single-line", count: 5 }),
@@ -149,6 +209,21 @@ describe("scoring", () => {
     assert.deepEqual(matchInfill("  return a;\n", "return a;"), { exact: false, normalized: true });
     assert.deepEqual(matchInfill("a(b, c);\n", "a(b,c);"), { exact: false, normalized: false });
     assert.deepEqual(matchInfill("x\n  y\n", "x   \n  y"), { exact: true, normalized: true });
+  });
+
+  it("edit similarity is fuzz.ratio / 100 (2·LCS / total length); line match as CodeXGLUE", () => {
+    assert.equal(editSimilarity("abc", "abc"), 1);
+    assert.equal(editSimilarity("abc", "xyz"), 0);
+    assert.equal(editSimilarity("", ""), 1);
+    assert.equal(editSimilarity("abc", ""), 0);
+    // fuzz.ratio("kitten", "sitting") = 62: LCS "ittn" = 4, 2·4 / 13
+    assert.equal(editSimilarity("kitten", "sitting"), 8 / 13);
+    assert.equal(editSimilarity("  x = 1;\n", "x = 1;"), 1, "ends trimmed");
+    assert.deepEqual(matchLine("return a + b;\n  ", "return  a + b;\n}\n"), {
+      exact: true,
+      editSimilarity: editSimilarity("return a + b;", "return  a + b;"),
+    });
+    assert.deepEqual(matchLine("return a;", "\nreturn a;"), { exact: false, editSimilarity: 0 });
   });
 
   it("syntax: TypeScript and JavaScript parse; errors before the end make a sample invalid", () => {

@@ -2,10 +2,11 @@
 // one at a time, F32 straight into their final arrays, F16/BF16 through a small scratch buffer.
 // The peak is measured where it can happen: the loader allocates a buffer only to read file bytes
 // into it, so the array-buffer memory is sampled as each read of the file completes (a timer
-// could not fire inside the loader's synchronous stretches).
+// could not fire inside the loader's synchronous reads).
 
 import assert from "node:assert/strict";
-import { type FileHandle, open } from "node:fs/promises";
+import fs from "node:fs";
+import { syncBuiltinESMExports } from "node:module";
 import { test } from "node:test";
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
@@ -16,26 +17,22 @@ import { seededWeights, tinyConfig, withTempDir } from "./format-helpers.js";
 setFlagsFromString("--expose-gc");
 const collect = runInNewContext("gc") as () => void;
 /**
- * Runs `body` with `sample` called after every FileHandle read of the process completes; the
- * reads are put back as they were afterwards.
+ * Runs `body` with `sample` called after every synchronous file read of the process (the loader
+ * reads with fs.readSync); the function is put back as it was afterwards.
  */
 async function afterEachRead<T>(sample: () => void, body: () => Promise<T>): Promise<T> {
-  const probe = await open(new URL(import.meta.url));
-  const proto = Object.getPrototypeOf(probe) as { read: FileHandle["read"] };
-  await probe.close();
-  const read = proto.read;
-  proto.read = async function (this: FileHandle, ...args: unknown[]) {
-    const result = await (read as (...a: unknown[]) => ReturnType<FileHandle["read"]>).apply(
-      this,
-      args,
-    );
+  const read = fs.readSync;
+  fs.readSync = ((...args: Parameters<typeof fs.readSync>) => {
+    const n = read(...args);
     sample();
-    return result;
-  } as FileHandle["read"];
+    return n;
+  }) as typeof fs.readSync;
+  syncBuiltinESMExports(); // the loader's named import sees the wrapper
   try {
     return await body();
   } finally {
-    proto.read = read;
+    fs.readSync = read;
+    syncBuiltinESMExports();
   }
 }
 

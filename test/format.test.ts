@@ -9,6 +9,7 @@ import {
   f32ToBF16,
   f32ToF16,
   loadCheckpoint,
+  openCheckpoint,
   readSafetensors,
   SafetensorsError,
   SafetensorsReader,
@@ -508,4 +509,35 @@ describe("checkpoint", () => {
       );
     });
   });
+});
+
+test("a WeightReader is written tensor by tensor and reads back as the same weights", async () => {
+  const { syntheticWeights } = await import("../src/bench/load.js");
+  const config = tinyConfig();
+  const reader = syntheticWeights(config);
+  await withTempDir(async (dir) => {
+    await saveCheckpoint(dir, { config, weights: reader }, { dtype: "F32" });
+    const open = await openCheckpoint(dir, { tokenizer: false });
+    try {
+      for (const { name } of parameterShapes(config)) {
+        assert.deepEqual(open.weights.read(name), reader.read(name), name);
+      }
+      assert.throws(() => open.weights.read("nope"), /tensor "nope": not a parameter/);
+    } finally {
+      await open.weights.close();
+    }
+  });
+});
+
+test("bench load's measure: a fresh process loads a checkpoint, its peak RSS against the weights", async () => {
+  const { benchLoad } = await import("../src/bench/load.js");
+  const config = tinyConfig({ vocab_size: 8192, mask_token_id: 0 });
+  const r = await benchLoad({ config });
+  assert.equal(r.weight_bytes, 4 * r.parameters);
+  for (const m of [r.float32, r.bf16]) {
+    assert.ok(m.peak_rss_bytes >= m.rss_before_bytes && m.rss_before_bytes > 0);
+    assert.equal(m.peak_rss_ratio, m.peak_rss_bytes / r.weight_bytes);
+    assert.ok(m.load_s > 0 && m.forward_s > 0);
+  }
+  assert.equal(r.bf16.file_bytes, r.float32.file_bytes / 2);
 });

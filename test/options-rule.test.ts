@@ -30,7 +30,7 @@ test("every ignored option and every wrong-kind model is refused by the CLI (exi
   const cases: [string[], RegExp][] = [
     [
       ["generate", "-m", model, "--threshold", "0.5", "ab"],
-      /--threshold: strategy llada .* reads no threshold \(threshold strategies: fast-dllm, fast-dllm-dual\)/,
+      /--threshold: strategy llada .* reads no threshold \(threshold strategies: fast-dllm, fast-dllm-dual, fast-dllm-small\)/,
     ],
     [["generate", "--ar-model", arModel, "--steps", "4", "ab"], /--steps with --ar: /],
     [

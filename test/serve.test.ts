@@ -9,9 +9,11 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
+import { Tokenizer } from "../src/format/tokenizer.js";
 import { type LoadedModel, loadModel } from "../src/host/models.js";
 import type { ForwardRequest, LanguageModel } from "../src/model/types.js";
 import { type ServeOptions, UnmaskServer } from "../src/serve/server.js";
+import { canvasPieces } from "../src/serve/text.js";
 import { main, writeModel } from "./cli-helpers.js";
 
 let dir = "";
@@ -535,6 +537,60 @@ test("batched forward calls give each caller what the model gives it alone", asy
       }
     }
   }
+
+  // contexts of different lengths share a call (padded, the padding hidden by the bias): a
+  // causal and a bidirectional model, logits and the K/V handed back as each call alone gives them
+  for (const loaded of [ar, diffusion]) {
+    const model = new BatchingModel(loaded.model);
+    const { numLayers } = loaded.config;
+    const prefixes = [3, 7, 5].map((len, k) =>
+      Int32Array.from({ length: len }, (_, i) => 4 + ((i * (k + 1)) % 6)),
+    );
+    const contexts = await Promise.all(
+      prefixes.map(
+        async (tokens) => (await loaded.model.forward({ tokens, rows: 1, returnKv: true })).kv!,
+      ),
+    );
+    const steps: ForwardRequest[] = contexts.map((context, k) => ({
+      tokens: Int32Array.of(5 + k, 4),
+      rows: 1,
+      context,
+      returnKv: true,
+    }));
+    const before = model.stats.batches;
+    const together = await Promise.all(steps.map((r) => model.forward(r)));
+    assert.equal(model.stats.batches - before, 1, "one engine call for the three");
+    for (const [k, r] of steps.entries()) {
+      const one = await loaded.model.forward(r);
+      const got = together[k];
+      assert.equal(got.logits.length, one.logits.length);
+      for (let i = 0; i < one.logits.length; i++) {
+        assert.ok(Math.abs(got.logits[i] - one.logits[i]) < 1e-4, `${loaded.name} logit ${i}`);
+      }
+      assert.equal(got.kv!.length, prefixes[k].length + 2);
+      for (let l = 0; l < numLayers; l++) {
+        for (const key of ["keys", "values"] as const) {
+          const a = got.kv![key][l];
+          const b = one.kv![key][l];
+          assert.equal(a.length, b.length);
+          for (let i = 0; i < b.length; i++) assert.ok(Math.abs(a[i] - b[i]) < 1e-4, key);
+        }
+      }
+    }
+  }
+
+  // AR decodes of prompts of different lengths, batched step by step, write what each writes alone
+  const arBatched = { ...ar, model: new BatchingModel(ar.model) };
+  const arRun = (loaded: LoadedModel, ids: number[]) =>
+    settle(supervise(planGenerate(loaded, { decoder: "autoregressive", length: 6 }, ids).start));
+  const arPrompts = ["a", "ab c", "ba"].map((p) => ar.tokenizer.encode(p));
+  const arTogether = await Promise.all(arPrompts.map((p) => arRun(arBatched, p)));
+  for (const [i, p] of arPrompts.entries()) {
+    const alone = await arRun(ar, p);
+    assert.deepEqual(Array.from(arTogether[i].result.canvas), Array.from(alone.result.canvas));
+  }
+  const arStats = (arBatched.model as InstanceType<typeof BatchingModel>).stats;
+  assert.ok(arStats.batches < arStats.calls, "AR steps of different lengths were shared");
 });
 
 test("load: 8 concurrent clients × 25 requests, every one answered once, memory bounded", async () => {
@@ -631,4 +687,95 @@ test("bench serve --json: one client against eight, in one run", async () => {
   const bad = await cli([...args, "--presets", "llada,dream"]);
   assert.equal(bad.code, 2);
   assert.match(bad.stderr, /--presets: serve times one strategy/);
+  // the AR twin's requests
+  const ar = await cli([...args, "--ar", "--length", "4", "--runs", "1", "--json"]);
+  assert.equal(ar.code, 0, ar.stderr);
+  assert.equal(JSON.parse(ar.stdout).model, "tiny-ar");
+  // an option the benchmark would not read is refused, never ignored
+  const ignored = await cli([...args, "--canvas", "16"]);
+  assert.equal(ignored.code, 2);
+  assert.match(
+    ignored.stderr,
+    /--canvas: bench serve does not read it \(it is an option of bench forward\)/,
+  );
+  const arStrategy = await cli([...args, "--ar", "--presets", "llada"]);
+  assert.equal(arStrategy.code, 2);
+  assert.match(arStrategy.stderr, /--presets with --ar/);
+});
+
+test("the denoise stream's fix form: the least likely tokens re-masked, then written again", async () => {
+  const { server, url } = await start();
+  try {
+    const source = "ab ba ab ba ab";
+    const ids = diffusion.tokenizer.encode(source);
+    const r = await post(`${url}/v1/denoise`, { source, below: 1, max_fraction: 0.5 });
+    assert.equal(r.status, 200);
+    const events = sseData(r.text)
+      .slice(0, -1)
+      .map((d) => JSON.parse(d));
+    const [startEvent, scoring] = events;
+    const result = events.at(-1);
+    assert.deepEqual(startEvent.tokens, ids);
+    assert.deepEqual(startEvent.view, [0, ids.length]);
+    assert.ok(startEvent.pieces.every((p: string | null) => p !== null));
+    // the scoring pass: every token has probability < 1, so below 1 re-masks the bound's share
+    const chosen = scoring.remasked.map((c: { position: number }) => c.position);
+    assert.equal(chosen.length, Math.floor(0.5 * ids.length));
+    for (const c of scoring.remasked) {
+      assert.equal(c.token, ids[c.position]);
+      assert.equal(scoring.tokens[c.position], startEvent.mask_token_id);
+    }
+    assert.equal(scoring.tokens_per_s, 0, "re-masking the input reveals nothing");
+    assert.ok(events.every((e) => e.type !== "step" || e.tokens_per_s >= 0));
+    assert.equal(result.type, "result");
+    assert.deepEqual(result.remasked, chosen);
+    assert.equal(result.usage.completion_tokens, chosen.length);
+    // the canvas after the last step: the source where nothing was re-masked
+    const final = events.filter((e) => e.type === "step").at(-1).tokens;
+    assert.equal(result.text, diffusion.tokenizer.decode(final, { skipSpecialTokens: true }));
+    for (let i = 0; i < ids.length; i++) {
+      if (!chosen.includes(i)) assert.equal(final[i], ids[i], `position ${i} was not re-masked`);
+    }
+    for (const i of result.changed) assert.ok(chosen.includes(i));
+
+    const d = `${url}/v1/denoise`;
+    assertError(await post(d, { source: "ab", prompt: "ab" }), 400, "invalid_value", null);
+    assertError(await post(d, { source: "" }), 400, "invalid_value", "source");
+    assertError(await post(d, { source: "ab", below: 0 }), 400, "invalid_value", "below");
+    assertError(
+      await post(d, { source: "ab", max_fraction: 2 }),
+      400,
+      "invalid_value",
+      "max_fraction",
+    );
+    assertError(
+      await post(d, { source: "ab", max_tokens: 4 }),
+      400,
+      "ignored_option",
+      "max_tokens",
+    );
+    assertError(await post(d, { prompt: "ab", below: 0.5 }), 400, "ignored_option", "below");
+    assertError(await post(d, { source: "ab", model: "tiny-ar" }), 400, "invalid_value", "model");
+  } finally {
+    await server.shutdown();
+  }
+});
+
+test("drawn pieces of characters split across tokens join to the canvas's text", async () => {
+  const tokenizer = await Tokenizer.load("models/unmask-code/tokenizer.json");
+  const text = 'const s = "café → 日本語 😀";';
+  const ids = tokenizer.encode(text);
+  const piece = (t: number) => tokenizer.decode([t]);
+  const decode = (x: number[]) => tokenizer.decode(x);
+  // the embedded byte-level BPE splits these characters: alone, a token is a broken character
+  assert.ok(ids.some((t) => piece(t).includes("\uFFFD")));
+  const pieces = canvasPieces(ids, -1, piece, decode);
+  assert.equal(pieces.join(""), text);
+  assert.ok(pieces.every((p) => p !== null && !p.includes("\uFFFD")));
+  // a mask between the bytes of a character leaves both sides drawn as they are
+  const e = ids.findIndex((t) => piece(t).includes("\uFFFD"));
+  const masked = ids.map((t, i) => (i === e + 1 ? 9999 : t));
+  const split = canvasPieces(masked, 9999, piece, decode);
+  assert.equal(split[e + 1], null);
+  assert.equal(split.slice(0, e).join(""), tokenizer.decode(ids.slice(0, e)));
 });

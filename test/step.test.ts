@@ -4,9 +4,10 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { parseModelConfig, type Weights } from "../src/model/config.js";
-import { Rng, randomWeights } from "../src/model/random.js";
+import { randomWeights } from "../src/model/random.js";
 import { ReferenceModel } from "../src/model/reference.js";
 import { createTrainStep, type LossBatch, parameterLayout } from "../src/train/step.js";
+import { assertGradientsMatch } from "./finite-differences.js";
 
 const variants: [string, Record<string, unknown>][] = [
   ["full attention, GQA, tied, qkv bias", { tie_word_embeddings: true, attention_bias: true }],
@@ -64,24 +65,7 @@ for (const [name, over] of variants) {
     );
 
     // Finite differences (float64 reference) at random coordinates of every parameter.
-    const rng = new Rng(11);
-    const h = 1e-3;
-    for (const p of layout) {
-      for (let trial = 0; trial < 2; trial++) {
-        const i = p.offset + rng.int(p.size);
-        const x = params[i];
-        params[i] = x + h;
-        const plus = referenceLoss(params);
-        params[i] = x - h;
-        const minus = referenceLoss(params);
-        params[i] = x;
-        const numeric = (plus - minus) / (2 * h);
-        assert.ok(
-          Math.abs(numeric - grad[i]) <= 2e-3 * Math.max(0.1, Math.abs(numeric)),
-          `${p.name}[${i - p.offset}]: analytic ${grad[i]}, numeric ${numeric}`,
-        );
-      }
-    }
+    assertGradientsMatch(layout, params, grad, referenceLoss, { trials: 2 });
     await step.dispose();
   });
 }

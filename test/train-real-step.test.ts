@@ -7,8 +7,13 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, it } from "node:test";
-import { parseModelConfig } from "../src/model/config.js";
-import { Rng } from "../src/model/random.js";
+import {
+  configToJson,
+  type ModelConfig,
+  parseModelConfig,
+  type Weights,
+} from "../src/model/config.js";
+import { Rng, randomWeights } from "../src/model/random.js";
 import { ReferenceModel } from "../src/model/reference.js";
 import { weightsFromFlat } from "../src/train/checkpoint.js";
 import { PackedRows } from "../src/train/data.js";
@@ -54,6 +59,20 @@ const data = {
   validBytesPerToken: 1,
 };
 const noSignal: TrainHooks = { onInterrupt: () => () => {} };
+
+/** Hooks that interrupt a run (as Ctrl-C does) once it has finished optimizer step `step`. */
+function interruptAt(step: number): TrainHooks {
+  let handler = () => {};
+  return {
+    onInterrupt: (h) => {
+      handler = h;
+      return () => {};
+    },
+    onProgress: (p) => {
+      if (p.step === step) handler();
+    },
+  };
+}
 const base = (name: string): Omit<TrainOptions, "objective"> => ({
   runDir: join(root, name),
   batchRows: 8,
@@ -125,17 +144,8 @@ describe("train on the real ONNX training step", () => {
         data,
       });
       const whole = await train(options("ar-whole"), noSignal);
-      let handler = () => {};
       const o = options("ar-split");
-      const first = await train(o, {
-        onInterrupt: (h) => {
-          handler = h;
-          return () => {};
-        },
-        onProgress: (p) => {
-          if (p.step === 7) handler();
-        },
-      });
+      const first = await train(o, interruptAt(7));
       assert.equal(first.step, 7);
       const resumed = await train(o, noSignal);
       assert.equal(resumed.step, 16);
@@ -173,6 +183,150 @@ describe("train on the real ONNX training step", () => {
       );
     } finally {
       await step.dispose();
+    }
+  });
+});
+
+describe("recipes for parallel decoding on the real step", () => {
+  const shifted = (attention: string, over: Record<string, unknown> = {}) =>
+    parseModelConfig({
+      ...configToJson(config("full")),
+      attention_mask: attention,
+      logit_shift: true,
+      ...over,
+    });
+
+  it("an AR checkpoint starts a logit-shifted diffusion model where its head already predicts", async () => {
+    const ar = config("causal");
+    const arStep = await createTrainStep(ar, { threads: 1 });
+    let arWeights: Weights;
+    try {
+      const trained = await train(
+        {
+          ...base("ar-twin"),
+          maxSteps: 60,
+          evalEvery: 0,
+          objective: { kind: "ar" },
+          step: arStep,
+          data,
+        },
+        noSignal,
+      );
+      arWeights = weightsFromFlat(arStep.layout, trained.params);
+    } finally {
+      await arStep.dispose();
+    }
+    // the first step's loss from the AR weights, with and without the shift
+    const firstLoss = async (cfg: ModelConfig) => {
+      const step = await createTrainStep(cfg, { threads: 1 });
+      try {
+        const losses: number[] = [];
+        await train(
+          {
+            ...base(`init-${cfg.logitShift}`),
+            maxSteps: 1,
+            lr: 1e-30,
+            evalEvery: 0,
+            resume: false,
+            objective: { kind: "diffusion", maskId: MASK },
+            step,
+            data,
+            initialWeights: arWeights,
+          },
+          { ...noSignal, onProgress: (p) => losses.push(p.loss) },
+        );
+        return losses[0];
+      } finally {
+        await step.dispose();
+      }
+    };
+    const withShift = await firstLoss(shifted("full"));
+    const without = await firstLoss(config("full"));
+    assert.ok(withShift < 0.8 * without, `shifted ${withShift}, unshifted ${without}`);
+  });
+
+  it("--init refuses weights whose shapes differ, naming the tensor", async () => {
+    const target = shifted("block_causal", { block_size: 4 });
+    const step = await createTrainStep(target, { threads: 1 });
+    try {
+      const options = (initialWeights: Weights) => ({
+        ...base("refuse"),
+        maxSteps: 1,
+        objective: { kind: "block" as const, maskId: MASK },
+        step,
+        data,
+        initialWeights,
+      });
+      const tied = parseModelConfig({
+        ...configToJson(config("causal")),
+        tie_word_embeddings: true,
+      });
+      await assert.rejects(
+        train(options(randomWeights(tied, 1)), noSignal),
+        /initial weights: lm_head\.weight is missing/,
+      );
+      const wider = parseModelConfig({ ...configToJson(config("causal")), intermediate_size: 48 });
+      await assert.rejects(
+        train(options(randomWeights(wider, 1)), noSignal),
+        /initial weights: model\.layers\.0\.mlp\.gate_proj\.weight has 1536 values, expected \[64,32\]/,
+      );
+    } finally {
+      await step.dispose();
+    }
+  });
+
+  it("block diffusion over [x_t ; x_0] with complementary masks learns, and annealing resumes exactly", async () => {
+    const bd = shifted("block_causal", { block_size: 4 });
+    const step = await createTrainStep(bd, { threads: 1 });
+    try {
+      const losses: number[] = [];
+      const result = await train(
+        {
+          ...base("dual"),
+          maxSteps: 120,
+          objective: { kind: "block", maskId: MASK, context: "dual", complementary: true },
+          step,
+          data,
+        },
+        { ...noSignal, onProgress: (p) => losses.push(p.loss) },
+      );
+      const head = losses.slice(0, 5).reduce((a, b) => a + b) / 5;
+      const tail = losses.slice(-10).reduce((a, b) => a + b) / 10;
+      assert.ok(tail < 0.75 * head, `loss ${head} → ${tail}`);
+      const [first, last] = result.history.valid;
+      assert.ok(last.loss < first.loss, `valid ${first.loss} → ${last.loss}`);
+    } finally {
+      await step.dispose();
+    }
+
+    const full = shifted("full");
+    const annealed = await createTrainStep(full, { threads: 1 });
+    try {
+      const options = (name: string) => ({
+        ...base(name),
+        maxSteps: 12,
+        evalEvery: 0,
+        objective: { kind: "diffusion" as const, maskId: MASK, annealSteps: 8 },
+        step: annealed,
+        data,
+      });
+      const whole = await train(options("anneal-whole"), noSignal);
+      const o = options("anneal-split");
+      await train(o, interruptAt(5));
+      const resumed = await train(o, noSignal);
+      assert.deepEqual(resumed.params, whole.params);
+      await assert.rejects(
+        train(
+          {
+            ...options("anneal-bad"),
+            objective: { kind: "diffusion", maskId: MASK, annealSteps: 0 },
+          },
+          noSignal,
+        ),
+        /annealSteps must be a positive integer, got 0/,
+      );
+    } finally {
+      await annealed.dispose();
     }
   });
 });

@@ -192,6 +192,46 @@ test("Trace: frames replay reveals, re-masks and confidences; scrub by step or b
   assert.equal(trace.stepAt(0), -1);
   assert.equal(trace.stepAt(25), 1);
   assert.equal(trace.stepAt(1e9), 2);
+
+  // fix: the scoring step re-masks tokens of the input, which the run never revealed
+  const fixing = new Trace({
+    ...start,
+    tokens: [7, 1, 1, 1, 1],
+    pieces: ["a", "b", "c", "d", "e"],
+  });
+  fixing.add(
+    step(
+      0,
+      ["a", null, "c", null, "e"],
+      [],
+      [
+        [1, 0.01],
+        [3, 0.02],
+      ],
+    ),
+  );
+  fixing.add(
+    step(
+      1,
+      ["a", "B", "c", "D", "e"],
+      [
+        [1, 0.9],
+        [3, 0.8],
+      ],
+      [],
+    ),
+  );
+  assert.equal(fixing.revealedCount(0), 0);
+  assert.equal(fixing.revealedCount(1), 2);
+
+  // an end token is marked as one (drawn as a dot); an empty piece that is part of a character
+  // split over tokens is not
+  const ended = new Trace({ ...start, end_token_ids: [9] });
+  ended.add({ ...step(0, ["a", "", "é", null, ""], [[1, 0.5]], []), tokens: [7, 5, 6, M, 9] });
+  assert.deepEqual(
+    ended.frame(0).cells.map((c) => c.end),
+    [false, false, false, false, true],
+  );
 });
 
 test("infillParts: the code around the holes is kept byte for byte; holes sized by the marker", () => {
@@ -246,7 +286,14 @@ test("denoiseBody: each mode's fields; empty knobs left to the server", () => {
     denoiseBody("edit", "a\nb\nc", { start: 2, end: 3 }, { model: "m", maxTokens: 5 }),
     { model: "m", parts: ["a\n", { hole: 5 }, "\nc"] },
   );
+  assert.deepEqual(denoiseBody("fix", "let x = 1;", sel, { model: "m", below: 0.3, seed: 1 }), {
+    model: "m",
+    seed: 1,
+    source: "let x = 1;",
+    below: 0.3,
+  });
   assert.throws(() => denoiseBody("generate", "", sel, { model: "m" }), InputError);
+  assert.throws(() => denoiseBody("fix", "", sel, { model: "m" }), InputError);
 });
 
 test("plainWords: every failure told as a sentence, with the server's own message", () => {

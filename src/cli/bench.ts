@@ -5,7 +5,16 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import inspector from "node:inspector";
 import { dirname, join, resolve } from "node:path";
 import { benchForward, type ForwardBenchResult } from "../bench/forward.js";
+import { benchLoad, type LoadMeasure } from "../bench/load.js";
 import { benchQuant, type QuantBenchResult } from "../bench/quant.js";
+import {
+  type BlockPoint,
+  benchSizes,
+  defaultSizes,
+  type SizesBenchOptions,
+  type SizesBenchResult,
+  sizeShapes,
+} from "../bench/sizes.js";
 import { benchTrain, type TrainBenchResult } from "../bench/train.js";
 import { benchDecode, type DecodeBenchResult, type DecodeSpeed } from "../diffusion/bench.js";
 import { type PresetName, presetNames } from "../diffusion/options.js";
@@ -17,6 +26,7 @@ import { quantTypes } from "../model/quant.js";
 import { randomWeights } from "../model/random.js";
 import type { LanguageModel } from "../model/types.js";
 import { benchServe, type ServeBenchOptions, type ServeSpeed } from "../serve/bench.js";
+import { type Series, writePlot } from "../train/plot.js";
 import {
   type CommandSpec,
   flag,
@@ -26,20 +36,24 @@ import {
   stringOption,
   UsageError,
 } from "./args.js";
+import { claim } from "./bench-claim.js";
 import type { Command, Context } from "./command.js";
 import { packageRoot } from "./package.js";
 import { loadPair } from "./serve.js";
 import { formatSeconds, StatusLine } from "./terminal.js";
 
-interface Bench {
+export interface Bench {
   name: string;
   summary: string;
+  /** The options it reads (besides --json and --profile): any other is refused, never ignored. */
+  reads: readonly string[];
   /** Runs the benchmark; `say` reports progress; resolves to its JSON result and text lines. */
   run(parsed: Parsed, say: (message: string) => void): Promise<{ json: unknown; lines: string[] }>;
 }
 
 const forward: Bench = {
   name: "forward",
+  reads: ["canvas", "runs", "positions"],
   summary:
     "the forward pass's GFLOP/s as a share of ONNX Runtime's own MatMul peak, and the gain of computing logits only at the positions asked for",
   async run(parsed, say) {
@@ -70,6 +84,7 @@ const forward: Bench = {
 
 const train: Bench = {
   name: "train",
+  reads: ["config", "rows", "length", "runs"],
   summary:
     "training step throughput (tokens/s) of the default model's shape, as a share of the MatMul peak",
   async run(parsed, say) {
@@ -154,6 +169,7 @@ async function decodeModels(parsed: Parsed, say: (message: string) => void) {
 
 const decode: Bench = {
   name: "decode",
+  reads: ["length", "runs", "presets", "model", "ar-model"],
   summary:
     "tokens/s and forward passes per token of every strategy and of the AR twin, side by side",
   async run(parsed, say) {
@@ -217,13 +233,18 @@ const serveRequest = { strategy: "fast-dllm-dual", block_length: 8, max_tokens: 
 
 const serveBench: Bench = {
   name: "serve",
+  reads: ["length", "runs", "presets", "model", "ar-model", "ar"],
   summary:
     "tokens/s of unmask serve over loopback HTTP, 8 concurrent clients against 1 (batched forward passes)",
   async run(parsed, say) {
     const length = intOption(parsed, "length", 1);
     const runs = intOption(parsed, "runs", 1);
     const strategy = stringOption(parsed, "presets");
-    const body: Record<string, unknown> = { ...serveRequest };
+    const ar = flag(parsed, "ar");
+    const body: Record<string, unknown> = ar ? { max_tokens: 32 } : { ...serveRequest };
+    if (ar && strategy !== undefined) {
+      throw new UsageError("--presets with --ar: the AR twin has no strategy (drop one of them)");
+    }
     if (strategy !== undefined) {
       if (!(presetNames as string[]).includes(strategy)) {
         throw new UsageError(
@@ -238,6 +259,7 @@ const serveBench: Bench = {
     const models = await loadPair(parsed);
     try {
       const options: ServeBenchOptions = { models, prompt: benchPrompt, body, progress: say };
+      if (ar) options.model = models[1].name;
       if (runs !== undefined) options.requests = runs;
       const r = await benchServe(options);
       const line = (s: ServeSpeed) =>
@@ -259,18 +281,20 @@ const serveBench: Bench = {
 
 const quant: Bench = {
   name: "quant",
+  reads: ["model", "corpus", "rows", "runs"],
   summary:
     "int8/int4 weights: top-1 agreement with float32 at masked positions of held-out canvases (needs a corpus; not in 'all'), and forward speed against float32",
   async run(parsed, say) {
     const dir = resolve(
       stringOption(parsed, "model") ?? join(packageRoot(), "models", defaultModelName),
     );
-    const corpus = resolve(
-      stringOption(parsed, "corpus") ?? join(packageRoot(), ".cache", "corpus", "valid.jsonl"),
+    const corpus = join(
+      resolve(stringOption(parsed, "corpus") ?? join(packageRoot(), ".cache", "corpus")),
+      "valid.jsonl",
     );
     if (!existsSync(corpus)) {
       throw new UsageError(
-        `bench quant: ${corpus} not found (run 'unmask corpus', or --corpus FILE)`,
+        `bench quant: ${corpus} not found (run 'unmask corpus', or --corpus DIR)`,
       );
     }
     const r: QuantBenchResult = await benchQuant({
@@ -295,13 +319,112 @@ const quant: Bench = {
   },
 };
 
-const benches: Bench[] = [forward, decode, train, serveBench, quant];
+const sizesBench: Bench = {
+  name: "sizes",
+  reads: ["sizes", "runs", "plot"],
+  summary:
+    "an AR token against a diffusion step of 8-32 tokens, random models from the embedded shape to 0.5B, beside a roofline",
+  async run(parsed, say) {
+    const list = stringOption(parsed, "sizes");
+    const sizes = list?.split(",").map((s) => s.trim());
+    for (const s of sizes ?? []) {
+      if (sizeShapes[s] === undefined) {
+        throw new UsageError(
+          `--sizes: unknown size ${JSON.stringify(s)} (valid: ${Object.keys(sizeShapes).join(", ")})`,
+        );
+      }
+    }
+    const plot = stringOption(parsed, "plot");
+    if (plot !== undefined && !plot.endsWith(".svg")) {
+      throw new UsageError(
+        `--plot: ${plot}: expected a .svg file name (a .png is written beside it)`,
+      );
+    }
+    const runs = intOption(parsed, "runs", 1);
+    const options: SizesBenchOptions = { progress: say };
+    if (sizes !== undefined) options.sizes = sizes;
+    if (runs !== undefined) options.runs = runs;
+    const r = await benchSizes(options);
+    if (plot !== undefined) await writeSizesPlot(resolve(plot), r);
+    const lines = [
+      `one step against a ${r.context}-token cached context; MatMul peak ${r.matmul_peak_gflops.toFixed(0)} GFLOP/s, weights read at ${r.weight_read_gbs.toFixed(1)} GB/s;`,
+      "break-even: tokens a diffusion step must reveal to match AR (measured, roofline):",
+    ];
+    for (const s of r.sizes) {
+      const cells = s.blocks.map(
+        (b) =>
+          `block ${b.block}: ${b.step_ms.toFixed(2)} ms, ${b.break_even_tokens_per_step.toFixed(2)} (${b.roofline_break_even.toFixed(2)})`,
+      );
+      lines.push(
+        `  ${s.name.padEnd(9)} ${(s.parameters / 1e6).toFixed(0).padStart(5)}M  AR ${s.ar_ms.toFixed(2)} ms  ${cells.join("  ")}`,
+      );
+    }
+    return { json: r, lines };
+  },
+};
+
+/** The break-even tokens per step against model size: measured and roofline, per block. */
+async function writeSizesPlot(file: string, r: SizesBenchResult): Promise<void> {
+  // a dark colour for the measured line, a light one of the same hue for its roofline
+  const colors = [
+    ["#1f77b4", "#9ecae1"],
+    ["#d62728", "#f4a6a6"],
+    ["#2ca02c", "#a1d99b"],
+    ["#9467bd", "#cbb7e3"],
+  ];
+  const blocks = r.sizes[0]?.blocks.map((b) => b.block) ?? [];
+  const series: Series[] = blocks.flatMap((block, k) => {
+    const at = (pick: (b: BlockPoint) => number) =>
+      r.sizes.map((s): [number, number] => [
+        s.parameters,
+        pick(s.blocks.find((b) => b.block === block)!),
+      ]);
+    const [dark, light] = colors[k % colors.length];
+    return [
+      { name: `B=${block}`, color: dark, points: at((b) => b.break_even_tokens_per_step) },
+      { name: `B=${block} roofline`, color: light, points: at((b) => b.roofline_break_even) },
+    ];
+  });
+  const options = {
+    title: "Tokens a diffusion step of B tokens must reveal to match AR",
+    xLabel: "parameters",
+    yLabel: "break-even tokens per step",
+    logX: true,
+    logY: true,
+  };
+  mkdirSync(dirname(file), { recursive: true });
+  await writePlot(file, series, options);
+  await writePlot(file.replace(/\.svg$/, ".png"), series, options);
+}
+
+const loadBench: Bench = {
+  name: "load",
+  reads: [],
+  summary:
+    "peak memory of loading a 2.3 GB synthetic checkpoint (float32 and BF16) in a fresh process, against the weights' bytes",
+  async run(_parsed, say) {
+    const r = await benchLoad({ progress: say });
+    const gb = (bytes: number) => `${(bytes / 1e9).toFixed(2)} GB`;
+    const line = (m: LoadMeasure) =>
+      `  ${m.dtype.padEnd(4)} file ${gb(m.file_bytes)}: peak RSS ${gb(m.peak_rss_bytes)} = ${m.peak_rss_ratio.toFixed(2)}× the weights (before loading ${gb(m.rss_before_bytes)}), loaded in ${m.load_s.toFixed(1)} s`;
+    return {
+      json: r,
+      lines: [
+        `loading ${(r.parameters / 1e6).toFixed(0)}M parameters (${gb(r.weight_bytes)} as float32 in the engine):`,
+        line(r.float32),
+        line(r.bf16),
+      ],
+    };
+  },
+};
+
+const benches: Bench[] = [forward, decode, train, serveBench, sizesBench, loadBench, claim, quant];
 
 const spec: CommandSpec = {
   name: "bench",
   usage: [`bench <${[...benches.map((b) => b.name), "all"].join("|")}> [options]`],
   description: `
-Runs a benchmark and prints its numbers; "all" runs every benchmark in turn. Every claim is a
+Runs a benchmark and prints its numbers; "all" runs every benchmark but claim in turn. Every claim is a
 ratio of two things measured side by side in the same run on this machine. Benchmarks:
 ${benches.map((b) => `  ${b.name.padEnd(9)}${b.summary}`).join("\n")}`,
   options: [
@@ -336,13 +459,46 @@ ${benches.map((b) => `  ${b.name.padEnd(9)}${b.summary}`).join("\n")}`,
       short: "m",
       value: "DIR",
       description:
-        "decode: the diffusion checkpoint (with --ar-model; default: the embedded pair, or random weights of their shape); quant: the model (default: the embedded one)",
+        "decode: the diffusion checkpoint (with --ar-model; default: the embedded pair, or random weights of their shape); claim: diffusion checkpoints, comma-separated (default: the embedded one); quant: the model (default: the embedded one)",
     },
     {
       name: "ar-model",
       type: "string",
       value: "DIR",
-      description: "decode: the autoregressive checkpoint to compare with",
+      description: "decode, claim: the autoregressive checkpoint to compare with",
+    },
+    {
+      name: "corpus",
+      type: "string",
+      value: "DIR",
+      description:
+        "claim, quant: the corpus folder with valid.jsonl, the held-out files (default: .cache/corpus)",
+    },
+    {
+      name: "tasks",
+      type: "string",
+      value: "N",
+      description:
+        "claim: line completions, and continuations for the parse rate (default 16 each)",
+    },
+    {
+      name: "infill-tasks",
+      type: "string",
+      value: "N",
+      description: "claim: single-line infill tasks (default 16)",
+    },
+    {
+      name: "seed",
+      type: "string",
+      value: "N",
+      description: "claim: the seed of the task choice and of every decode (default 0)",
+    },
+    {
+      name: "out",
+      type: "string",
+      value: "DIR",
+      description:
+        "claim: where the Pareto plot goes, pareto.svg and pareto.png (default: ./bench-claim)",
     },
     {
       name: "presets",
@@ -371,10 +527,22 @@ ${benches.map((b) => `  ${b.name.padEnd(9)}${b.summary}`).join("\n")}`,
       description: "train: sequences per batch (default 16); quant: held-out canvases (default 16)",
     },
     {
-      name: "corpus",
+      name: "sizes",
       type: "string",
-      value: "FILE",
-      description: "quant: the held-out split (default .cache/corpus/valid.jsonl)",
+      value: "LIST",
+      description: `sizes: model shapes to time, comma-separated (default ${defaultSizes.join(",")}; known: ${Object.keys(sizeShapes).join(", ")})`,
+    },
+    {
+      name: "plot",
+      type: "string",
+      value: "FILE.svg",
+      description: "sizes: draw the break-even against model size to FILE.svg and FILE.png",
+    },
+    {
+      name: "ar",
+      type: "boolean",
+      description:
+        "serve: the requests go to the AR twin (its KV-cache decode; steps of different context lengths share engine calls)",
     },
     {
       name: "length",
@@ -390,8 +558,11 @@ ${benches.map((b) => `  ${b.name.padEnd(9)}${b.summary}`).join("\n")}`,
     "unmask bench decode --json --profile prof/",
     "unmask bench train --rows 8 --length 128",
     "unmask bench serve --json              # 8 concurrent clients against 1: throughput_ratio",
+    "unmask bench serve --ar                # the same for the AR twin",
+    "unmask bench sizes --plot docs/sizes.svg  # where diffusion can win, by model size",
     "unmask bench all --json > bench.json",
-    "unmask bench quant --corpus /work/runs/corpus/valid.jsonl --rows 16",
+    "unmask bench quant --corpus /work/runs/corpus --rows 16",
+    "unmask bench claim --corpus .cache/corpus --tasks 16 --infill-tasks 16 --json",
   ],
   maxPositionals: 1,
 };
@@ -403,12 +574,24 @@ async function run(argv: string[], context: Context): Promise<number> {
   if (which === undefined) {
     throw new UsageError(`bench: which benchmark? (${[...names, "all"].join(", ")})`);
   }
+  // claim and quant need a corpus and minutes: they run when named
   const chosen =
-    which === "all" ? benches.filter((b) => b !== quant) : benches.filter((b) => b.name === which);
+    which === "all"
+      ? benches.filter((b) => b !== claim && b !== quant)
+      : benches.filter((b) => b.name === which);
   if (chosen.length === 0) {
     throw new UsageError(
       `bench: unknown benchmark ${JSON.stringify(which)} (valid: ${[...names, "all"].join(", ")})`,
     );
+  }
+  const reads = new Set(["json", "profile", ...chosen.flatMap((b) => b.reads)]);
+  for (const [name, value] of Object.entries(parsed.values)) {
+    if (value !== undefined && !reads.has(name)) {
+      const readers = benches.filter((b) => b.reads.includes(name)).map((b) => b.name);
+      throw new UsageError(
+        `--${name}: bench ${which} does not read it (it is an option of bench ${readers.join(", ")})`,
+      );
+    }
   }
   const json = flag(parsed, "json");
   const profileDir = stringOption(parsed, "profile");

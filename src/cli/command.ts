@@ -18,29 +18,34 @@ export interface Command {
   run(argv: string[], context: Context): Promise<number>;
 }
 
-/** Reads all of stdin as UTF-8. */
-export async function readStdin(): Promise<string> {
+/** Reads all of stdin's bytes. */
+export async function readStdinBytes(): Promise<Buffer> {
   const chunks: Buffer[] = [];
   for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks).toString("utf8");
+  return Buffer.concat(chunks);
+}
+
+/** A file that cannot be read or written, as a UsageError naming it. */
+export function fileProblem(path: string, cause: unknown): UsageError {
+  const code = (cause as { code?: unknown }).code;
+  const why =
+    code === "ENOENT"
+      ? "no such file"
+      : code === "EISDIR"
+        ? "is a folder, not a file"
+        : code === "EACCES"
+          ? "permission denied"
+          : String(cause);
+  return new UsageError(`${path}: ${why}`, { cause });
 }
 
 /** The text of `source`: "-" is stdin, a path is read (a missing file is a UsageError). */
 export async function readText(source: string): Promise<string> {
-  if (source === "-") return readStdin();
+  if (source === "-") return (await readStdinBytes()).toString("utf8");
   try {
     return await readFile(source, "utf8");
   } catch (cause) {
-    const code = (cause as { code?: unknown }).code;
-    const why =
-      code === "ENOENT"
-        ? "no such file"
-        : code === "EISDIR"
-          ? "is a folder, not a file"
-          : code === "EACCES"
-            ? "permission denied"
-            : String(cause);
-    throw new UsageError(`${source}: ${why}`, { cause });
+    throw fileProblem(source, cause);
   }
 }
 

@@ -1,5 +1,8 @@
-// A unified diff of two texts by lines (longest common subsequence; the texts a model can hold
-// are a few thousand tokens, so the quadratic table is small), as `diff -u` prints it.
+// A unified diff of two texts by lines (longest common subsequence of the middle left after the
+// common head and tail; edits are local, so the quadratic table is small), as `diff -u` prints
+// it, so that `git apply` and `patch` take it: a line is compared with its line ending (a CR of a
+// CRLF line is part of its text), and a last line without a newline is followed by
+// "\ No newline at end of file".
 
 /** One line of the edit script: kept (" "), removed ("-") or added ("+"). */
 interface Line {
@@ -10,15 +13,16 @@ interface Line {
   b: number;
 }
 
-function splitLines(text: string): string[] {
-  if (text === "") return [];
-  const lines = text.split("\n");
-  if (lines[lines.length - 1] === "") lines.pop();
-  return lines;
+/** The lines of a text, each with its newline (the last one may have none). */
+export function splitLines(text: string): string[] {
+  return text.match(/[^\n]*\n|[^\n]+$/g) ?? [];
 }
 
-function script(a: string[], b: string[]): Line[] {
-  // common prefix and suffix first: edits are usually local
+/**
+ * The lengths of the common head and tail of two sequences (lines, or a string's characters);
+ * they do not overlap.
+ */
+export function commonEnds<T>(a: ArrayLike<T>, b: ArrayLike<T>): [number, number] {
   let pre = 0;
   while (pre < a.length && pre < b.length && a[pre] === b[pre]) pre++;
   let suf = 0;
@@ -29,6 +33,12 @@ function script(a: string[], b: string[]): Line[] {
   ) {
     suf++;
   }
+  return [pre, suf];
+}
+
+function script(a: string[], b: string[]): Line[] {
+  // common head and tail first: edits are usually local
+  const [pre, suf] = commonEnds(a, b);
   const n = a.length - pre - suf;
   const m = b.length - pre - suf;
   // lcs[i][j]: the LCS length of a[pre + i..] and b[pre + j..] within the middle
@@ -106,8 +116,15 @@ export function unifiedDiff(
     const newCount = hunk.filter((l) => l.op !== "-").length;
     const oldStart = oldCount === 0 ? hunk[0].a - 1 : hunk[0].a;
     const newStart = newCount === 0 ? hunk[0].b - 1 : hunk[0].b;
-    out.push(`@@ -${oldStart},${oldCount} +${newStart},${newCount} @@`);
-    for (const l of hunk) out.push(paint(l.op, `${l.op}${l.text}`));
+    // as diff -u: a range of one line is its number alone
+    const range = (start: number, count: number) =>
+      count === 1 ? `${start}` : `${start},${count}`;
+    out.push(`@@ -${range(oldStart, oldCount)} +${range(newStart, newCount)} @@`);
+    for (const l of hunk) {
+      const ended = l.text.endsWith("\n");
+      out.push(paint(l.op, `${l.op}${ended ? l.text.slice(0, -1) : l.text}`));
+      if (!ended) out.push("\\ No newline at end of file");
+    }
     k = stop;
   }
   return `${out.join("\n")}\n`;

@@ -2,7 +2,6 @@
 // model scores every token, re-masks the ones it finds least likely and denoises them again;
 // the change is shown as a unified diff).
 
-import { writeFile } from "node:fs/promises";
 import { isAbsolute } from "node:path";
 import {
   type EditResult,
@@ -11,6 +10,8 @@ import {
   streamEdit,
   streamFix,
 } from "../diffusion/api.js";
+import type { StepEvent } from "../diffusion/types.js";
+import { lineChunks } from "../diffusion/window.js";
 import {
   type CommandSpec,
   flag,
@@ -20,7 +21,7 @@ import {
   stringOption,
   UsageError,
 } from "./args.js";
-import { type Command, type Context, note, readText } from "./command.js";
+import { type Command, type Context, note } from "./command.js";
 import {
   type DecodeFlags,
   decodeFlags,
@@ -31,10 +32,18 @@ import {
   jsonSection,
   liveCanvasFor,
   loadForFlags,
-  type Outcome,
   strategiesSection,
 } from "./decode.js";
-import { unifiedDiff } from "./diff.js";
+import { commonEnds, splitLines, unifiedDiff } from "./diff.js";
+import {
+  checkWritable,
+  diskText,
+  fitWindow,
+  readTextFile,
+  type TextFile,
+  writeBack,
+  writeExitCode,
+} from "./files.js";
 import { isLiveTerminal } from "./terminal.js";
 import { canvasLook, idsText } from "./text.js";
 
@@ -52,7 +61,14 @@ const editSpec: CommandSpec = {
 Regenerates lines A to B of FILE (1-based, inclusive; "--lines 7" is line 7 alone) with the rest
 of the file held fixed on the canvas, and prints the edited file (or writes it back with
 --write; --diff prints the change as a unified diff instead). The new lines get as many tokens
-as the old ones had, or --length.`,
+as the old ones had, or --length.
+
+FILE must be UTF-8 text (anything else is refused and left as it is); its byte order mark and
+line endings (LF or CRLF, the new lines too) are kept, and every byte outside lines A-B is
+written back as it was. --write replaces FILE atomically, checks that FILE can be written before
+the model is loaded, and exits non-zero when it did not write. A file longer than the model's
+context is edited through a window around lines A-B: those lines' tokens whole (more than the
+context is an error), the lines before and after as many as fit.`,
   options: [
     {
       name: "lines",
@@ -92,7 +108,13 @@ const fixSpec: CommandSpec = {
 Scores every token of FILE with the model (each token masked in turn, in a few batched passes),
 re-masks the least likely ones — those below --below, at most --max-fraction of the file — and
 denoises them again with everything else held fixed. Prints the change as a unified diff (empty
-when nothing changed); --write applies it to FILE.`,
+when nothing changed); --write applies it to FILE.
+
+FILE must be UTF-8 text (anything else is refused and left as it is); its byte order mark and
+line endings are kept, and only the bytes of changed tokens change. --write replaces FILE
+atomically, checks that FILE can be written before the model is loaded, and exits non-zero when
+it did not write. A file longer than the model's context is fixed in chunks of whole lines that
+each fit, one after the other (a single line longer than the context is an error).`,
   options: [
     {
       name: "below",
@@ -157,52 +179,48 @@ function fileArgument(spec: CommandSpec, parsed: Parsed): string {
   return file;
 }
 
-/** Writes the result to `file` with --write, unless the run stopped with masks left. */
-async function writeBack(
-  parsed: Parsed,
-  file: string,
-  text: string,
-  outcome: Outcome,
-): Promise<boolean> {
-  if (!flag(parsed, "write")) return false;
-  if (outcome.stop === "interrupted" || outcome.stop === "max_time") {
-    process.stderr.write(
-      `unmask: ${file} not written: the run stopped before the canvas was clean\n`,
-    );
-    return false;
-  }
-  await writeFile(file, text);
-  return true;
+/** The unified diff of the file's text before and after, in the file's own form. */
+function diffOf(flags: DecodeFlags, file: TextFile, before: string, after: string): string {
+  const color = !flags.json && isLiveTerminal(process.stdout, process.env);
+  const path = file.path;
+  // git's a/ b/ prefixes for a relative path (so that `git apply` takes the patch)
+  const names: [string, string] = isAbsolute(path) ? [path, path] : [`a/${path}`, `b/${path}`];
+  return unifiedDiff(diskText(file, before), diskText(file, after), names, { color });
 }
 
-function diffOf(flags: DecodeFlags, file: string, before: string, after: string): string {
-  const color = !flags.json && isLiveTerminal(process.stdout, process.env);
-  // git's a/ b/ prefixes for a relative path (so that `git apply` takes the patch)
-  const names: [string, string] = isAbsolute(file) ? [file, file] : [`a/${file}`, `b/${file}`];
-  return unifiedDiff(before, after, names, { color });
+/** Reads FILE, and with --write checks up front that it can be replaced. */
+async function openFile(parsed: Parsed, path: string): Promise<TextFile> {
+  const file = await readTextFile(path);
+  if (flag(parsed, "write")) await checkWritable(path);
+  return file;
 }
 
 async function runEdit(argv: string[], context: Context): Promise<number> {
   const parsed = parse(editSpec, argv);
   const flags = decodeFlags(parsed);
-  const file = fileArgument(editSpec, parsed);
+  const path = fileArgument(editSpec, parsed);
   const rawLines = stringOption(parsed, "lines");
   if (rawLines === undefined) throw new UsageError("edit: which lines? (--lines A-B)");
-  const source = await readText(file);
+  const file = await openFile(parsed, path);
+  const source = file.text;
   const lines = parseLines(rawLines, lineCount(source));
-  const span =
-    flags.settings.length === undefined ? { lines } : { lines, length: flags.settings.length };
-  const [[a, b]] = spanRanges(source, [span]);
+  const [[a, b]] = spanRanges(source, [{ lines }]);
 
   const t0 = performance.now();
   const loaded = await loadForFlags(flags);
   try {
     const loadMs = performance.now() - t0;
+    const { tokenizer, model } = loaded;
+    const length =
+      flags.settings.length ?? Math.max(1, tokenizer.encode(source.slice(a, b)).length);
+    const what = `the new lines ${lines.join("-")}`;
+    const w = fitWindow(file, [a, b], length, model.config.maxPositions, tokenizer, what);
+    const span = { start: a - w.start, end: b - w.start, length };
     const outcome = await drive<EditResult>(
       (signal) =>
-        streamEdit(loaded.model, source, [span], {
+        streamEdit(model, source.slice(w.start, w.end), [span], {
           ...diffusionOptions(flags),
-          tokenizer: loaded.tokenizer,
+          tokenizer,
           signal,
         }),
       context.interrupt,
@@ -215,62 +233,131 @@ async function runEdit(argv: string[], context: Context): Promise<number> {
     const diff = diffOf(flags, file, source, text);
     const report = {
       command: "edit",
-      text,
+      text: diskText(file, text),
       tokens: fill.filter((t) => t !== loaded.config.maskTokenId).length,
       counts: { canvas: outcome.result.canvas.length, replaced: fill.length },
-      extra: { lines, replacement, diff },
+      extra: { lines, replacement, diff, window: [w.start, w.end] },
     };
-    const written = await writeBack(parsed, file, text, outcome);
-    const print = flag(parsed, "diff") ? diff : written ? "" : text;
-    if (written && !flags.json) note(`rewrote lines ${lines.join("-")} of ${file}`);
-    return finish(flags, loaded, outcome, report, loadMs, print);
+    const write = flag(parsed, "write");
+    const written = write && (await writeBack(file, text, outcome.stop));
+    const print = flag(parsed, "diff") ? diff : written ? "" : report.text;
+    if (written && !flags.json) note(`rewrote lines ${lines.join("-")} of ${path}`);
+    return writeExitCode(finish(flags, loaded, outcome, report, loadMs, print), write, written);
   } finally {
     await loaded.model.dispose();
   }
 }
 
+/**
+ * `after` (the decoded canvas of a fix) put into `source` line by line: the lines that `before`
+ * (the decoded original canvas) and `after` share at the head and the tail are taken from
+ * `source` as they are, so that characters the tokenizer drops or normalises there are kept;
+ * the lines between must be ones the tokenizer reproduced exactly (else the change cannot be put
+ * back byte for byte: an error naming the file).
+ */
+export function spliceChange(source: string, before: string, after: string, file: string): string {
+  const [src, old, neu] = [splitLines(source), splitLines(before), splitLines(after)];
+  const [head, tail] = commonEnds(old, neu);
+  const reproduced =
+    src.length === old.length &&
+    src.slice(head, src.length - tail).join("") === old.slice(head, old.length - tail).join("");
+  if (!reproduced) {
+    throw new UsageError(
+      `${file}: the tokenizer does not reproduce the changed lines, so the change cannot be put back byte for byte`,
+    );
+  }
+  return [
+    ...src.slice(0, head),
+    ...neu.slice(head, neu.length - tail),
+    ...src.slice(src.length - tail),
+  ].join("");
+}
+
+/** What the chunks of a fix found so far: their texts, and what was re-masked and changed. */
+interface FixProgress {
+  texts: string[];
+  remasked: number;
+  changed: number;
+  tokens: number;
+}
+
 async function runFix(argv: string[], context: Context): Promise<number> {
   const parsed = parse(fixSpec, argv);
   const flags = decodeFlags(parsed);
-  const file = fileArgument(fixSpec, parsed);
+  const path = fileArgument(fixSpec, parsed);
   const inUnit = (v: number) => (v > 0 && v <= 1 ? null : "expected a number in (0, 1]");
   const below = numberOption(parsed, "below", inUnit);
   const maxFraction = numberOption(parsed, "max-fraction", inUnit);
-  const source = await readText(file);
-  if (source === "") throw new UsageError(`${file}: empty, nothing to fix`);
+  const file = await openFile(parsed, path);
+  const source = file.text;
+  if (source === "") throw new UsageError(`${path}: empty, nothing to fix`);
 
   const t0 = performance.now();
   const loaded = await loadForFlags(flags);
   try {
     const loadMs = performance.now() - t0;
+    const { tokenizer, model } = loaded;
+    let chunks: [number, number][];
+    try {
+      chunks = lineChunks(source, model.config.maxPositions, tokenizer);
+    } catch (error) {
+      throw error instanceof RangeError ? new UsageError(`${path}: ${error.message}`) : error;
+    }
     const options: { below?: number; maxFraction?: number } = {};
     if (below !== undefined) options.below = below;
     if (maxFraction !== undefined) options.maxFraction = maxFraction;
-    const outcome = await drive<FixResult>(
-      (signal) =>
-        streamFix(loaded.model, source, {
+    const done: FixProgress = { texts: [], remasked: 0, changed: 0, tokens: 0 };
+    // the chunks one after the other, as one run: their events in turn, the counts summed
+    async function* fixChunks(signal: AbortSignal): AsyncGenerator<StepEvent, FixResult> {
+      let last: FixResult | undefined;
+      let steps = 0;
+      let forwards = 0;
+      let remasks = 0;
+      for (const [from, to] of chunks) {
+        const piece = source.slice(from, to);
+        const r = yield* streamFix(model, piece, {
           ...diffusionOptions(flags),
           ...options,
-          tokenizer: loaded.tokenizer,
+          tokenizer,
           signal,
-        }),
+        });
+        const before = idsText(loaded, tokenizer.encode(piece));
+        done.texts.push(
+          r.remasked.length === 0
+            ? piece
+            : spliceChange(piece, before, idsText(loaded, r.canvas), path),
+        );
+        done.remasked += r.remasked.length;
+        done.changed += r.changed.length;
+        done.tokens += r.canvas.length;
+        steps += r.steps;
+        forwards += r.forwards;
+        remasks += r.remasks;
+        last = r;
+      }
+      return { ...(last as FixResult), steps, forwards, remasks };
+    }
+    const outcome = await drive<FixResult>(
+      fixChunks,
       context.interrupt,
       flags.maxTimeMs,
       liveCanvasFor(flags, canvasLook(loaded, [0, Number.MAX_SAFE_INTEGER])),
     );
-    const { result } = outcome;
-    const text = result.remasked.length === 0 ? source : idsText(loaded, result.canvas);
+    // a stopped run: the chunks done, the rest as it was
+    const text =
+      done.texts.join("") + source.slice(chunks[done.texts.length]?.[0] ?? source.length);
     const diff = diffOf(flags, file, source, text);
     const report = {
       command: "fix",
-      text,
-      tokens: result.remasked.length,
-      counts: { source: result.canvas.length },
-      extra: { diff, remasked: result.remasked.length, changed: result.changed.length },
+      text: diskText(file, text),
+      tokens: done.remasked,
+      counts: { source: done.tokens },
+      extra: { diff, remasked: done.remasked, changed: done.changed, chunks: chunks.length },
     };
-    const written = diff !== "" && (await writeBack(parsed, file, text, outcome));
-    if (written && !flags.json) note(`fixed ${file}`);
-    return finish(flags, loaded, outcome, report, loadMs, diff);
+    const write = flag(parsed, "write");
+    const written = write && (diff === "" || (await writeBack(file, text, outcome.stop)));
+    if (written && diff !== "" && !flags.json) note(`fixed ${path}`);
+    return writeExitCode(finish(flags, loaded, outcome, report, loadMs, diff), write, written);
   } finally {
     await loaded.model.dispose();
   }

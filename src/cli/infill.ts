@@ -1,10 +1,9 @@
 // `unmask infill`: fill holes in code with everything around them held fixed — one hole between
 // --prefix and --suffix, or every <FILL> marker of a file at once.
 
-import { writeFile } from "node:fs/promises";
 import { type Hole, type InfillResult, streamInfill } from "../diffusion/api.js";
 import { type CommandSpec, flag, parse, stringOption, UsageError } from "./args.js";
-import { type Command, type Context, note, readText } from "./command.js";
+import { type Command, type Context, note } from "./command.js";
 import {
   decodeFlags,
   decodeOptions,
@@ -16,10 +15,16 @@ import {
   loadForFlags,
   strategiesSection,
 } from "./decode.js";
+import {
+  checkWritable,
+  diskText,
+  fitWindow,
+  readTextFile,
+  type TextFile,
+  writeBack,
+  writeExitCode,
+} from "./files.js";
 import { canvasLook, idsText } from "./text.js";
-
-/** `<FILL>`, or `<FILL:n>` for a hole of n tokens. */
-const marker = /<FILL(?::(\d+))?>/g;
 
 const defaultHole = 16;
 
@@ -32,7 +37,14 @@ FILE (or stdin as "-") a hole is marked <FILL> (a hole of --length tokens, defau
 <FILL:n> (a hole of exactly n tokens). Each hole is filled to its length; with --trim the model
 may end a hole early with end-of-text tokens, which are dropped (for models trained to pad
 their answers, as LLaDA's SFT). With --prefix and --suffix the hole is the one between them.
-The filled file goes to stdout, or back into FILE with --write.`,
+The filled file goes to stdout, or back into FILE with --write.
+
+FILE must be UTF-8 text (anything else is refused and left as it is); its byte order mark and
+line endings (LF or CRLF) are kept, and every byte outside the holes is written back as it was.
+--write replaces FILE atomically (a temporary file renamed over it), checks that FILE can be
+written before the model is loaded, and exits non-zero when it did not write. A file longer
+than the model's context is filled through a window around its holes: the holes and the text
+between them whole, the lines before and after as many as fit.`,
   options: [
     { name: "prefix", type: "string", value: "TEXT", description: "the code before the hole" },
     { name: "suffix", type: "string", value: "TEXT", description: "the code after the hole" },
@@ -60,63 +72,103 @@ The filled file goes to stdout, or back into FILE with --write.`,
   maxPositionals: 1,
 };
 
-/** The parts of a marked file: its text between markers, and a hole per marker. */
-export function markedParts(text: string, holeLength: number): (string | Hole)[] {
-  const parts: (string | Hole)[] = [];
-  let at = 0;
-  for (const m of text.matchAll(marker)) {
-    if (m.index > at) parts.push(text.slice(at, m.index));
-    const n = m[1] === undefined ? holeLength : Number(m[1]);
-    if (!(n >= 1 && Number.isSafeInteger(n))) {
-      throw new UsageError(`${m[0]}: a hole needs at least 1 token`);
-    }
-    parts.push({ hole: n });
-    at = m.index + m[0].length;
+/** A hole of a text: the characters [start, end) it replaces, and its length in tokens. */
+export interface TextHole {
+  start: number;
+  end: number;
+  hole: number;
+}
+
+/** A malformed hole marker (`<FILL:abc>`, `<FILL:0>`, `<FILL:3`...), by file, line and text. */
+export class MarkerError extends UsageError {
+  override name = "MarkerError";
+  constructor(
+    readonly file: string,
+    readonly line: number,
+    readonly marker: string,
+  ) {
+    super(
+      `${file}:${line}: malformed hole marker ${JSON.stringify(marker)} (expected <FILL> or <FILL:n>, n ≥ 1)`,
+    );
   }
-  if (at < text.length) parts.push(text.slice(at));
-  return parts;
+}
+
+/**
+ * The holes marked in `text`: `<FILL>` (a hole of `holeLength` tokens) or `<FILL:n>`. Anything
+ * else that starts like a marker (`<FILL` not followed by a letter, digit or underscore) is a
+ * MarkerError.
+ */
+export function markedHoles(text: string, holeLength: number, file: string): TextHole[] {
+  const holes: TextHole[] = [];
+  for (const m of text.matchAll(/<FILL(?![A-Za-z0-9_])/g)) {
+    const valid = /^<FILL(?::([0-9]+))?>/.exec(text.slice(m.index, m.index + 32));
+    const n = valid === null ? 0 : valid[1] === undefined ? holeLength : Number(valid[1]);
+    if (valid === null || !(n >= 1 && Number.isSafeInteger(n))) {
+      const line = text.slice(0, m.index).split("\n").length;
+      const shown = /^<FILL[^>\n]{0,24}>?/.exec(text.slice(m.index))?.[0] ?? "<FILL";
+      throw new MarkerError(file, line, shown);
+    }
+    holes.push({ start: m.index, end: m.index + valid[0].length, hole: n });
+  }
+  return holes;
 }
 
 async function run(argv: string[], context: Context): Promise<number> {
   const parsed = parse(spec, argv);
   const flags = decodeFlags(parsed);
-  const file = parsed.positionals[0];
+  const path = parsed.positionals[0];
   const prefix = stringOption(parsed, "prefix");
   const suffix = stringOption(parsed, "suffix");
   const write = flag(parsed, "write");
   const holeLength = flags.settings.length ?? defaultHole;
-  let parts: (string | Hole)[];
-  if (file !== undefined) {
+  let file: TextFile;
+  let holes: TextHole[];
+  if (path !== undefined) {
     if (prefix !== undefined || suffix !== undefined) {
       throw new UsageError(
         "infill: give a FILE with <FILL> markers or --prefix/--suffix, not both",
       );
     }
-    if (write && file === "-") throw new UsageError("--write: stdin is not a file to write");
-    const text = await readText(file);
-    parts = markedParts(text, holeLength);
-    if (parts.every((p) => typeof p === "string")) {
+    if (write && path === "-") throw new UsageError("--write: stdin is not a file to write");
+    file = await readTextFile(path);
+    holes = markedHoles(file.text, holeLength, file.path);
+    if (holes.length === 0) {
       throw new UsageError(
-        `${file}: no <FILL> marker to fill (mark holes with <FILL> or <FILL:n>)`,
+        `${path}: no <FILL> marker to fill (mark holes with <FILL> or <FILL:n>)`,
       );
     }
+    if (write) await checkWritable(path);
   } else {
     if (prefix === undefined && suffix === undefined) {
       throw new UsageError("infill: give a FILE with <FILL> markers, or --prefix and --suffix");
     }
     if (write) throw new UsageError("--write needs a FILE");
-    parts = [prefix ?? "", { hole: holeLength }, suffix ?? ""];
-    parts = parts.filter((p) => p !== "");
+    const text = (prefix ?? "") + (suffix ?? "");
+    const at = (prefix ?? "").length;
+    file = { path: "--prefix/--suffix", text, bom: false, crlf: false };
+    holes = [{ start: at, end: at, hole: holeLength }];
   }
+  const { text: source } = file;
 
   const t0 = performance.now();
   const loaded = await loadForFlags(flags);
   try {
     const loadMs = performance.now() - t0;
     const { tokenizer, model } = loaded;
-    // fixed text as ids, so that the result can be put together from the original text
-    const asIds = parts.map((p) => (typeof p === "string" ? tokenizer.encode(p) : p));
-    const canvasLength = asIds.reduce((n, p) => n + ("hole" in p ? p.hole : p.length), 0);
+    // the holes and the fixed text between them, whole; around them a window that fits
+    const middle: (number[] | Hole)[] = [];
+    holes.forEach((h, i) => {
+      if (i > 0 && h.start > holes[i - 1].end) {
+        middle.push(tokenizer.encode(source.slice(holes[i - 1].end, h.start)));
+      }
+      middle.push({ hole: h.hole });
+    });
+    const middleTokens = middle.reduce<number>((n, p) => n + ("hole" in p ? p.hole : p.length), 0);
+    const span = [holes[0].start, holes[holes.length - 1].end] as const;
+    const what = holes.length === 1 ? "the hole's tokens" : "the holes and the text between them";
+    const w = fitWindow(file, span, middleTokens, model.config.maxPositions, tokenizer, what);
+    const asIds = [w.before, ...middle, w.after].filter((p) => !Array.isArray(p) || p.length > 0);
+    const canvasLength = w.before.length + middleTokens + w.after.length;
     const outcome = await drive<InfillResult>(
       (signal) =>
         streamInfill(model, asIds, {
@@ -129,33 +181,29 @@ async function run(argv: string[], context: Context): Promise<number> {
       liveCanvasFor(flags, canvasLook(loaded, [0, canvasLength])),
     );
     const fills = outcome.result.fills.map((ids) => idsText(loaded, ids));
-    let hole = 0;
-    const text = parts.map((p) => (typeof p === "string" ? p : fills[hole++])).join("");
+    let text = "";
+    let at = 0;
+    holes.forEach((h, i) => {
+      text += source.slice(at, h.start) + fills[i];
+      at = h.end;
+    });
+    text += source.slice(at);
     const mask = loaded.config.maskTokenId;
     const report = {
       command: "infill",
-      text,
+      text: diskText(file, text),
       tokens: outcome.result.fills.reduce((n, f) => n + f.filter((t) => t !== mask).length, 0),
       counts: { canvas: canvasLength },
       extra: {
         fills,
-        holes: parts.flatMap((p) => (typeof p === "string" ? [] : [p.hole])),
+        holes: holes.map((h) => h.hole),
+        window: [w.start, w.end],
       },
     };
-    if (write && file !== undefined) {
-      if (outcome.stop === "interrupted" || outcome.stop === "max_time") {
-        process.stderr.write(
-          `unmask: ${file} not written: the run stopped before every hole was filled\n`,
-        );
-      } else {
-        await writeFile(file, text);
-        if (!flags.json) {
-          note(`filled ${fills.length} holes in ${file}`);
-          return finish(flags, loaded, outcome, report, loadMs, "");
-        }
-      }
-    }
-    return finish(flags, loaded, outcome, report, loadMs);
+    const written = write && (await writeBack(file, text, outcome.stop));
+    if (written && !flags.json) note(`filled ${fills.length} holes in ${file.path}`);
+    const print = written && !flags.json ? "" : report.text;
+    return writeExitCode(finish(flags, loaded, outcome, report, loadMs, print), write, written);
   } finally {
     await loaded.model.dispose();
   }

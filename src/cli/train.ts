@@ -7,18 +7,19 @@ import { existsSync } from "node:fs";
 import { copyFile, readFile } from "node:fs/promises";
 import { basename, dirname, join, resolve } from "node:path";
 import { loadCheckpoint } from "../format/index.js";
-import { configToJson, type ModelConfig, parseModelConfig } from "../model/config.js";
+import { type ModelConfig, parseModelConfig } from "../model/config.js";
 import { BpeTokenizer, bpeFromTokenizerJson } from "../train/bpe.js";
 import { exportModel } from "../train/checkpoint.js";
 import { PackedRows, type TokenStream, tokenizeCorpus } from "../train/data.js";
 import { type ObjectiveSpec, type TrainOptions, train } from "../train/loop.js";
 import { ProgressBar } from "../train/progress.js";
-import { createTrainStep } from "../train/step.js";
+import { certaintyTemperature, createTrainStep } from "../train/step.js";
 import {
   type CommandSpec,
   flag,
   intOption,
   numberOption,
+  type Parsed,
   parse,
   stringOption,
   UsageError,
@@ -136,7 +137,33 @@ and stops (exit 130).`,
       type: "string",
       value: "DIR",
       description:
-        "start from this exported model's weights (same config) instead of random ones, to train it further",
+        "start from this exported model's weights instead of random ones: the same model trained further, or one whose config differs only where no tensor's shape does (e.g. the AR twin into a bidirectional, block-causal or logit-shifted config)",
+    },
+    {
+      name: "anneal-steps",
+      type: "string",
+      value: "N",
+      description:
+        "DiffuLLaMA's attention-mask annealing (full attention only): the mask opens from causal to full over N steps",
+    },
+    {
+      name: "block-context",
+      type: "string",
+      value: "KIND",
+      description:
+        "block diffusion: clean (one block per row, default), noisy (every block, noisy context) or dual (BD3-LM's [x_t ; x_0] trainer: every block against clean context)",
+    },
+    {
+      name: "certainty",
+      type: "string",
+      value: "W",
+      description:
+        "diffusion: dParallel's certainty forcing, W x the entropy (temperature 0.5) where the model is already right (the reference uses 2)",
+    },
+    {
+      name: "complementary",
+      type: "boolean",
+      description: "diffusion: each row twice, with complementary masked positions (Fast-dLLM v2)",
     },
     {
       name: "dtype",
@@ -159,18 +186,55 @@ and stops (exit 130).`,
     "unmask corpus --tokenizer && unmask train --steps 2000",
     "unmask train --config configs/unmask-code-ar.json --steps 2000   # the AR twin",
     "unmask train --steps 50 --batch 4 --length 64 --run /tmp/run --out /tmp/model",
+    "unmask train --config configs/unmask-code-bd4.json --init models/unmask-code-ar --block-context dual --complementary --tokens 200000",
     "unmask generate --model /tmp/model 'function '",
   ],
 };
 
-function objectiveOf(config: ModelConfig, file: string): ObjectiveSpec {
-  if (config.attention === "causal") return { kind: "ar" };
+const blockContexts = ["clean", "noisy", "dual"] as const;
+
+function objectiveOf(config: ModelConfig, file: string, parsed: Parsed): ObjectiveSpec {
+  const annealSteps = intOption(parsed, "anneal-steps", 1);
+  const context = stringOption(parsed, "block-context");
+  const complementary = flag(parsed, "complementary");
+  const certainty = numberOption(parsed, "certainty", (v) =>
+    v > 0 ? null : "expected a weight > 0",
+  );
+  const refuse = (option: string, why: string) => {
+    throw new UsageError(`--${option}: ${why}; ${file} has ${config.attention} attention`);
+  };
+  if (annealSteps !== undefined && config.attention !== "full") {
+    refuse("anneal-steps", "annealing opens the mask to full attention");
+  }
+  if (context !== undefined && config.attention !== "block_causal") {
+    refuse("block-context", "it chooses a block-diffusion objective");
+  }
+  if (config.attention === "causal") {
+    if (complementary) refuse("complementary", "masks belong to the diffusion objectives");
+    if (certainty !== undefined) refuse("certainty", "it sharpens the diffusion objectives");
+    return { kind: "ar" };
+  }
   if (config.maskTokenId === null) {
     throw new UsageError(`${file}: a ${config.attention} model needs a mask_token_id to train`);
   }
-  return config.attention === "full"
-    ? { kind: "diffusion", maskId: config.maskTokenId }
-    : { kind: "block", maskId: config.maskTokenId };
+  const maskId = config.maskTokenId;
+  if (config.attention === "full") {
+    const spec: ObjectiveSpec = { kind: "diffusion", maskId };
+    if (complementary) spec.complementary = true;
+    if (annealSteps !== undefined) spec.annealSteps = annealSteps;
+    if (certainty !== undefined) spec.certainty = certainty;
+    return spec;
+  }
+  const kind = blockContexts.find((c) => c === (context ?? "clean"));
+  if (kind === undefined) {
+    throw new UsageError(
+      `--block-context: expected ${blockContexts.join(", ")}, got ${JSON.stringify(context)}`,
+    );
+  }
+  const spec: ObjectiveSpec = { kind: "block", maskId, context: kind };
+  if (complementary) spec.complementary = true;
+  if (certainty !== undefined) spec.certainty = certainty;
+  return spec;
 }
 
 async function run(argv: string[], context: Context): Promise<number> {
@@ -216,7 +280,7 @@ async function run(argv: string[], context: Context): Promise<number> {
   }
 
   const config = parseModelConfig(JSON.parse(await readFile(configFile, "utf8")), configFile);
-  const objective = objectiveOf(config, configFile);
+  const objective = objectiveOf(config, configFile, parsed);
   const length = intOption(parsed, "length", 2, config.maxPositions) ?? config.maxPositions;
   if (config.attention === "block_causal" && length % config.blockSize !== 0) {
     throw new UsageError(
@@ -256,7 +320,13 @@ async function run(argv: string[], context: Context): Promise<number> {
     data.validBytesPerToken = validTokens.bytes / validTokens.tokens.length;
   }
 
-  const step = await createTrainStep(config);
+  const step = await createTrainStep(
+    config,
+    {},
+    objective.kind !== "ar" && objective.certainty
+      ? { certainty: { temperature: certaintyTemperature } }
+      : {},
+  );
   const tokensPerStep = batchRows * length * accumulation;
   const totalSteps = steps ?? Math.ceil(tokens! / tokensPerStep);
   const options: TrainOptions = {
@@ -276,11 +346,8 @@ async function run(argv: string[], context: Context): Promise<number> {
   if (evalRows !== undefined) options.evalRows = evalRows;
   const initDir = stringOption(parsed, "init");
   if (initDir !== undefined) {
-    const from = await loadCheckpoint(resolve(initDir), { tokenizer: false });
-    if (JSON.stringify(configToJson(from.config)) !== JSON.stringify(configToJson(config))) {
-      throw new UsageError(`--init ${initDir}: its config.json differs from ${configFile}`);
-    }
-    options.initialWeights = from.weights;
+    // the trainer checks every tensor's shape against this config (naming the first that differs)
+    options.initialWeights = (await loadCheckpoint(resolve(initDir), { tokenizer: false })).weights;
   }
 
   const bar = new ProgressBar({ label: "train", total: totalSteps });

@@ -18,7 +18,7 @@ import { type ArOptions, decodeAr } from "./ar.js";
 import { denoise, renderCanvas } from "./denoise.js";
 import { DecodeAbortedError, DecodeOptionError } from "./errors.js";
 import { checkInteger, type DiffusionOptions, resolveOptions } from "./options.js";
-import { logSumExp } from "./sampling.js";
+import { decodeSpeculative, type SpeculativeOptions } from "./speculative.js";
 import type { CanvasSpec, DecodeResult, StepEvent, TextCodec } from "./types.js";
 
 /** What every call takes besides the decoding options. */
@@ -179,6 +179,37 @@ export async function generateAr(
   options: GenerateArOptions = {},
 ): Promise<GenerateResult> {
   return complete(streamGenerateAr(model, prompt, options));
+}
+
+// ---------------------------------------------------------------------------------------------
+// speculative: a diffusion drafter, a causal verifier (text equal to the verifier's greedy AR)
+
+export interface GenerateSpeculativeOptions
+  extends Omit<SpeculativeOptions, "decode">,
+    Omit<CallOptions, "maskText"> {}
+
+/** Streams a continuation by speculative decoding (src/diffusion/speculative.ts). */
+export function streamGenerateSpeculative(
+  draft: LanguageModel,
+  verifier: LanguageModel,
+  prompt: string | ArrayLike<number>,
+  options: GenerateSpeculativeOptions = {},
+): Run<GenerateResult> {
+  const ids = encode("prompt", prompt, options.tokenizer);
+  const { tokenizer, signal, ...rest } = options;
+  const decode = decodeFn(tokenizer);
+  const spec: SpeculativeOptions = decode === undefined ? rest : { ...rest, decode };
+  const run = decodeSpeculative(draft, verifier, ids, spec, signal);
+  return finish(run, (r) => generated(r, ids.length, endTokenIds(verifier.config), decode));
+}
+
+export async function generateSpeculative(
+  draft: LanguageModel,
+  verifier: LanguageModel,
+  prompt: string | ArrayLike<number>,
+  options: GenerateSpeculativeOptions = {},
+): Promise<GenerateResult> {
+  return complete(streamGenerateSpeculative(draft, verifier, prompt, options));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -409,6 +440,29 @@ export interface FixResult extends DecodeResult {
   changed: number[];
 }
 
+/** Fix mode's bounds with their defaults, checked (a DecodeOptionError names the parameter). */
+export function fixBounds(options: Pick<FixOptions, "below" | "maxFraction" | "scorePasses">): {
+  passes: number;
+  below: number;
+  maxFraction: number;
+} {
+  const passes = checkInteger("scorePasses", options.scorePasses ?? 4, 1);
+  const share = (name: "below" | "maxFraction", value: unknown) => {
+    if (typeof value !== "number" || !(value > 0 && value <= 1)) {
+      throw new DecodeOptionError(
+        name,
+        `expected a number in (0, 1], got ${JSON.stringify(value)}`,
+      );
+    }
+    return value;
+  };
+  return {
+    passes,
+    below: share("below", options.below ?? 0.5),
+    maxFraction: share("maxFraction", options.maxFraction ?? 0.1),
+  };
+}
+
 /**
  * Streams "fix" mode: score every token of `source` with the model, re-mask the least likely
  * ones (below `below`, at most `maxFraction` of them) and denoise them again with the rest held
@@ -422,21 +476,7 @@ export function streamFix(
 ): Run<FixResult> {
   const ids = encode("source", source, options.tokenizer);
   const maskId = maskIdOf(model);
-  const passes = checkInteger("scorePasses", options.scorePasses ?? 4, 1);
-  const below = options.below ?? 0.5;
-  if (typeof below !== "number" || !(below > 0 && below <= 1)) {
-    throw new DecodeOptionError(
-      "below",
-      `expected a number in (0, 1], got ${JSON.stringify(below)}`,
-    );
-  }
-  const maxFraction = options.maxFraction ?? 0.1;
-  if (typeof maxFraction !== "number" || !(maxFraction > 0 && maxFraction <= 1)) {
-    throw new DecodeOptionError(
-      "maxFraction",
-      `expected a number in (0, 1], got ${JSON.stringify(maxFraction)}`,
-    );
-  }
+  const { passes, below, maxFraction } = fixBounds(options);
   if (ids.length === 0) throw new DecodeOptionError("source", "nothing to fix");
   if (ids.length > model.config.maxPositions) {
     throw new DecodeOptionError(
@@ -478,7 +518,6 @@ async function* fixLoop(
 ): Run<FixResult> {
   const maskId = maskIdOf(model);
   const L = ids.length;
-  const V = model.config.vocabSize;
   const { passes } = f;
   const decode = decodeFn(f.options.tokenizer);
   const signal = f.options.signal;
@@ -507,17 +546,19 @@ async function* fixLoop(
     }
     for (; k < per; k++) logitsAt[j * per + k] = logitsAt[j * per + k - 1]; // pad with a repeat
   }
-  const out = await model.forward({ tokens, rows: passes, logitsAt });
+  // each masked position's probability of its original token, computed in the graph
+  const scoreTokens = Int32Array.from(logitsAt, (i) => original[i]);
+  const out = await model.forward({
+    tokens,
+    rows: passes,
+    logitsAt,
+    logits: false,
+    stats: { topK: 1, scoreTokens },
+  });
+  const scoreLogProbs = out.stats?.scoreLogProbs;
+  if (scoreLogProbs === undefined) throw new Error("the model returned no score log-probabilities");
   const scores = new Float64Array(L);
-  const row = new Float64Array(V);
-  for (let j = 0; j < passes; j++) {
-    for (let k = 0; k < per; k++) {
-      const i = logitsAt[j * per + k];
-      const offset = (j * per + k) * V;
-      for (let v = 0; v < V; v++) row[v] = out.logits[offset + v];
-      scores[i] = Math.exp(row[original[i]] - logSumExp(row, V));
-    }
-  }
+  for (let r = 0; r < logitsAt.length; r++) scores[logitsAt[r]] = Math.exp(scoreLogProbs[r]);
 
   // the least likely tokens, lowest first (ties by position)
   const limit = Math.max(1, Math.floor(f.maxFraction * L));

@@ -33,7 +33,12 @@ import type {
 } from "../model/types.js";
 import { DecodeAbortedError, DecodeOptionError } from "./errors.js";
 import { sliceKv } from "./kv.js";
-import { type DiffusionOptions, type ResolvedOptions, resolveOptions } from "./options.js";
+import {
+  type DiffusionOptions,
+  type ResolvedOptions,
+  resolveOptions,
+  runsUntilClean,
+} from "./options.js";
 import {
   dreamTimesteps,
   dreamTransferCount,
@@ -50,6 +55,7 @@ import {
   sampleCategorical,
   sampleNucleus,
   selectBernoulli,
+  selectEntropyBounded,
   selectFactor,
   selectSampled,
   selectThreshold,
@@ -186,7 +192,7 @@ export function planCanvas(model: LanguageModel, spec: CanvasSpec, o: ResolvedOp
     if (o.steps === undefined) {
       for (const b of withMasks) b.steps = countMasked(canvas, maskId, b.start, b.end);
     } else {
-      if (o.steps < withMasks.length && o.selection !== "threshold" && o.selection !== "factor") {
+      if (o.steps < withMasks.length && !runsUntilClean(o.selection)) {
         throw new DecodeOptionError(
           "steps",
           `${o.steps} steps cannot cover ${withMasks.length} blocks: at least one step per block`,
@@ -285,6 +291,8 @@ class DenoiseLoop {
   private readonly candidates: Int32Array;
   private readonly candidateTokens: Int32Array;
   private readonly candidateConfidence: Float64Array;
+  /** Each candidate's entropy (nats), for `entropy-bound` selection. */
+  private readonly candidateEntropy: Float64Array;
   private readonly rankOrder: Int32Array;
   private readonly selected: Int32Array;
   private readonly weights: Float64Array;
@@ -323,6 +331,7 @@ class DenoiseLoop {
     this.candidates = new Int32Array(this.L);
     this.candidateTokens = new Int32Array(this.L);
     this.candidateConfidence = new Float64Array(this.L);
+    this.candidateEntropy = new Float64Array(this.L);
     this.rankOrder = new Int32Array(this.L);
     this.selected = new Int32Array(this.L);
     this.weights = new Float64Array(this.L);
@@ -372,7 +381,7 @@ class DenoiseLoop {
   async *run(signal?: AbortSignal): AsyncGenerator<StepEvent, DecodeResult, undefined> {
     const { o, plan, x } = this;
     const maskId = plan.maskId;
-    const countBased = o.selection !== "threshold" && o.selection !== "factor";
+    const countBased = !runsUntilClean(o.selection);
     for (let b = 0; b < plan.blocks.length; b++) {
       const block = plan.blocks[b];
       const S = block.steps;
@@ -451,7 +460,9 @@ class DenoiseLoop {
                 ? selectThreshold(ranked, this.candidateConfidence, o.threshold)
                 : o.selection === "factor"
                   ? selectFactor(ranked, this.candidateConfidence, o.factor)
-                  : selectTopK(ranked, k);
+                  : o.selection === "entropy-bound"
+                    ? selectEntropyBounded(ranked, this.candidateEntropy, o.gamma)
+                    : selectTopK(ranked, k);
           }
         }
         const revealed: PositionChange[] = [];
@@ -684,6 +695,7 @@ class DenoiseLoop {
         this.vocabOrder,
       );
       if (drawn !== null) {
+        this.candidateEntropy[j] = -negativeEntropy(probs, drawn.kept);
         this.setCandidate(j, drawn.token, this.nucleusConfidence(drawn.index, drawn.kept));
         return;
       }
@@ -691,6 +703,7 @@ class DenoiseLoop {
       // greedy, from the step statistics: the same token and, to float32 rounding, confidence
       const { ids, logProbs, entropy, k } = out.stats;
       token = ids[j * k];
+      this.candidateEntropy[j] = entropy[j];
       confidence =
         o.confidence === "margin"
           ? marginFromStats(logProbs, j, k)
@@ -717,6 +730,7 @@ class DenoiseLoop {
       token = o.temperature > 0 ? sampleCategorical(probs, rng, V) : argmaxOf(probs, V);
       confidence = probs[token];
     }
+    if (o.selection === "entropy-bound") this.candidateEntropy[j] = -negativeEntropy(probs, V);
     if (o.confidence === "margin") confidence = marginConfidence(probs, V);
     else if (o.confidence === "entropy") confidence = negativeEntropy(probs, V);
     else if (o.confidence === "random") confidence = rng.next();

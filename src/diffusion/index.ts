@@ -13,8 +13,10 @@ export {
   type GenerateArOptions,
   type GenerateOptions,
   type GenerateResult,
+  type GenerateSpeculativeOptions,
   generate,
   generateAr,
+  generateSpeculative,
   type Hole,
   type InfillOptions,
   type InfillPart,
@@ -25,6 +27,7 @@ export {
   streamFix,
   streamGenerate,
   streamGenerateAr,
+  streamGenerateSpeculative,
   streamInfill,
 } from "./api.js";
 export { type ArOptions, decodeAr, resolveArOptions } from "./ar.js";
@@ -55,6 +58,7 @@ export {
   scheduleKinds,
   selectionKinds,
 } from "./options.js";
+export { decodeSpeculative, type SpeculativeOptions } from "./speculative.js";
 export type {
   CanvasSpec,
   DecodeResult,

@@ -7,7 +7,14 @@ import { DecodeOptionError } from "./errors.js";
 /** How sure the model is of a masked position. */
 export const confidenceKinds = ["probability", "margin", "entropy", "random"] as const;
 /** Which masked positions a step reveals. */
-export const selectionKinds = ["topk", "threshold", "factor", "sampled", "bernoulli"] as const;
+export const selectionKinds = [
+  "topk",
+  "threshold",
+  "factor",
+  "entropy-bound",
+  "sampled",
+  "bernoulli",
+] as const;
 /** How many positions a step reveals (for `topk`, `sampled`; `bernoulli` takes its probability). */
 export const scheduleKinds = ["linear", "timestep"] as const;
 /** How a token is drawn at a position. */
@@ -24,14 +31,19 @@ export type SamplerKind = (typeof samplerKinds)[number];
 export type CacheKind = (typeof cacheKinds)[number];
 export type EosMode = (typeof eosModes)[number];
 
+/** Selections that reveal as many as their rule allows, at least one, until the block is clean (no step count). */
+export function runsUntilClean(selection: SelectionKind): boolean {
+  return selection === "threshold" || selection === "factor" || selection === "entropy-bound";
+}
+
 export interface DiffusionOptions {
   /** A named strategy whose defaults the other options override; default "llada". */
   preset?: PresetName;
   /**
    * Forward passes for the whole canvas, split evenly over the blocks (the remainder to the first
    * blocks; exactly LLaDA's split when it divides). Default: the number of masked positions (one
-   * token per step). Not used by `threshold` and `factor` selection, which run until the block
-   * is clean (at least one token per step).
+   * token per step). Not used by `threshold`, `factor` and `entropy-bound` selection, which run
+   * until the block is clean (at least one token per step).
    */
   steps?: number;
   /**
@@ -50,6 +62,8 @@ export interface DiffusionOptions {
   /**
    * `topk`: the k surest (k from the schedule); `threshold`: the surest and every other one at or
    * above `threshold` (Fast-dLLM); `factor`: Fast-dLLM's dynamic 1 − factor/(n+1) rule;
+   * `entropy-bound`: EB-sampler's largest surest set whose entropies, less the largest, sum to
+   * at most `gamma`;
    * `sampled`: k drawn from softmax(confidence / algTemperature) (Dream alg_temp); `bernoulli`:
    * each with probability 1 − s/t (Dream origin).
    */
@@ -79,6 +93,8 @@ export interface DiffusionOptions {
   threshold?: number;
   /** Fast-dLLM's factor, > 0. */
   factor?: number;
+  /** EB-sampler's entropy budget γ (nats), ≥ 0; 0 reveals one token per step. */
+  gamma?: number;
   /** Classifier-free guidance scale (LLaDA cfg_scale), ≥ 0; 0: off. */
   cfgScale?: number;
   /** Self-correction: re-mask a revealed token whose probability fell below this, in [0, 1); 0: off. */
@@ -111,7 +127,7 @@ export interface ResolvedOptions
 /**
  * The defaults under every preset: LLaDA's (linear schedule, low-confidence top-k, float64
  * Gumbel-max at temperature 0, no guidance), Dream's eps 1e-3, Fast-dLLM's threshold 0.9 and
- * factor 1, self-correction off, EOS kept but ending open-ended runs, seed 0.
+ * factor 1, EB-sampler's γ 0.1, self-correction off, EOS kept but ending open-ended runs, seed 0.
  */
 const base: Required<Omit<DiffusionOptions, "steps" | "blockLength" | "preset">> = {
   schedule: "linear",
@@ -126,6 +142,7 @@ const base: Required<Omit<DiffusionOptions, "steps" | "blockLength" | "preset">>
   algTemperature: 1,
   threshold: 0.9,
   factor: 1,
+  gamma: 0.1,
   cfgScale: 0,
   remaskBelow: 0,
   remaskBudget: 0,
@@ -220,6 +237,32 @@ export const presets = {
   "fast-dllm-dual": {
     description: "Fast-dLLM with the dual cache (prefix and suffix), threshold 0.9, blocks of 32",
     options: { ...fastDllm, cache: "dual" },
+  },
+  "fast-dllm-small": {
+    description:
+      "Fast-dLLM's threshold rule (0.9) on small blocks of 8 with the dual cache: a block's " +
+      "canvas is short, so a step costs little more than an AR token",
+    options: { ...fastDllm, blockLength: 8, cache: "dual" },
+  },
+  "fast-dllm-factor": {
+    description:
+      "Fast-dLLM's factor rule (get_transfer_index_dynamic, factor 1: reveal the n surest " +
+      "while (n + 1)·(1 − c_n) ≤ factor) on blocks of 8 with the dual cache",
+    options: { ...fastDllm, selection: "factor", factor: 1, blockLength: 8, cache: "dual" },
+  },
+  "eb-sampler": {
+    description:
+      "EB-sampler (Ben-Hamu et al. 2025, arXiv:2505.24857): masked positions ranked by " +
+      "confidence, the largest prefix whose entropies less the largest sum to ≤ gamma (0.1) " +
+      "revealed per step; blocks of 8 with the dual cache",
+    options: {
+      confidence: "probability",
+      selection: "entropy-bound",
+      gamma: 0.1,
+      sampler: "gumbel",
+      blockLength: 8,
+      cache: "dual",
+    },
   },
   "self-correct": {
     description:
@@ -347,6 +390,7 @@ export function resolveOptions(options: DiffusionOptions = {}): ResolvedOptions 
     algTemperature: checkNumber("algTemperature", o.algTemperature, 0, Infinity, "(0, ∞)"),
     threshold: checkNumber("threshold", o.threshold, 0, 1, "(0, 1]"),
     factor: checkNumber("factor", o.factor, 0, Infinity, "(0, ∞)"),
+    gamma: checkNumber("gamma", o.gamma, 0, Infinity, "[0, ∞)"),
     cfgScale: checkNumber("cfgScale", o.cfgScale, 0, Infinity, "[0, ∞)"),
     remaskBelow: checkNumber("remaskBelow", o.remaskBelow, 0, 1, "[0, 1)"),
     remaskBudget: checkInteger("remaskBudget", o.remaskBudget, 0),

@@ -12,6 +12,8 @@
 //            entropy, alg_temp); Ye et al., "Dream 7B" (2025).
 //   Fast-dLLM — NVlabs/Fast-dLLM llada/generate.py (get_transfer_index with threshold,
 //            get_transfer_index_dynamic with factor); Wu et al. (2025).
+//   EB-sampler — Ben-Hamu et al., "Accelerated Sampling from Masked Diffusion Models via Entropy
+//            Bounded Unmasking" (arXiv:2505.24857), Algorithm 1.
 
 import type { Rng } from "../model/random.js";
 
@@ -380,6 +382,31 @@ export function selectFactor(
   if (top === n) top = n - 1; // the reference's loop variable ends on the last index
   if (top === 0 || top === n - 1) top += 1;
   return ranked.subarray(0, top);
+}
+
+/**
+ * EB-sampler's entropy bound: the largest prefix U of the ranked candidates (surest first) with
+ * Σ_{l∈U} H_l − max_{l∈U} H_l ≤ gamma, at least the first. `entropy` holds each candidate's
+ * entropy (nats). The sum less the maximum never falls as U grows, so the prefix stops at the
+ * first candidate that breaks the bound.
+ */
+export function selectEntropyBounded(
+  ranked: Int32Array,
+  entropy: Float64Array,
+  gamma: number,
+): Int32Array {
+  let sum = 0;
+  let max = Number.NEGATIVE_INFINITY;
+  let k = 0;
+  for (; k < ranked.length; k++) {
+    const h = entropy[ranked[k]];
+    const nextSum = sum + h;
+    const nextMax = Math.max(max, h);
+    if (k > 0 && nextSum - nextMax > gamma) break;
+    sum = nextSum;
+    max = nextMax;
+  }
+  return ranked.subarray(0, k);
 }
 
 /**

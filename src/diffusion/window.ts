@@ -83,3 +83,37 @@ export function windowAround(
     else end = s > b ? starts[--s] : y;
   }
 }
+
+/**
+ * The text cut at line ends into pieces of at most `budget` tokens each (as the tokenizer encodes
+ * each piece alone), as [start, end) offsets covering the text in order. A single line longer
+ * than the budget is a RangeError naming its number and both counts.
+ */
+export function lineChunks(
+  text: string,
+  budget: number,
+  tokenizer: Encoder,
+  starts: readonly number[] = lineStarts(text),
+): [number, number][] {
+  const lines = starts.length - 1;
+  const chunks: [number, number][] = [];
+  let first = 0; // the first line of the chunk being grown
+  while (first < lines) {
+    let last = first + 1; // lines [first, last) fit
+    const alone = tokenizer.encode(text.slice(starts[first], starts[last])).length;
+    if (alone > budget) {
+      throw new RangeError(
+        `line ${first + 1} has ${alone} tokens, more than the ${budget} that fit in the model's context`,
+      );
+    }
+    while (
+      last < lines &&
+      tokenizer.encode(text.slice(starts[first], starts[last + 1])).length <= budget
+    ) {
+      last++;
+    }
+    chunks.push([starts[first], starts[last]]);
+    first = last;
+  }
+  return chunks;
+}

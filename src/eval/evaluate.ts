@@ -23,6 +23,7 @@
 //                  first end token) per second of decoding.
 
 import { generate, generateAr, infill } from "../diffusion/api.js";
+import type { DiffusionOptions } from "../diffusion/options.js";
 import type { TextCodec } from "../diffusion/types.js";
 import type { AttentionKind } from "../model/config.js";
 import { Rng } from "../model/random.js";
@@ -34,7 +35,7 @@ import {
   type InfillTask,
   type SourceDocument,
 } from "./infill-tasks.js";
-import { checkSyntax, matchInfill, sampleText } from "./score.js";
+import { checkSyntax, editSimilarity, matchInfill, sampleText } from "./score.js";
 
 export interface EvaluateOptions {
   /** Held-out rows for bits per byte (heldOutRows); omitted: not measured. */
@@ -86,6 +87,8 @@ export interface InfillOutcome {
   fill: string;
   exact: boolean;
   normalized: boolean;
+  /** CodeXGLUE's edit similarity of the fill and the middle, in [0, 1]. */
+  editSimilarity: number;
 }
 
 export interface InfillScore {
@@ -95,6 +98,8 @@ export interface InfillScore {
   /** exact / tasks; null with no task. */
   exactShare: number | null;
   normalizedShare: number | null;
+  /** Mean edit similarity; null with no task. */
+  editSimilarity: number | null;
   /** Σ hole tokens over the tasks. */
   holeTokens: number;
   seconds: number;
@@ -202,7 +207,12 @@ export async function evaluateModel(
         maskTokenId,
       });
     const run = (list: InfillTask[], phase: EvalPhase) =>
-      scoreInfill(model, tokenizer, list, holeLength, seed, signal, progress(phase));
+      scoreInfill(model, tokenizer, list, {
+        holeLength,
+        seed,
+        signal,
+        onProgress: progress(phase),
+      });
     const single = options.singleLineTasks ?? 50;
     const multi = options.multiLineTasks ?? 30;
     if (single > 0 && documents.length > 0) {
@@ -241,32 +251,49 @@ export async function evaluateModel(
 }
 
 const share = (n: number, of: number) => (of === 0 ? null : n / of);
+/** The mean; null for no value. */
+export const mean = (xs: readonly number[]) =>
+  xs.length === 0 ? null : xs.reduce((a, b) => a + b, 0) / xs.length;
 
-async function scoreInfill(
+export interface ScoreInfillOptions {
+  holeLength: "fixed" | "trim";
+  seed: number;
+  signal?: AbortSignal | undefined;
+  onProgress?: (done: number, total: number) => void;
+  /** The decoding setting for a hole of so many tokens (default: `infill`'s, the llada preset). */
+  decoding?: (holeTokens: number) => DiffusionOptions;
+}
+
+/** Fills every task's hole with `infill` and scores the fills against the middles. */
+export async function scoreInfill(
   model: LanguageModel,
   tokenizer: TextCodec,
   tasks: InfillTask[],
-  holeLength: "fixed" | "trim",
-  seed: number,
-  signal: AbortSignal | undefined,
-  onProgress: (done: number, total: number) => void,
+  o: ScoreInfillOptions,
 ): Promise<InfillScore> {
   const outcomes: InfillOutcome[] = [];
   let seconds = 0;
-  onProgress(0, tasks.length);
+  o.onProgress?.(0, tasks.length);
   for (const task of tasks) {
-    signal?.throwIfAborted();
+    o.signal?.throwIfAborted();
     const t0 = performance.now();
     const r = await infill(model, [task.prefix, { hole: task.holeTokens }, task.suffix], {
+      ...o.decoding?.(task.holeTokens),
       tokenizer,
-      holeLength,
-      seed,
-      ...(signal ? { signal } : {}),
+      holeLength: o.holeLength,
+      seed: o.seed,
+      ...(o.signal ? { signal: o.signal } : {}),
     });
     seconds += (performance.now() - t0) / 1000;
     const fill = r.fillTexts?.[0] ?? "";
-    outcomes.push({ id: task.id, fill, ...matchInfill(task.middle, fill) });
-    onProgress(outcomes.length, tasks.length);
+    const match = matchInfill(task.middle, fill);
+    outcomes.push({
+      id: task.id,
+      fill,
+      ...match,
+      editSimilarity: editSimilarity(task.middle, fill),
+    });
+    o.onProgress?.(outcomes.length, tasks.length);
   }
   const exact = outcomes.filter((o) => o.exact).length;
   const normalized = outcomes.filter((o) => o.normalized).length;
@@ -276,13 +303,14 @@ async function scoreInfill(
     normalized,
     exactShare: share(exact, tasks.length),
     normalizedShare: share(normalized, tasks.length),
+    editSimilarity: mean(outcomes.map((x) => x.editSimilarity)),
     holeTokens: tasks.reduce((n, t) => n + t.holeTokens, 0),
     seconds,
     outcomes,
   };
 }
 
-interface Prompt {
+export interface Prompt {
   source: string;
   path: string;
   text: string;
@@ -326,6 +354,34 @@ export function samplePrompts(
   return prompts;
 }
 
+/**
+ * A continuation of a prompt as checked: the sample keeps the completion's complete lines (all of
+ * it when the model ended the text, i.e. wrote fewer than `sampleTokens` tokens); valid when it
+ * adds a non-blank line and parses up to its end.
+ */
+export function sampleOutcome(
+  p: Prompt,
+  completion: string,
+  tokens: number,
+  sampleTokens: number,
+): SampleOutcome {
+  const ended = tokens < sampleTokens;
+  const sample = sampleText(p.text, completion, ended);
+  const check = checkSyntax(sample.text, p.path);
+  const outcome: SampleOutcome = {
+    source: p.source,
+    text: sample.text,
+    promptTokens: p.tokens,
+    tokens,
+    ended,
+    lines: sample.lines,
+    valid: sample.lines > 0 && check.validPrefix,
+    complete: sample.lines > 0 && check.complete,
+  };
+  if (check.firstError) outcome.firstError = check.firstError;
+  return outcome;
+}
+
 async function scoreSamples(
   model: LanguageModel,
   tokenizer: TextCodec,
@@ -355,21 +411,7 @@ async function scoreSamples(
         ? await generateAr(model, p.text, { ...call, maxTokens: o.sampleTokens })
         : await generate(model, p.text, { ...call, genLength: o.sampleTokens, preset });
     seconds += (performance.now() - t0) / 1000;
-    const ended = r.tokens.length < o.sampleTokens;
-    const sample = sampleText(p.text, r.text ?? "", ended);
-    const check = checkSyntax(sample.text, p.path);
-    const outcome: SampleOutcome = {
-      source: p.source,
-      text: sample.text,
-      promptTokens: p.tokens,
-      tokens: r.tokens.length,
-      ended,
-      lines: sample.lines,
-      valid: sample.lines > 0 && check.validPrefix,
-      complete: sample.lines > 0 && check.complete,
-    };
-    if (check.firstError) outcome.firstError = check.firstError;
-    outcomes.push(outcome);
+    outcomes.push(sampleOutcome(p, r.text ?? "", r.tokens.length, o.sampleTokens));
     o.onProgress(outcomes.length, prompts.length);
   }
   const valid = outcomes.filter((s) => s.valid).length;

@@ -16,11 +16,20 @@
 // hole (the middle's own token count, or more under `holeScale`) at most `maxHoleShare` of the
 // context, and the prefix and suffix are whole lines around it, as many as the rest of the
 // context (`maxPositions`) holds, split evenly and the unused share of one side given to the
-// other. Token counts are those of the tokenizer on each piece alone, which is how `infill`
-// encodes its parts, so the canvas prefix + hole + suffix never exceeds the context.
+// other (or, with `suffix: false` — line completion — all of it before the hole). Token counts
+// are those of the tokenizer on each piece alone, which is how `infill` encodes its parts, so
+// the canvas prefix + hole + suffix never exceeds the context.
+//
+// The hole's ends lie on token boundaries of the text around it, not at line starts: the
+// project's tokenizer keeps a newline and the next line's indentation together ("\n    "), so a
+// hole cut at a line start would split that token and no model could fill it exactly. The hole
+// runs from the first boundary at or after its first line's start (after the indentation, which
+// stays in the prefix) to the first boundary at or after the start of the line after it (its
+// newline token, with the next line's indentation, belongs to the hole).
 
 import { readFile } from "node:fs/promises";
 import { gunzipSync } from "node:zlib";
+import type { TextCodec } from "../diffusion/types.js";
 import { lineStarts, windowAround } from "../diffusion/window.js";
 import { Rng } from "../model/random.js";
 
@@ -48,7 +57,10 @@ export interface InfillTask {
   line: number;
   lines: number;
   prefix: string;
-  /** The hidden lines, each with its newline (the file's last line may have none). */
+  /**
+   * The hidden text: the lines' content from the first token boundary at or after their start to
+   * the first at or after the next line's start (see the module comment).
+   */
   middle: string;
   suffix: string;
   /** [start, end) of prefix + middle + suffix in the document's text. */
@@ -60,7 +72,8 @@ export interface InfillTask {
 }
 
 export interface InfillTaskOptions {
-  tokenizer: { encode(text: string): number[] };
+  /** Its decode finds the token boundaries around a hole. */
+  tokenizer: TextCodec;
   /** Tokens of the canvas at most: the model's maxPositions. */
   context: number;
   kind: InfillKind;
@@ -74,6 +87,8 @@ export interface InfillTaskOptions {
   holeScale?: number;
   /** A candidate whose text encodes to this id (the mask, as "[MASK]" in source) is skipped. */
   maskTokenId?: number | null;
+  /** Text after the hole (default true); false: none, the whole context before it (line completion). */
+  suffix?: boolean;
 }
 
 const MIN_CHARS = 10;
@@ -119,12 +134,31 @@ export function buildInfillTasks(
     if (kind === "multi-line" && !multiLineHole(lines, a, b, d.holeLines?.[1] ?? lines.length)) {
       continue;
     }
-    const middle = d.text.slice(starts[a], starts[b]);
+    // the hole between token boundaries (of lines a − 1 … b tokenized alone: tokens never cross
+    // more than one line start, so that is where the text's own boundaries lie)
+    const cuts = tokenBoundaries(
+      d.text,
+      starts[Math.max(0, a - 1)],
+      starts[b + 1] ?? starts[b],
+      tokenizer,
+    );
+    const from = cuts.find((c) => c >= starts[a]);
+    const to = cuts.find((c) => c >= starts[b]);
+    if (from === undefined || to === undefined || from >= to) continue;
+    const middle = d.text.slice(from, to);
     const middleIds = tokenizer.encode(middle);
     const middleTokens = middleIds.length;
     const holeTokens = Math.ceil(middleTokens * scale);
     if (middleTokens === 0 || holeTokens > maxHole) continue;
-    const w = windowAround(d.text, [starts[a], starts[b]], context - holeTokens, tokenizer, starts);
+    const withSuffix = options.suffix ?? true;
+    const text = withSuffix ? d.text : d.text.slice(0, to);
+    const w = windowAround(
+      text,
+      [from, to],
+      context - holeTokens,
+      tokenizer,
+      withSuffix ? starts : undefined,
+    );
     const mask = options.maskTokenId ?? null;
     if (mask !== null && [...middleIds, ...w.before, ...w.after].includes(mask)) continue;
     const last = b - 1;
@@ -134,15 +168,48 @@ export function buildInfillTasks(
       source: d.source,
       line: a,
       lines: n,
-      prefix: d.text.slice(w.start, starts[a]),
+      prefix: d.text.slice(w.start, from),
       middle,
-      suffix: d.text.slice(starts[b], w.end),
+      suffix: d.text.slice(to, w.end),
       window: [w.start, w.end],
       middleTokens,
       holeTokens,
     });
   }
   return tasks;
+}
+
+/**
+ * The token boundaries (character offsets, from `from` to `to` both included) of text[from, to)
+ * tokenized alone. Where a token's text is not whole characters (a byte-level token inside a
+ * multi-byte character) no boundary lies inside that character.
+ */
+export function tokenBoundaries(
+  text: string,
+  from: number,
+  to: number,
+  tokenizer: TextCodec,
+): number[] {
+  const region = text.slice(from, to);
+  const ids = tokenizer.encode(region);
+  const cuts = [from];
+  const pieces = ids.map((id) => tokenizer.decode([id]));
+  if (pieces.join("") === region) {
+    let offset = from;
+    for (const piece of pieces) {
+      offset += piece.length;
+      cuts.push(offset);
+    }
+    return cuts;
+  }
+  for (let i = 1; i <= ids.length; i++) {
+    const head = tokenizer.decode(ids.slice(0, i));
+    if (region.startsWith(head) && from + head.length > cuts[cuts.length - 1]) {
+      cuts.push(from + head.length);
+    }
+  }
+  if (cuts[cuts.length - 1] !== to) cuts.push(to);
+  return cuts;
 }
 
 function holeLine(line: string, rule: "filtered" | "every"): boolean {

@@ -1,5 +1,6 @@
-// Scoring model output: infill exact match, and whether a generated sample parses as
-// TypeScript/JavaScript (the `typescript` package's own parser).
+// Scoring model output: infill exact match, line completion (CodeXGLUE's exact match and edit
+// similarity), and whether a generated sample parses as TypeScript/JavaScript (the `typescript`
+// package's own parser).
 
 import ts from "typescript";
 
@@ -23,6 +24,44 @@ export function matchInfill(expected: string, actual: string): InfillMatch {
     exact: trimmed(expected) === trimmed(actual),
     normalized: squeezed(expected) === squeezed(actual),
   };
+}
+
+/**
+ * Edit similarity in [0, 1] of two texts, their ends trimmed: fuzzywuzzy's `fuzz.ratio` (with
+ * python-Levenshtein) as CodeXGLUE's line-level completion scores it, divided by 100 and not
+ * rounded — (|a| + |b| − d) / (|a| + |b|) with d the Levenshtein distance in which a substitution
+ * costs 2, i.e. 2·LCS(a, b) / (|a| + |b|). Two empty texts: 1.
+ */
+export function editSimilarity(expected: string, actual: string): number {
+  const a = expected.trim();
+  const b = actual.trim();
+  if (a.length + b.length === 0) return 1;
+  // longest common subsequence, one row of the table at a time
+  let row = new Int32Array(b.length + 1);
+  let next = new Int32Array(b.length + 1);
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) {
+      next[j] = a[i - 1] === b[j - 1] ? row[j - 1] + 1 : Math.max(row[j], next[j - 1]);
+    }
+    [row, next] = [next, row];
+  }
+  return (2 * row[b.length]) / (a.length + b.length);
+}
+
+export interface LineMatch {
+  /** CodeXGLUE's exact match: the same whitespace-separated words (`pred.split() == gt.split()`). */
+  exact: boolean;
+  editSimilarity: number;
+}
+
+/**
+ * Scores a line completion: `completion` (the model's text after the prompt) up to its first
+ * newline against the true line.
+ */
+export function matchLine(expected: string, completion: string): LineMatch {
+  const line = completion.split("\n", 1)[0];
+  const words = (s: string) => s.trim().split(/\s+/).join(" ");
+  return { exact: words(expected) === words(line), editSimilarity: editSimilarity(expected, line) };
 }
 
 export interface SyntaxCheck {

@@ -17,6 +17,7 @@ import {
   type ModelConfig,
   parameterShapes,
   parseFamilyConfig,
+  type WeightReader,
   type Weights,
 } from "../model/config.js";
 import type { Family, FamilyName } from "../model/families.js";
@@ -77,6 +78,52 @@ async function readConfigJson(file: string): Promise<Record<string, unknown>> {
 
 const showShape = (shape: readonly number[]) => `[${shape.join(", ")}]`;
 
+/**
+ * A checkpoint's weights, validated and open: read on demand one tensor at a time (as a
+ * WeightReader, e.g. streamed into the engine), or all at once; close() when done.
+ */
+export class CheckpointWeights implements WeightReader {
+  private readonly scratch = new ArrayBuffer(scratchBytes); // one conversion buffer for all reads
+
+  constructor(
+    /** model.safetensors or the shards' index (for messages). */
+    readonly source: string,
+    /** Readers by the checkpoint's own tensor names. */
+    private readonly byTensor: Map<string, SafetensorsReader>,
+    /** The parameters, in parameterShapes order. */
+    readonly names: readonly string[],
+    /** The checkpoint's name of each parameter (its family's). */
+    private readonly stored: (name: string) => string = (name) => name,
+  ) {}
+
+  has(name: string): boolean {
+    return this.names.includes(name);
+  }
+
+  read(name: string): Float32Array {
+    const stored = this.stored(name);
+    const reader = this.byTensor.get(stored);
+    if (reader === undefined || !this.has(name)) {
+      throw new CheckpointError(this.source, name, "not a parameter of this checkpoint");
+    }
+    return reader.readFloat32Sync(stored, this.scratch);
+  }
+
+  /** Every parameter as fp32. */
+  readAll(): Weights {
+    return new Map(this.names.map((name) => [name, this.read(name)]));
+  }
+
+  async close(): Promise<void> {
+    await closeAll(this.byTensor.values());
+  }
+}
+
+export interface OpenCheckpoint<T extends Tokenizer | null = Tokenizer>
+  extends Omit<Checkpoint<T>, "weights"> {
+  weights: CheckpointWeights;
+}
+
 /** Loads a checkpoint folder; throws ConfigError, CheckpointError, SafetensorsError or TokenizerError. */
 export async function loadCheckpoint(
   dir: string,
@@ -94,6 +141,31 @@ export async function loadCheckpoint(
   dir: string,
   options: LoadOptions = {},
 ): Promise<Checkpoint<Tokenizer | null>> {
+  const open = await openCheckpoint(dir, options);
+  try {
+    return { ...open, weights: open.weights.readAll() };
+  } finally {
+    await open.weights.close();
+  }
+}
+
+/**
+ * Validates a checkpoint folder (config, tokenizer, every safetensors header, every tensor's
+ * name and shape) and leaves its weights open to be read tensor by tensor; the caller closes
+ * them. Throws as loadCheckpoint.
+ */
+export async function openCheckpoint(
+  dir: string,
+  options?: LoadOptions & { tokenizer?: true },
+): Promise<OpenCheckpoint>;
+export async function openCheckpoint(
+  dir: string,
+  options?: LoadOptions,
+): Promise<OpenCheckpoint<Tokenizer | null>>;
+export async function openCheckpoint(
+  dir: string,
+  options: LoadOptions = {},
+): Promise<OpenCheckpoint<Tokenizer | null>> {
   const configFile = join(dir, configFileName);
   if (!existsSync(configFile)) {
     throw new CheckpointError(configFile, null, "not found: is this a checkpoint folder?");
@@ -138,7 +210,7 @@ export async function loadCheckpoint(
     );
   }
 
-  const weights = await loadWeights(dir, config, configFile, family);
+  const weights = await openWeights(dir, config, configFile, family);
   return { dir, config, weights, tokenizer, generation };
 }
 
@@ -162,15 +234,15 @@ function tokensFromTokenizer(config: ModelConfig, family: Family, tokenizer: Tok
 }
 
 /**
- * Opens model.safetensors or the sharded index, checks every tensor (under the family's names),
- * then reads them into our parameter names.
+ * Opens model.safetensors or the sharded index and checks every tensor, under the family's
+ * names, against the config.
  */
-async function loadWeights(
+async function openWeights(
   dir: string,
   config: ModelConfig,
   configFile: string,
   family: Family,
-): Promise<Weights> {
+): Promise<CheckpointWeights> {
   const single = join(dir, weightsFileName);
   const index = join(dir, indexFileName);
   let source: string;
@@ -179,7 +251,7 @@ async function loadWeights(
     source = single;
     const reader = await SafetensorsReader.open(single);
     byTensor = new Map([...reader.tensors.keys()].map((name) => [name, reader]));
-    if (byTensor.size === 0) await reader.close(); // closeAll below would not see it
+    if (byTensor.size === 0) await reader.close(); // closeAll would not see it
   } else if (existsSync(index)) {
     source = index;
     byTensor = await openShards(index);
@@ -187,12 +259,10 @@ async function loadWeights(
     throw new CheckpointError(single, null, `not found, nor ${indexFileName}`);
   }
   try {
-    const expected = parameterShapes(config).map((p) => ({
-      ...p,
-      stored: family.tensorName(p.name),
-    }));
-    const names = new Set(expected.map((p) => p.stored));
-    for (const { stored: name, shape } of expected) {
+    const expected = parameterShapes(config);
+    const names = new Set(expected.map((p) => family.tensorName(p.name)));
+    for (const { name: ours, shape } of expected) {
+      const name = family.tensorName(ours);
       const reader = byTensor.get(name);
       if (!reader) {
         throw new CheckpointError(
@@ -223,14 +293,15 @@ async function loadWeights(
         `unexpected tensor: not a parameter of the model that ${configFile} describes`,
       );
     }
-    const weights: Weights = new Map();
-    const scratch = new ArrayBuffer(scratchBytes); // one conversion buffer for every tensor
-    for (const { name, stored } of expected) {
-      weights.set(name, await byTensor.get(stored)!.readFloat32(stored, scratch));
-    }
-    return weights;
-  } finally {
+    return new CheckpointWeights(
+      source,
+      byTensor,
+      expected.map((p) => p.name),
+      family.tensorName,
+    );
+  } catch (error) {
     await closeAll(byTensor.values());
+    throw error;
   }
 }
 
@@ -241,7 +312,8 @@ export interface SaveOptions {
 
 export interface CheckpointContents {
   config: ModelConfig;
-  weights: Weights;
+  /** In memory, or a reader whose tensors are read one at a time as they are written. */
+  weights: Weights | WeightReader;
   /** tokenizer.json as an object or as its text; omitted: no tokenizer.json is written. */
   tokenizerJson?: object | string;
   /** generation_config.json; omitted: none is written. */
@@ -260,21 +332,28 @@ export async function saveCheckpoint(
   const expected = parameterShapes(config);
   const tensors = new Map<string, TensorEntry>();
   for (const { name, shape } of expected) {
-    const data = weights.get(name);
-    if (!data) throw new CheckpointError(weightsFile, name, "missing from the weights to save");
-    if (data.length !== shapeSize(shape)) {
-      throw new CheckpointError(
-        weightsFile,
-        name,
-        `has ${data.length} elements, shape ${showShape(shape)} needs ${shapeSize(shape)}`,
-      );
+    if (!weights.has(name)) {
+      throw new CheckpointError(weightsFile, name, "missing from the weights to save");
     }
-    const stored = dtype === "F16" ? f32ToF16(data) : dtype === "BF16" ? f32ToBF16(data) : data;
-    tensors.set(name, { dtype, shape, data: stored });
+    const stored = () => {
+      const data = weights instanceof Map ? weights.get(name)! : weights.read(name);
+      if (data.length !== shapeSize(shape)) {
+        throw new CheckpointError(
+          weightsFile,
+          name,
+          `has ${data.length} elements, shape ${showShape(shape)} needs ${shapeSize(shape)}`,
+        );
+      }
+      return dtype === "F16" ? f32ToF16(data) : dtype === "BF16" ? f32ToBF16(data) : data;
+    };
+    // in-memory weights are checked now; a reader's are read (and checked) as they are written
+    tensors.set(name, { dtype, shape, data: weights instanceof Map ? stored() : stored });
   }
-  for (const name of weights.keys()) {
-    if (!tensors.has(name)) {
-      throw new CheckpointError(weightsFile, name, "is not a parameter of this config");
+  if (weights instanceof Map) {
+    for (const name of weights.keys()) {
+      if (!tensors.has(name)) {
+        throw new CheckpointError(weightsFile, name, "is not a parameter of this config");
+      }
     }
   }
   await mkdir(dir, { recursive: true });

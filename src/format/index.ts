@@ -3,10 +3,13 @@
 export {
   type Checkpoint,
   type CheckpointContents,
+  CheckpointWeights,
   configFileName,
   generationFileName,
   type LoadOptions,
   loadCheckpoint,
+  type OpenCheckpoint,
+  openCheckpoint,
   type SaveOptions,
   saveCheckpoint,
   tokenizerFileName,

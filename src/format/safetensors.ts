@@ -10,6 +10,7 @@
 // checkpoint never sits in memory whole: float32 tensors go straight into their final array,
 // F16/BF16/F64 through a small scratch buffer.
 
+import { readSync } from "node:fs";
 import { type FileHandle, open, rename, unlink } from "node:fs/promises";
 import { SafetensorsError } from "./errors.js";
 import { bf16ToF32, f16ToF32 } from "./half.js";
@@ -181,17 +182,20 @@ export function parseSafetensorsHeader(
 /** Largest single read or write (the OS caps one call a little under 2 GiB). */
 const ioChunk = 1 << 30;
 
-/** Fills `target` from `position`, however many reads it takes. */
-async function readExactly(
+/**
+ * Fills `target` from `position`, however many reads it takes. Synchronous: tensors are also read
+ * while a graph is serialised (weights streamed into a session), which is synchronous code.
+ */
+function readExactlySync(
   handle: FileHandle,
   file: string,
   target: Uint8Array,
   position: number,
-): Promise<void> {
+): void {
   let done = 0;
   while (done < target.length) {
     const length = Math.min(ioChunk, target.length - done);
-    const { bytesRead } = await handle.read(target, done, length, position + done);
+    const bytesRead = readSync(handle.fd, target, done, length, position + done);
     if (bytesRead === 0) {
       throw new SafetensorsError(file, null, `unexpected end of file at byte ${position + done}`);
     }
@@ -223,7 +227,7 @@ export class SafetensorsReader implements SafetensorsHeader {
         throw new SafetensorsError(file, null, `file is ${size} bytes, too short for a header`);
       }
       const prefix = new Uint8Array(8);
-      await readExactly(handle, file, prefix, 0);
+      readExactlySync(handle, file, prefix, 0);
       const n = new DataView(prefix.buffer).getBigUint64(0, true);
       if (n > BigInt(maxHeaderBytes)) {
         throw new SafetensorsError(
@@ -240,7 +244,7 @@ export class SafetensorsReader implements SafetensorsHeader {
         );
       }
       const header = new Uint8Array(Number(n));
-      await readExactly(handle, file, header, 8);
+      readExactlySync(handle, file, header, 8);
       const { tensors, metadata } = parseSafetensorsHeader(file, header, size - 8 - header.length);
       return new SafetensorsReader(file, handle, tensors, metadata);
     } catch (error) {
@@ -259,21 +263,22 @@ export class SafetensorsReader implements SafetensorsHeader {
   async readBytes(name: string): Promise<Uint8Array> {
     const info = this.info(name);
     const out = new Uint8Array(info.byteLength);
-    await readExactly(this.handle, this.file, out, info.offset);
+    readExactlySync(this.handle, this.file, out, info.offset);
     return out;
   }
 
   /**
    * A floating-point tensor (F32, F16, BF16, F64) as a new Float32Array, row-major. F32 is read
-   * straight into the result; other dtypes are converted through a scratch buffer of at most
-   * 1 MiB, so a read never holds more than the result plus that.
-   */
-  /**
-   * Reads a float tensor as float32. Conversions (F16, BF16, F64) go through `scratch`, which a
-   * caller reading tensors one after another can pass to reuse (default: a fresh 1 MiB buffer,
-   * so that concurrent reads are safe).
+   * straight into the result; other dtypes are converted through `scratch` (at most 1 MiB; a
+   * caller reading tensors one after another can pass one to reuse), so a read never holds more
+   * than the result plus that.
    */
   async readFloat32(name: string, scratch?: ArrayBuffer): Promise<Float32Array> {
+    return this.readFloat32Sync(name, scratch);
+  }
+
+  /** readFloat32, synchronously (for weights read while a graph is serialised). */
+  readFloat32Sync(name: string, scratch?: ArrayBuffer): Float32Array {
     const info = this.info(name);
     if (!floatDtypes.includes(info.dtype)) {
       throw new SafetensorsError(
@@ -286,7 +291,7 @@ export class SafetensorsReader implements SafetensorsHeader {
     const n = info.byteLength / size;
     const out = new Float32Array(n);
     if (info.dtype === "F32") {
-      await readExactly(this.handle, this.file, new Uint8Array(out.buffer), info.offset);
+      readExactlySync(this.handle, this.file, new Uint8Array(out.buffer), info.offset);
       return out;
     }
     const buffer = scratch ?? new ArrayBuffer(Math.min(scratchBytes, info.byteLength));
@@ -294,7 +299,7 @@ export class SafetensorsReader implements SafetensorsHeader {
     for (let start = 0; start < n; start += perChunk) {
       const count = Math.min(perChunk, n - start);
       const chunk = new Uint8Array(buffer, 0, count * size);
-      await readExactly(this.handle, this.file, chunk, info.offset + start * size);
+      readExactlySync(this.handle, this.file, chunk, info.offset + start * size);
       const target = out.subarray(start, start + count);
       if (info.dtype === "F64") target.set(new Float64Array(buffer, 0, count));
       else if (info.dtype === "F16") f16ToF32(new Uint16Array(buffer, 0, count), target);
@@ -332,8 +337,12 @@ async function writeFully(handle: FileHandle, bytes: Uint8Array): Promise<void> 
 export interface TensorEntry {
   dtype: Dtype;
   shape: readonly number[];
-  /** The elements in the dtype's own little-endian layout (e.g. F16 bits as a Uint16Array). */
-  data: ArrayBufferView;
+  /**
+   * The elements in the dtype's own little-endian layout (e.g. F16 bits as a Uint16Array), or a
+   * function that makes them when their turn to be written comes (a large file written without
+   * holding all of it).
+   */
+  data: ArrayBufferView | (() => ArrayBufferView);
 }
 
 /**
@@ -341,6 +350,18 @@ export interface TensorEntry {
  * first, so every tensor stays aligned), then by name; the header padded with spaces to a
  * multiple of 8 bytes. Written to a temporary file and renamed, so a crash leaves no half file.
  */
+/** A tensor's data must hold exactly shape × dtype bytes. */
+function checkEntryBytes(file: string, name: string, entry: TensorEntry, data: ArrayBufferView) {
+  const bytes = shapeSize(entry.shape) * dtypeBytes[entry.dtype];
+  if (data.byteLength !== bytes) {
+    throw new SafetensorsError(
+      file,
+      name,
+      `shape [${entry.shape.join(", ")}] of ${entry.dtype} needs ${bytes} bytes, data holds ${data.byteLength}`,
+    );
+  }
+}
+
 export async function writeSafetensors(
   file: string,
   tensors: ReadonlyMap<string, TensorEntry>,
@@ -371,13 +392,7 @@ export async function writeSafetensors(
       throw new SafetensorsError(file, name, `bad shape ${JSON.stringify(shape)}`);
     }
     const bytes = shapeSize(shape) * dtypeBytes[dtype];
-    if (data.byteLength !== bytes) {
-      throw new SafetensorsError(
-        file,
-        name,
-        `shape [${shape.join(", ")}] of ${dtype} needs ${bytes} bytes, data holds ${data.byteLength}`,
-      );
-    }
+    if (typeof data !== "function") checkEntryBytes(file, name, tensors.get(name)!, data);
     header[name] = { dtype, shape, data_offsets: [offset, offset + bytes] };
     offset += bytes;
   }
@@ -392,7 +407,9 @@ export async function writeSafetensors(
   try {
     await writeFully(handle, head);
     for (const name of names) {
-      const { data } = tensors.get(name)!;
+      const entry = tensors.get(name)!;
+      const data = typeof entry.data === "function" ? entry.data() : entry.data;
+      checkEntryBytes(file, name, entry, data);
       await writeFully(handle, new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
     }
     await handle.close();

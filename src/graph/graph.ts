@@ -65,8 +65,26 @@ export interface Node {
 
 export interface Initializer {
   tensor: Tensor;
-  data: TensorData;
+  /**
+   * The values, or a function that reads them when the graph is serialised (weights streamed
+   * from a checkpoint one tensor at a time, never all held at once).
+   */
+  data: TensorData | (() => TensorData);
+  /** The values' size in bytes (known from the shape and dtype before a lazy tensor is read). */
+  byteLength: number;
 }
+
+/** Bytes per element of each dtype. */
+export const dtypeSize: Record<DType, number> = {
+  float32: 4,
+  float16: 2,
+  float64: 8,
+  int32: 4,
+  int64: 8,
+  int8: 1,
+  uint8: 1,
+  bool: 1,
+};
 
 /** ONNX TensorProto.DataType codes (also the `to` of Cast). */
 export const onnxType: Record<DType, number> = {
@@ -112,19 +130,23 @@ export class Graph {
     return t;
   }
 
-  /** A named weight (or other constant) stored in the model. */
-  initializer(name: string, dtype: DType, shape: Shape, data: TensorData): Tensor {
+  /**
+   * A named weight (or other constant) stored in the model: its values, or a function that reads
+   * them when the graph is serialised (checked against the shape then).
+   */
+  initializer(
+    name: string,
+    dtype: DType,
+    shape: Shape,
+    data: TensorData | (() => TensorData),
+  ): Tensor {
     const count = shape.reduce<number>((n, d) => n * (d as number), 1);
     if (shape.some((d) => typeof d !== "number")) {
       throw new GraphError(`initializer ${name}: shape must be concrete, got [${shape}]`);
     }
-    if (data.length !== count) {
-      throw new GraphError(
-        `initializer ${name}: ${data.length} values for shape [${shape}] (${count} expected)`,
-      );
-    }
+    if (typeof data !== "function") checkCount(name, shape, count, data);
     const t = new Tensor(this, this.claim(name), dtype, shape);
-    this.initializers.push({ tensor: t, data });
+    this.initializers.push({ tensor: t, data, byteLength: count * dtypeSize[dtype] });
     return t;
   }
 
@@ -132,7 +154,7 @@ export class Graph {
   valuesOf(t: Tensor): number[] | undefined {
     const init = this.initializers.find((i) => i.tensor === t);
     if (!init) return undefined;
-    return Array.from(init.data as ArrayLike<number | bigint>, Number);
+    return Array.from(valuesOfInitializer(init) as ArrayLike<number | bigint>, Number);
   }
 
   /** A small constant, shared between uses with the same value. */
@@ -199,10 +221,10 @@ export class Graph {
    */
   toModel(options: { opset?: number; externalData?: string; externalThreshold?: number } = {}): {
     model: Uint8Array;
-    external: Uint8Array[];
+    external: Iterable<Uint8Array>;
   } {
     const opset = options.opset ?? 17;
-    const external: Uint8Array[] = [];
+    const toExternal: Initializer[] = [];
     let externalOffset = 0;
     const domains = new Set(this.nodes.map((n) => n.domain).filter((d) => d !== ""));
     const w = new ProtoWriter();
@@ -224,11 +246,10 @@ export class Graph {
         });
       }
       g.string(2, this.name);
-      for (const { tensor, data } of this.initializers) {
-        const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+      for (const init of this.initializers) {
+        const { tensor, byteLength } = init;
         const toFile =
-          options.externalData !== undefined &&
-          bytes.byteLength >= (options.externalThreshold ?? 1024);
+          options.externalData !== undefined && byteLength >= (options.externalThreshold ?? 1024);
         g.message(5, (t) => {
           for (const d of tensor.shape) t.varint(1, d as number);
           t.varint(2, onnxType[tensor.dtype]);
@@ -237,26 +258,21 @@ export class Graph {
             const location = options.externalData as string;
             t.message(13, (e) => e.string(1, "location").string(2, location));
             t.message(13, (e) => e.string(1, "offset").string(2, String(externalOffset)));
-            t.message(13, (e) => e.string(1, "length").string(2, String(bytes.byteLength)));
+            t.message(13, (e) => e.string(1, "length").string(2, String(byteLength)));
             t.varint(14, 1);
           } else {
-            t.bytes(9, bytes);
+            t.bytes(9, bytesOf(valuesOfInitializer(init)));
           }
         });
         if (toFile) {
-          external.push(bytes);
-          externalOffset += bytes.byteLength;
-          const pad = (64 - (externalOffset % 64)) % 64;
-          if (pad) {
-            external.push(new Uint8Array(pad));
-            externalOffset += pad;
-          }
+          toExternal.push(init);
+          externalOffset += byteLength + padding(externalOffset + byteLength);
         }
       }
       for (const t of this.inputs) g.message(11, (v) => writeValueInfo(v, t));
       for (const t of this.outputs) g.message(12, (v) => writeValueInfo(v, t));
     });
-    return { model: w.finish(), external };
+    return { model: w.finish(), external: externalChunks(toExternal) };
   }
 }
 
@@ -305,5 +321,44 @@ export function makeData(dtype: DType, values: readonly number[]): TensorData {
       return Uint8Array.from(values);
     case "float16":
       throw new GraphError("float16 constants are made with toFloat16()");
+  }
+}
+
+/** Bytes that bring `offset` up to the next multiple of 64 (external data stays aligned). */
+const padding = (offset: number) => (64 - (offset % 64)) % 64;
+
+function checkCount(name: string, shape: Shape, count: number, data: TensorData): void {
+  if (data.length !== count) {
+    throw new GraphError(
+      `initializer ${name}: ${data.length} values for shape [${shape}] (${count} expected)`,
+    );
+  }
+}
+
+/** An initializer's values, read now if they are lazy (and checked against its shape then). */
+function valuesOfInitializer(init: Initializer): TensorData {
+  if (typeof init.data !== "function") return init.data;
+  const data = init.data();
+  const { name, shape } = init.tensor;
+  checkCount(name, shape, init.byteLength / dtypeSize[init.tensor.dtype], data);
+  return data;
+}
+
+const bytesOf = (data: TensorData) => new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+
+/**
+ * The external-data file's contents in order, each tensor read when its turn comes (a lazy one
+ * is then dropped), padded to 64-byte offsets as toModel laid them out.
+ */
+function* externalChunks(inits: Initializer[]): Generator<Uint8Array> {
+  let offset = 0;
+  for (const init of inits) {
+    yield bytesOf(valuesOfInitializer(init));
+    offset += init.byteLength;
+    const pad = padding(offset);
+    if (pad > 0) {
+      yield new Uint8Array(pad);
+      offset += pad;
+    }
   }
 }

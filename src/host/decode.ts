@@ -4,16 +4,21 @@
 // time limit, and reports the result in one shape. The CLI, the server and the page call it.
 
 import {
+  type FixOptions,
+  type FixResult,
+  fixBounds,
   type GenerateResult,
   type InfillPart,
   type InfillResult,
   type Run,
+  streamFix,
   streamGenerate,
   streamGenerateAr,
   streamInfill,
 } from "../diffusion/api.js";
 import { DecodeAbortedError, DecodeOptionError } from "../diffusion/errors.js";
 import type { DecodeResult, StepEvent, StopReason } from "../diffusion/types.js";
+import { IgnoredOptionError } from "./errors.js";
 import type { LoadedModel } from "./models.js";
 import {
   arOptions,
@@ -225,6 +230,37 @@ export function planInfill(
     initial: Int32Array.from(ids),
     start: (signal) =>
       streamInfill(loaded.model, parts, { ...diffusionOptions(settings), holeLength, signal }),
+  };
+}
+
+/** What fix mode re-masks: the library's bounds (defaults there). */
+export type FixBounds = Pick<FixOptions, "below" | "maxFraction" | "scorePasses">;
+
+/**
+ * Fix mode on `sourceIds`: the model scores every token, re-masks the least likely ones and
+ * writes them again; the diffusion decoder only. The canvas is the source; the steps' count is
+ * not checked against the masked count, which only the scoring pass decides.
+ */
+export function planFix(
+  loaded: LoadedModel,
+  settings: DecodeSettings,
+  sourceIds: number[],
+  bounds: FixBounds = {},
+): Plan<FixResult> {
+  if (settings.length !== undefined) {
+    throw new IgnoredOptionError(
+      "length",
+      "fix rewrites tokens of the source in place and generates no new ones: drop the length",
+    );
+  }
+  fixBounds(bounds);
+  return {
+    canvasLength: sourceIds.length,
+    view: [0, sourceIds.length],
+    inputTokens: sourceIds.length,
+    initial: Int32Array.from(sourceIds),
+    start: (signal) =>
+      streamFix(loaded.model, sourceIds, { ...diffusionOptions(settings), ...bounds, signal }),
   };
 }
 

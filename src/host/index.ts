@@ -3,9 +3,11 @@
 export {
   type Control,
   checkRequest,
+  type FixBounds,
   generationLength,
   type Outcome,
   type Plan,
+  planFix,
   planGenerate,
   planInfill,
   type RunReport,

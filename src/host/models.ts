@@ -6,7 +6,7 @@ import { existsSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { basename, join, resolve } from "node:path";
 import { packageRoot } from "../cli/package.js";
-import { loadCheckpoint, type Tokenizer, TokenizerError } from "../format/index.js";
+import { openCheckpoint, type Tokenizer, TokenizerError } from "../format/index.js";
 import { PromptTemplate } from "../format/template.js";
 import type { ModelConfig } from "../model/config.js";
 import { type EngineOptions, OnnxModel } from "../model/engine.js";
@@ -63,14 +63,23 @@ export function decoderOf(config: ModelConfig): Decoder {
   return config.attention === "causal" ? "autoregressive" : "diffusion";
 }
 
-/** Loads a checkpoint folder (validated by the format seam) into an ONNX Runtime model. */
+/**
+ * Loads a checkpoint folder (validated by the format seam) into an ONNX Runtime model, its
+ * weights streamed into the session tensor by tensor (never all held in JavaScript); `family`
+ * reads it as that family (src/model/families.ts).
+ */
 export async function loadModel(
   dir: string,
   options: EngineOptions & { family?: FamilyName } = {},
 ): Promise<LoadedModel> {
   const { family, ...engine } = options;
-  const checkpoint = await loadCheckpoint(dir, family === undefined ? {} : { family });
-  const model = await OnnxModel.create(checkpoint.config, checkpoint.weights, engine);
+  const checkpoint = await openCheckpoint(dir, family === undefined ? {} : { family });
+  let model: OnnxModel;
+  try {
+    model = await OnnxModel.create(checkpoint.config, checkpoint.weights, engine);
+  } finally {
+    await checkpoint.weights.close();
+  }
   return {
     name: basename(dir),
     dir,

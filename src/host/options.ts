@@ -11,6 +11,7 @@ import {
   presetNames,
   presets,
   resolveOptions,
+  runsUntilClean,
 } from "../diffusion/options.js";
 import type { ModelConfig } from "../model/config.js";
 import { IgnoredOptionError, WrongModelError } from "./errors.js";
@@ -78,7 +79,7 @@ export function checkSettings(s: DecodeSettings): DecodeSettings {
       `strategy ${strategy} reveals a set number of tokens per step and reads no threshold (threshold strategies: ${thresholdStrategies.join(", ")})`,
     );
   }
-  if (s.steps !== undefined && (o.selection === "threshold" || o.selection === "factor")) {
+  if (s.steps !== undefined && runsUntilClean(o.selection)) {
     throw new IgnoredOptionError(
       "steps",
       `strategy ${strategy} runs each block until it is clean and takes no step count: drop steps, or choose a step-count strategy such as llada`,

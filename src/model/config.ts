@@ -382,3 +382,13 @@ export function parameterShapes(config: ModelConfig): ParameterShape[] {
 
 /** Weights by parameter name, fp32, row-major in the shapes of parameterShapes. */
 export type Weights = Map<string, Float32Array>;
+
+/**
+ * Weights read on demand, one tensor at a time (a checkpoint streamed into the engine, so that
+ * they are never all held in JavaScript at once); same names, shapes and layout as Weights.
+ */
+export interface WeightReader {
+  has(name: string): boolean;
+  /** The tensor as a new fp32 array (read synchronously, when the graph is serialised). */
+  read(name: string): Float32Array;
+}

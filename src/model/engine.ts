@@ -12,7 +12,7 @@ import {
   Session,
   type SessionOptions,
 } from "../runtime/session.js";
-import { type ModelConfig, parameterShapes, type Weights } from "./config.js";
+import { type ModelConfig, parameterShapes, type WeightReader, type Weights } from "./config.js";
 import { blockLinear, type QuantType, quantBits, quantizeBlocks } from "./quant.js";
 import { resolveForwardRequest, WeightsError } from "./request.js";
 import { statsFeeds, statsInputs, stepStatistics } from "./stats.js";
@@ -33,10 +33,13 @@ export interface EngineOptions extends SessionOptions {
   quant?: QuantType;
 }
 
-/** Builds the inference graph: weights become initializers. */
+/**
+ * Builds the inference graph: weights become initializers — read when the graph is serialised
+ * when they come from a WeightReader (streamed into the session one tensor at a time).
+ */
 export function buildInferenceGraph(
   config: ModelConfig,
-  weights: Weights,
+  weights: Weights | WeightReader,
   weightType: EngineOptions["weightType"] = "float32",
   quant?: QuantType,
 ): Graph {
@@ -45,25 +48,39 @@ export function buildInferenceGraph(
   const made = new Map<string, Tensor>();
   const param = (name: string): Tensor => {
     const shape = expected.get(name);
-    const data = weights.get(name);
     if (!shape) throw new WeightsError(name, "not a parameter of this config");
-    if (!data) throw new WeightsError(name, "missing weight");
+    if (!weights.has(name)) throw new WeightsError(name, "missing weight");
+    const read = weights instanceof Map ? () => weights.get(name)! : () => weights.read(name);
     let t = made.get(name);
     if (!t) {
+      // an in-memory weight is stored as it is; a streamed one is read (and converted) when
+      // its turn comes, then dropped
+      const lazy = !(weights instanceof Map);
       t =
         weightType === "float16"
-          ? op.cast(g.initializer(name, "float16", shape, f32ToF16(data)), "float32")
-          : g.initializer(name, "float32", shape, data);
+          ? op.cast(
+              g.initializer(
+                name,
+                "float16",
+                shape,
+                lazy ? () => f32ToF16(read()) : f32ToF16(read()),
+              ),
+              "float32",
+            )
+          : g.initializer(name, "float32", shape, lazy ? read : read());
       made.set(name, t);
     }
     return t;
   };
-  /** A layer's linear weight, quantized while the graph is built (each is used once). */
+  /**
+   * A layer's linear weight, quantized while the graph is built (each is used once): a streamed
+   * weight is read in float32 here and only its quantized form is kept.
+   */
   const linearOf = (x: Tensor, name: string): Tensor | undefined => {
     if (quant === undefined) return undefined;
     const [out, inDim] = expected.get(name) as [number, number];
-    const data = weights.get(name);
-    if (!data) throw new WeightsError(name, "missing weight");
+    if (!weights.has(name)) throw new WeightsError(name, "missing weight");
+    const data = weights instanceof Map ? weights.get(name)! : weights.read(name);
     return blockLinear(x, name, quantizeBlocks(data, out, inDim, quantBits[quant]), out, inDim);
   };
   const ids = g.input("input_ids", "int32", ["batch", "seq"]);
@@ -112,9 +129,13 @@ export class OnnxModel implements LanguageModel {
     private readonly session: Session,
   ) {}
 
+  /**
+   * Compiles the model. With a WeightReader the weights are streamed tensor by tensor into the
+   * session (through an external-data file when the graph is large), never all held at once.
+   */
   static async create(
     config: ModelConfig,
-    weights: Weights,
+    weights: Weights | WeightReader,
     options: EngineOptions = {},
   ): Promise<OnnxModel> {
     const graph = buildInferenceGraph(config, weights, options.weightType, options.quant);

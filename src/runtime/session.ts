@@ -34,8 +34,9 @@ export interface SessionOptions {
   /** Intra-op threads; default: $UNMASK_THREADS, else every core. */
   threads?: number;
   /**
-   * Graphs with more weight bytes than this go through an external-data file (default 1.5 GB,
-   * under protobuf's 2 GB limit).
+   * Graphs with more weight bytes than this go through an external-data file (default 64 MiB;
+   * at most protobuf's 2 GB limit): their weights are streamed to it tensor by tensor, where an
+   * in-memory model would hold a serialised copy of them beside onnxruntime's own.
    */
   externalDataAbove?: number;
   /**
@@ -80,7 +81,7 @@ export class Session {
 
   /** Compiles a graph into a session (in memory, or through a temporary file when large). */
   static async fromGraph(graph: Graph, options: SessionOptions = {}): Promise<Session> {
-    const weightBytes = graph.initializers.reduce((n, i) => n + i.data.byteLength, 0);
+    const weightBytes = graph.initializers.reduce((n, i) => n + i.byteLength, 0);
     const sessionOptions: ort.InferenceSession.SessionOptions = {
       intraOpNumThreads: options.threads ?? defaultThreads(),
       interOpNumThreads: 1,
@@ -91,15 +92,15 @@ export class Session {
       executionProviders: [options.device ?? "cpu"],
     };
     let inner: ort.InferenceSession;
-    if (weightBytes <= (options.externalDataAbove ?? 1.5 * 2 ** 30)) {
+    if (weightBytes <= Math.min(options.externalDataAbove ?? 64 * 2 ** 20, 1.5 * 2 ** 30)) {
       const { model } = graph.toModel();
       inner = await createChecked(
         () => ort.InferenceSession.create(model, sessionOptions),
         options.device,
       );
     } else {
-      // Over protobuf's 2 GB limit: the weights go to an external-data file that onnxruntime
-      // reads (streamed out chunk by chunk, no second copy in memory), removed once loaded.
+      // The weights go to an external-data file that onnxruntime reads (streamed out tensor by
+      // tensor, lazy ones read just then: no second copy in memory), removed once loaded.
       const dir = mkdtempSync(join(tmpdir(), "unmask-"));
       try {
         const { model, external } = graph.toModel({ externalData: "weights.bin" });

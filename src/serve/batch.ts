@@ -1,12 +1,15 @@
 // Continuous batching for concurrent decodes: a LanguageModel that queues the forward calls of
 // every run going on and, whenever the engine is free, runs the compatible ones — equal fresh
-// length n, equal cached context length, the same outputs asked for (K/V, logits, statistics
-// of the same k and excluded ids) — as rows of ONE forward call,
-// then hands each caller its own rows back. The denoise loop and the AR decoder do not change:
-// each still awaits its own forward(). Calls with different logit counts share a call too (the
-// shorter lists are padded with a repeat and cut off again).
+// length n, the same outputs asked for (K/V, logits, statistics of the same k and excluded ids)
+// — as rows of ONE forward call, then hands each caller its own rows back. The denoise loop and
+// the AR decoder do not change: each still awaits its own forward(). Calls with different logit
+// counts share a call too (the shorter lists are padded with a repeat and cut off again), and so
+// do calls with cached contexts of different lengths (AR decodes of different prompts, dual-cache
+// blocks at different places): each context is padded to the longest, the padding hidden from
+// every query by the attention bias, and each caller's K/V cut back to its own length.
 
-import { resolveForwardRequest } from "../model/request.js";
+import type { ModelConfig } from "../model/config.js";
+import { defaultAttentionBias, resolveForwardRequest } from "../model/request.js";
 import type { ForwardRequest, ForwardResult, KvCache, LanguageModel } from "../model/types.js";
 
 interface Pending {
@@ -91,7 +94,7 @@ export class BatchingModel implements LanguageModel {
     }
     try {
       const out = await this.inner.forward(merged.request);
-      split(out, group, merged, this.config.vocabSize);
+      split(out, group, merged, this.config);
     } catch (error) {
       for (const p of group) p.reject(error);
     }
@@ -110,7 +113,7 @@ function keyOf(r: ForwardRequest): string {
     s === undefined
       ? "-"
       : `${s.topK}:${Array.from(s.exclude ?? []).join(",")}:${s.scoreTokens !== undefined}:${s.temperature ?? 1}`;
-  return `${n}/${r.context?.length ?? 0}/${r.returnKv === true}/${r.logits !== false}/${stats}`;
+  return `${n}/${r.context === undefined ? "-" : "kv"}/${r.returnKv === true}/${r.logits !== false}/${stats}`;
 }
 
 interface Merged {
@@ -119,13 +122,21 @@ interface Merged {
   p: number;
   /** Each request's own logit positions per row. */
   ps: number[];
+  /** Each request's own context length. */
+  contexts: number[];
+  /** The merged call's context length (the longest). */
+  width: number;
 }
 
 /** Concatenates the group's requests along rows, every default made explicit. */
 function merge(model: LanguageModel, group: Pending[]): Merged {
-  const resolved = group.map((g) => resolveForwardRequest(model.config, g.request));
+  const { config } = model;
+  const resolved = group.map((g) => resolveForwardRequest(config, g.request));
   const rows = resolved.reduce((s, r) => s + r.rows, 0);
-  const { n, contextLength } = resolved[0];
+  const { n } = resolved[0];
+  const contexts = resolved.map((r) => r.contextLength);
+  const contextLength = Math.max(...contexts);
+  const ragged = contexts.some((c) => c !== contextLength);
   const total = contextLength + n;
   const p = Math.max(...resolved.map((r) => r.p));
   const tokens = new Int32Array(rows * n);
@@ -133,14 +144,18 @@ function merge(model: LanguageModel, group: Pending[]): Merged {
   const logitsAt = new Int32Array(rows * p);
   const stats = group[0].request.stats;
   const scoreTokens = stats?.scoreTokens === undefined ? undefined : new Int32Array(rows * p);
-  const withBias = resolved.some((r) => r.attentionBias !== null);
+  const withBias = ragged || resolved.some((r) => r.attentionBias !== null);
   const bias = withBias ? new Float32Array(rows * n * total) : undefined;
   let row = 0;
   group.forEach((g, k) => {
     const r = resolved[k];
     tokens.set(g.request.tokens, row * n);
     positions.set(r.positions, row * n);
-    if (bias !== undefined && r.attentionBias !== null) bias.set(r.attentionBias, row * n * total);
+    if (bias !== undefined) {
+      const own =
+        r.attentionBias ?? defaultAttentionBias(config, r.rows, n, r.contextLength, r.positions);
+      padBias(own, bias.subarray(row * n * total), r.rows * n, r.contextLength, contextLength, n);
+    }
     for (let j = 0; j < r.rows; j++) {
       for (let q = 0; q < p; q++) {
         // pad a shorter list with its last index (cut off again in split)
@@ -162,30 +177,62 @@ function merge(model: LanguageModel, group: Pending[]): Merged {
     if (stats.temperature !== undefined) request.stats.temperature = stats.temperature;
     if (scoreTokens !== undefined) request.stats.scoreTokens = scoreTokens;
   }
-  if (contextLength > 0) request.context = mergeKv(group.map((g) => g.request.context!));
-  return { request, p, ps: resolved.map((r) => r.p) };
+  if (group[0].request.context !== undefined) {
+    request.context = mergeKv(
+      group.map((g) => g.request.context!),
+      contextLength,
+      config,
+    );
+  }
+  return { request, p, ps: resolved.map((r) => r.p), contexts, width: contextLength };
 }
 
-/** K/V caches stacked along rows ([rows, heads, length, headDim] per layer: rows are contiguous). */
-function mergeKv(caches: KvCache[]): KvCache {
-  const layers = caches[0].keys.length;
+/**
+ * Writes a request's bias [queries, len + n] (null: attend everywhere) into `out` [queries,
+ * width + n]: its context columns first, then −∞ over the padding up to `width`, then its fresh
+ * columns.
+ */
+function padBias(
+  own: Float32Array | null,
+  out: Float32Array,
+  queries: number,
+  len: number,
+  width: number,
+  n: number,
+): void {
+  for (let q = 0; q < queries; q++) {
+    const to = q * (width + n);
+    if (own !== null) {
+      const from = q * (len + n);
+      out.set(own.subarray(from, from + len), to);
+      out.set(own.subarray(from + len, from + len + n), to + width);
+    }
+    out.fill(Number.NEGATIVE_INFINITY, to + len, to + width);
+  }
+}
+
+/**
+ * K/V caches stacked along rows, each padded with zeros to `width` positions ([rows, heads,
+ * length, headDim] per layer: rows are contiguous, and so are a head's positions).
+ */
+function mergeKv(caches: KvCache[], width: number, config: ModelConfig): KvCache {
+  const heads = config.numKvHeads;
+  const d = config.headDim;
+  const rows = caches.reduce((s, c) => s + c.rows, 0);
   const stack = (pick: (c: KvCache) => Float32Array[], l: number) => {
-    const size = caches.reduce((s, c) => s + pick(c)[l].length, 0);
-    const out = new Float32Array(size);
-    let at = 0;
+    const out = new Float32Array(rows * heads * width * d);
+    let slab = 0; // (row, head) pairs written so far
     for (const c of caches) {
-      out.set(pick(c)[l], at);
-      at += pick(c)[l].length;
+      const a = pick(c)[l];
+      const run = c.length * d;
+      for (let h = 0; h < c.rows * heads; h++, slab++) {
+        out.set(a.subarray(h * run, (h + 1) * run), slab * width * d);
+      }
     }
     return out;
   };
-  const merged: KvCache = {
-    rows: caches.reduce((s, c) => s + c.rows, 0),
-    length: caches[0].length,
-    keys: [],
-    values: [],
-  };
-  for (let l = 0; l < layers; l++) {
+  const merged: KvCache = { rows, length: width, keys: [], values: [] };
+  for (let l = 0; l < config.numLayers; l++) {
     merged.keys.push(stack((c) => c.keys, l));
     merged.values.push(stack((c) => c.values, l));
   }
@@ -193,7 +240,8 @@ function mergeKv(caches: KvCache[]): KvCache {
 }
 
 /** Hands each request its rows of the merged result. */
-function split(out: ForwardResult, group: Pending[], merged: Merged, V: number): void {
+function split(out: ForwardResult, group: Pending[], merged: Merged, config: ModelConfig): void {
+  const V = config.vocabSize;
   const { p } = merged;
   let row = 0;
   group.forEach((g, k) => {
@@ -225,11 +273,24 @@ function split(out: ForwardResult, group: Pending[], merged: Merged, V: number):
       }
     }
     if (out.kv !== undefined) {
-      const perRow = (a: Float32Array) => a.length / out.kv!.rows;
-      const cut = (a: Float32Array) => a.slice(row * perRow(a), (row + rows) * perRow(a));
+      // [rows, heads, width + n, d]: this request's rows, its context columns and the fresh ones
+      const { length } = out.kv;
+      const len = merged.contexts[k];
+      const kept = len + length - merged.width;
+      const heads = config.numKvHeads;
+      const d = config.headDim;
+      const cut = (a: Float32Array) => {
+        const b = new Float32Array(rows * heads * kept * d);
+        for (let h = 0; h < rows * heads; h++) {
+          const from = (row * heads + h) * length * d;
+          b.set(a.subarray(from, from + len * d), h * kept * d);
+          b.set(a.subarray(from + merged.width * d, from + length * d), (h * kept + len) * d);
+        }
+        return b;
+      };
       result.kv = {
         rows,
-        length: out.kv.length,
+        length: kept,
         keys: out.kv.keys.map(cut),
         values: out.kv.values.map(cut),
       };

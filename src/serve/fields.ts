@@ -54,6 +54,7 @@ const fieldOf: Record<string, string> = {
   seed: "seed",
   topK: "top_k",
   topP: "top_p",
+  maxFraction: "max_fraction",
 };
 
 /** A decode service error as a 400 naming the client's field (`lengthField`: max_tokens or n_predict). */

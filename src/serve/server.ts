@@ -8,14 +8,16 @@
 import { randomUUID } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
-import type { GenerateResult, InfillPart, InfillResult } from "../diffusion/api.js";
+import type { FixResult, GenerateResult, InfillPart, InfillResult } from "../diffusion/api.js";
 import { renderCanvas } from "../diffusion/denoise.js";
 import { resolveOptions } from "../diffusion/options.js";
 import type { DecodeResult, PositionChange, StepEvent } from "../diffusion/types.js";
 import { type ChatMessage, plainChatPrompt } from "../format/template.js";
 import {
+  type FixBounds,
   type Outcome,
   type Plan,
+  planFix,
   planGenerate,
   planInfill,
   round,
@@ -23,6 +25,7 @@ import {
 } from "../host/decode.js";
 import { type Decoder, decoderOf, type LoadedModel } from "../host/models.js";
 import { type DecodeSettings, diffusionOptions } from "../host/options.js";
+import { endTokenIds } from "../model/config.js";
 import type { PageAsset } from "../web/assets.js";
 import { BatchingModel } from "./batch.js";
 import { asApiError, type Body, checkN, field, notFound, settingsOf, stopsOf } from "./fields.js";
@@ -37,7 +40,7 @@ import {
   sendJson,
 } from "./http.js";
 import { QueueFullError, Slots } from "./slots.js";
-import { SettledText } from "./text.js";
+import { canvasPieces, SettledText } from "./text.js";
 
 export interface ServeOptions {
   /** The models to serve; the first diffusion model is the default. */
@@ -544,18 +547,42 @@ export class UnmaskServer {
     const { tokenizer } = loaded;
     const prompt = field<string>(body, "prompt", "string");
     const rawParts = field<unknown[]>(body, "parts", "array");
-    if ((prompt === undefined) === (rawParts === undefined)) {
-      throw invalid(null, "give either prompt (generation) or parts (infill)");
+    const source = field<string>(body, "source", "string");
+    const forms = [prompt, rawParts, source].filter((f) => f !== undefined).length;
+    if (forms !== 1) {
+      throw invalid(
+        null,
+        "give one of prompt (generation), parts (infill) or source (fix: the model rewrites the tokens it finds least likely)",
+      );
     }
-    let plan: Plan<GenerateResult> | Plan<InfillResult>;
+    const bounds: FixBounds = {};
+    const below = field<number>(body, "below", "number");
+    const maxFraction = field<number>(body, "max_fraction", "number");
+    if (source === undefined) {
+      const stray =
+        below !== undefined ? "below" : maxFraction !== undefined ? "max_fraction" : null;
+      if (stray !== null) {
+        throw invalid(stray, `${stray}: only fix (a source) reads it`, "ignored_option");
+      }
+    } else {
+      if (below !== undefined) bounds.below = below;
+      if (maxFraction !== undefined) bounds.maxFraction = maxFraction;
+    }
+    let plan: Plan<GenerateResult> | Plan<InfillResult> | Plan<FixResult>;
     try {
-      if (rawParts !== undefined) {
+      if (rawParts !== undefined || source !== undefined) {
         if (served.decoder !== "diffusion") {
+          const what = source !== undefined ? "source (fix)" : "parts (infill)";
           throw invalid(
             "model",
-            `model ${loaded.name} is autoregressive: parts (infill) need a diffusion model`,
+            `model ${loaded.name} is autoregressive: ${what} needs a diffusion model`,
           );
         }
+      }
+      if (source !== undefined) {
+        if (source === "") throw invalid("source", "source: empty, nothing to fix");
+        plan = planFix(loaded, settings, tokenizer.encode(source), bounds);
+      } else if (rawParts !== undefined) {
         const parts = rawParts.map((p, i): InfillPart => {
           if (typeof p === "string") return tokenizer.encode(p);
           const hole = (p as { hole?: unknown })?.hole;
@@ -584,8 +611,9 @@ export class UnmaskServer {
       return p;
     };
     const isAr = served.decoder === "autoregressive";
+    const decode = (ids: ArrayLike<number>) => tokenizer.decode(ids, { skipSpecialTokens: true });
     const pieces = (canvas: ArrayLike<number>) =>
-      Array.from(canvas, (t) => (!isAr && t === maskId ? null : piece(t)));
+      canvasPieces(canvas, isAr ? -1 : maskId, piece, decode);
     const change = (c: PositionChange) => ({ ...c, piece: piece(c.token) });
     const view = plan.view;
     const events = new EventStream(res);
@@ -596,18 +624,21 @@ export class UnmaskServer {
       decoder: served.decoder,
       strategy: isAr ? "ar" : (settings.strategy ?? "llada"),
       mask_token_id: maskId,
+      end_token_ids: endTokenIds(loaded.config),
       canvas_length: plan.canvasLength,
       view,
       tokens: Array.from(initial),
       pieces: pieces(initial),
     });
     const t0 = performance.now();
-    let revealed = 0;
-    const decode = (ids: ArrayLike<number>) => tokenizer.decode(ids, { skipSpecialTokens: true });
+    // positions the run has written and still holds (a fix's re-masked input is not one of them)
+    const held = new Set<number>();
     let outcome: Outcome<DecodeResult> | null;
     try {
       outcome = await this.run(res, plan as Plan<DecodeResult>, (event) => {
-        revealed += event.revealed.length - event.remasked.length;
+        for (const c of event.remasked) held.delete(c.position);
+        for (const c of event.revealed) held.add(c.position);
+        const revealed = held.size;
         const elapsed = performance.now() - t0;
         events.send({
           type: "step",
@@ -638,13 +669,29 @@ export class UnmaskServer {
     }
     if (outcome === null) return;
     const r = outcome.result;
-    const answer = "tokens" in r ? (r as GenerateResult).tokens : (r as InfillResult).fills.flat();
+    // generate: the continuation; infill: the canvas, its holes' tokens written; fix: the
+    // canvas, its re-masked tokens written again (and which of them changed)
+    let answer: number[];
+    let text: string;
+    let fixed: { remasked: number[]; changed: number[] } | undefined;
+    if ("tokens" in r) {
+      answer = (r as GenerateResult).tokens;
+      text = decode(answer);
+    } else if ("fills" in r) {
+      answer = (r as InfillResult).fills.flat();
+      text = decode(r.canvas);
+    } else {
+      const f = r as FixResult;
+      answer = f.remasked.map((i) => f.canvas[i]);
+      text = decode(f.canvas);
+      fixed = { remasked: f.remasked, changed: f.changed };
+    }
     const generated = answer.filter((t) => t !== maskId || isAr).length;
-    const text = "tokens" in r ? decode(answer) : decode((r as InfillResult).canvas);
-    const full = answer.length === view[1] - view[0];
+    const full = fixed !== undefined || answer.length === view[1] - view[0];
     events.send({
       type: "result",
       text,
+      ...fixed,
       finish_reason: outcome.stop === "max_time" ? "time_limit" : full ? "length" : "stop",
       stop_reason: outcome.stop,
       steps: r.steps,

@@ -76,3 +76,34 @@ export class SettledText {
     return delta;
   }
 }
+
+/**
+ * Each position's text for drawing a canvas token by token (null where masked). A token decoded
+ * alone gives U+FFFD where it holds only part of a UTF-8 character (byte-level BPE splits rare
+ * characters across tokens): such a token and the ones that complete its character are decoded
+ * together, the text going to the last of them and "" to the others — so that the pieces of a run
+ * of tokens join to the run's text. `piece` decodes one token, `decode` several.
+ */
+export function canvasPieces(
+  canvas: ArrayLike<number>,
+  maskId: number,
+  piece: (token: number) => string,
+  decode: (ids: number[]) => string,
+): (string | null)[] {
+  const out: (string | null)[] = Array.from(canvas, (t) => (t === maskId ? null : piece(t)));
+  for (let i = 0; i < out.length; i++) {
+    if (!out[i]?.includes("\uFFFD")) continue;
+    // a UTF-8 character spans at most 4 bytes, so at most 4 tokens
+    for (let j = i + 1; j < Math.min(i + 4, out.length) && out[j] !== null; j++) {
+      const ids = Array.from({ length: j - i + 1 }, (_, k) => canvas[i + k]);
+      const joined = decode(ids);
+      if (!joined.includes("\uFFFD")) {
+        for (let k = i; k < j; k++) out[k] = "";
+        out[j] = joined;
+        i = j;
+        break;
+      }
+    }
+  }
+  return out;
+}

@@ -20,6 +20,8 @@ import {
 } from "./checkpoint.js";
 import { type PackedRows, RowSampler } from "./data.js";
 import {
+  annealMask,
+  annealRatio,
   applyFim,
   blockDiffusionBatch,
   defaultMaskEps,
@@ -36,14 +38,32 @@ import type { LossBatch, ParameterLayout, TrainStep } from "./step.js";
 export type { ParameterLayout, TrainStep };
 
 /** Which loss the run trains; it must match the config's attention (checked). */
+/**
+ * Which loss the run trains; it must match the config's attention (checked). The diffusion
+ * objectives read the config's logit shift. `complementary`: Fast-dLLM v2's complementary masks
+ * (each row twice, see maskedDiffusionBatch). `annealSteps`: DiffuLLaMA's attention-mask
+ * annealing from causal to full over that many optimizer steps (see annealMask). `certainty`:
+ * the weight of dParallel's certainty-forcing term (the step must be built with
+ * StepLoss.certainty; see src/train/step.ts).
+ */
 export type ObjectiveSpec =
-  | { kind: "diffusion"; maskId: number; eps?: number; lowDiscrepancy?: boolean }
+  | {
+      kind: "diffusion";
+      maskId: number;
+      eps?: number;
+      lowDiscrepancy?: boolean;
+      complementary?: boolean;
+      annealSteps?: number;
+      certainty?: number;
+    }
   | {
       kind: "block";
       maskId: number;
       eps?: number;
       lowDiscrepancy?: boolean;
-      context?: "clean" | "noisy";
+      context?: "clean" | "noisy" | "dual";
+      complementary?: boolean;
+      certainty?: number;
     }
   | { kind: "ar"; fim?: FimOptions };
 
@@ -209,11 +229,19 @@ class Trainer {
     this.rng = new Rng(seed, STREAM_OBJECTIVE);
     this.sampler = new RowSampler(data.train, seed);
     if (options.initialWeights) {
+      // Any config whose tensors have the same shapes may start from them: attention, block
+      // size and logit shift change no shape (DiffuLLaMA / Dream adapt an AR checkpoint so).
+      const known = new Set(step.layout.map((p) => p.name));
+      for (const name of options.initialWeights.keys()) {
+        if (!known.has(name)) {
+          throw new TrainError(`initial weights: ${name} is not a parameter of this config`);
+        }
+      }
       for (const p of step.layout) {
         const w = options.initialWeights.get(p.name);
         if (!w || w.length !== p.size) {
           throw new TrainError(
-            `initial weights: ${p.name} ${w ? `has ${w.length} values, expected ${p.size}` : "is missing"}`,
+            `initial weights: ${p.name} ${w ? `has ${w.length} values, expected [${p.shape}] = ${p.size}` : "is missing"}`,
           );
         }
         this.params.set(w, p.offset);
@@ -305,10 +333,7 @@ class Trainer {
     const A = this.accumulation;
     const normalizer =
       objective.kind === "ar" ? A * batchRows * (this.length - 1) : A * batchRows * this.length;
-    const perRow =
-      objective.kind === "block" && objective.context === "noisy"
-        ? this.length / this.step.config.blockSize
-        : 1;
+    const perRow = this.ratesPerRow;
     // Mask rates for the whole optimizer batch, stratified across all its rows (MDLM).
     const rates =
       objective.kind === "ar"
@@ -335,6 +360,14 @@ class Trainer {
     return loss;
   }
 
+  /** Mask rates per row: one per block when every block is noised (BD3-LM), else one. */
+  private get ratesPerRow(): number {
+    const o = this.o.objective;
+    return o.kind === "block" && (o.context === "noisy" || o.context === "dual")
+      ? this.length / this.step.config.blockSize
+      : 1;
+  }
+
   private buildBatch(
     rows: Int32Array,
     n: number,
@@ -345,25 +378,42 @@ class Trainer {
   ): LossBatch {
     const o = this.o.objective;
     const L = this.length;
+    const shift = this.step.config.logitShift;
+    // evaluation measures the model itself: no complementary copies, annealed mask or certainty
+    let batch: LossBatch;
     switch (o.kind) {
-      case "diffusion":
-        return maskedDiffusionBatch(rows, n, L, rng, {
+      case "diffusion": {
+        batch = maskedDiffusionBatch(rows, n, L, rng, {
           maskId: o.maskId,
           rates: rates!,
           normalizer,
+          shift,
+          complementary: training && o.complementary,
+          eps: o.eps,
         });
+        if (training && o.annealSteps !== undefined) {
+          batch.attentionBias = annealMask(L, annealRatio(this.adam.step, o.annealSteps), rng);
+        }
+        break;
+      }
       case "block":
-        return blockDiffusionBatch(rows, n, L, rng, {
+        batch = blockDiffusionBatch(rows, n, L, rng, {
           maskId: o.maskId,
           rates: rates!,
           normalizer,
           blockSize: this.step.config.blockSize,
           context: o.context,
+          shift,
+          complementary: training && o.complementary,
+          eps: o.eps,
         });
+        break;
       case "ar":
         if (o.fim && training) applyFim(rows, n, L, rng, o.fim);
         return nextTokenBatch(rows, n, L, normalizer);
     }
+    if (training && o.certainty) batch.certaintyWeight = o.certainty;
+    return batch;
   }
 
   /**
@@ -382,8 +432,7 @@ class Trainer {
       const n = Math.min(this.o.batchRows, total - first);
       for (let r = 0; r < n; r++) valid.copyRow(first + r, rows, r * this.length);
       const part = rows.subarray(0, n * this.length);
-      const perRow =
-        o.kind === "block" && o.context === "noisy" ? this.length / this.step.config.blockSize : 1;
+      const perRow = this.ratesPerRow;
       const rates =
         o.kind === "ar" ? null : sampleMaskRates(n * perRow, rng, o.lowDiscrepancy ?? true, o.eps);
       const normalizer = o.kind === "ar" ? n * (this.length - 1) : n * this.length;
@@ -491,6 +540,10 @@ function checkObjective(config: ModelConfig, o: ObjectiveSpec, length: number): 
     throw new TrainError(
       `objective ${kind} trains ${want[kind]} attention, the config has ${config.attention}`,
     );
+  }
+  const anneal = o.kind === "diffusion" ? o.annealSteps : undefined;
+  if (anneal !== undefined && !(Number.isInteger(anneal) && anneal >= 1)) {
+    throw new TrainError(`annealSteps must be a positive integer, got ${anneal}`);
   }
   if (kind === "block" && length % config.blockSize !== 0) {
     throw new TrainError(`block size ${config.blockSize} does not divide row length ${length}`);

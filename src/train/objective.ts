@@ -20,8 +20,10 @@
 // t ← (1 − ε)t + ε. `sampleMaskRates` draws them; the loop draws them for the whole optimizer
 // batch (all micro-batches), as MDLM's later `_sample_t(n, accum_step)` does.
 //
-// Models with `logitShift` (the Dream family predict token i from position i − 1) need lossIndex
-// shifted by one; our own models do not shift, and nothing here does.
+// A LossBatch's lossIndex names hidden states: the diffusion builders read the model's logit
+// shift (`shift`, the Dream family predicts token i from position i − 1) and point each loss
+// at the state the engine reads at inference (src/model/engine.ts). The next-token loss is the
+// same either way: state i predicts token i + 1.
 
 import type { Rng } from "../model/random.js";
 import type { LossBatch } from "./step.js";
@@ -50,23 +52,6 @@ export function sampleMaskRates(
   return p;
 }
 
-/** Copies the chosen positions into a LossBatch (K known only after masking). */
-function collect(
-  tokens: Int32Array,
-  rows: number,
-  index: number[],
-  targets: number[],
-  weights: number[],
-): LossBatch {
-  return {
-    tokens,
-    rows,
-    lossIndex: Int32Array.from(index),
-    targets: Int32Array.from(targets),
-    weights: Float32Array.from(weights),
-  };
-}
-
 function checkRows(clean: Int32Array, rows: number, length: number): void {
   if (!Number.isInteger(rows) || !Number.isInteger(length) || rows < 1 || length < 1) {
     throw new RangeError(`rows and length must be positive integers, got ${rows}, ${length}`);
@@ -82,11 +67,29 @@ export interface MaskedDiffusionOptions {
   rates: ArrayLike<number>;
   /** The loss normaliser (default rows · length; the loop passes the whole optimizer batch's). */
   normalizer?: number;
+  /**
+   * The model's logit shift (Dream; `logit_shift` in config.json): the token at position j is
+   * predicted from the hidden state at j − 1, as the engine reads it at inference. Position 0
+   * then has no predictor: it may be masked but carries no loss (DiffuLLaMA's shifted loss,
+   * `logits[:, :-1]` against `x[:, 1:]`).
+   */
+  shift?: boolean;
+  /**
+   * Complementary masks (Fast-dLLM v2, arXiv:2509.26328; LaViDa): every row also appears a second
+   * time (rows rows..2·rows − 1 of the batch) with exactly the other positions of its noised
+   * region masked, at rate 1 − p, so each token is trained once as a target and once as
+   * context. Each copy's loss is an estimate of the bound; the batch carries their mean. The
+   * copy's weight uses max(1 − p, ε), so that a copy at a rate near 0 cannot blow up a step.
+   */
+  complementary?: boolean;
+  /** The smallest rate a loss weight divides by (default LLaDA's ε). */
+  eps?: number;
 }
 
 /**
  * MDLM/LLaDA masked diffusion: each token of row r is replaced by the mask id with probability
- * rates[r]; the masked positions carry loss with weight 1 / (rates[r] · normalizer).
+ * rates[r]; the masked positions carry loss with weight 1 / (rates[r] · normalizer). It is the
+ * block objective below with one block per row.
  */
 export function maskedDiffusionBatch(
   clean: Int32Array,
@@ -95,25 +98,11 @@ export function maskedDiffusionBatch(
   rng: Rng,
   o: MaskedDiffusionOptions,
 ): LossBatch {
-  checkRows(clean, rows, length);
-  const normalizer = o.normalizer ?? rows * length;
-  const tokens = clean.slice();
-  const index: number[] = [];
-  const targets: number[] = [];
-  const weights: number[] = [];
-  for (let r = 0; r < rows; r++) {
-    const p = o.rates[r];
-    const w = 1 / (p * normalizer);
-    for (let i = r * length; i < (r + 1) * length; i++) {
-      if (rng.next() < p) {
-        tokens[i] = o.maskId;
-        index.push(i);
-        targets.push(clean[i]);
-        weights.push(w);
-      }
-    }
-  }
-  return collect(tokens, rows, index, targets, weights);
+  return blockDiffusionBatch(clean, rows, length, rng, {
+    ...o,
+    blockSize: length,
+    context: "noisy",
+  });
 }
 
 export interface BlockDiffusionOptions extends MaskedDiffusionOptions {
@@ -122,9 +111,38 @@ export interface BlockDiffusionOptions extends MaskedDiffusionOptions {
   /**
    * clean (default): BD3-LM's objective exactly, one block per row. noisy: every block masked at
    * its own rate, each block seeing noisy earlier blocks (more loss positions per forward pass,
-   * but not the BD3-LM bound). See `blockDiffusionBatch`.
+   * but not the BD3-LM bound). dual: BD3-LM's vectorized trainer, every block at its own rate
+   * against clean earlier blocks, over [x_t ; x_0]. See `blockDiffusionBatch`.
    */
-  context?: "clean" | "noisy";
+  context?: "clean" | "noisy" | "dual";
+}
+
+/**
+ * BD3-LM's vectorized training mask (kuleshov-group/bd3lms `block_diff_mask`) over the 2L
+ * tokens [x_t ; x_0] as an additive bias [2L, 2L] (0 visible, −∞ not): a query of block b sees
+ *   x_t → x_t: its own noisy block b (block diagonal, M_BD);
+ *   x_t → x_0: clean blocks before b (offset block-causal, M_OBC);
+ *   x_0 → x_0: clean blocks up to b (block-causal, M_BC).
+ * So the noisy copy of block b sees exactly what block b sees when it is decoded after clean
+ * blocks 0..b − 1, and every block trains in one forward pass.
+ */
+export function blockDualMask(length: number, blockSize: number): Float32Array {
+  const n = 2 * length;
+  const bias = new Float32Array(n * n).fill(Number.NEGATIVE_INFINITY);
+  for (let q = 0; q < n; q++) {
+    const qClean = q >= length;
+    const qBlock = Math.floor((q % length) / blockSize);
+    for (let k = 0; k < n; k++) {
+      const kClean = k >= length;
+      const kBlock = Math.floor((k % length) / blockSize);
+      const visible =
+        (qBlock === kBlock && qClean === kClean) ||
+        (qBlock > kBlock && kClean && !qClean) ||
+        (qBlock >= kBlock && kClean && qClean);
+      if (visible) bias[q * n + k] = 0;
+    }
+  }
+  return bias;
 }
 
 /**
@@ -133,18 +151,24 @@ export interface BlockDiffusionOptions extends MaskedDiffusionOptions {
  * (`attention: "block_causal"`: a position sees its own block and every earlier block).
  *
  * BD3-LM's loss is Σ_b E_t[ (1/t) Σ_{masked i in block b} −log p(x_i | x_t^b, x^{<b}) ] / L:
- * block b is noised, the blocks before it are clean. Its trainer gets every block in one pass
- * by feeding [x_t, x_0] (2L tokens) with a special attention mask; our step takes L tokens and
- * derives the mask from the config, so:
+ * block b is noised, the blocks before it are clean.
  *
- * - `context: "clean"` keeps BD3-LM's objective: per row one block b (uniform), masked at the
- *   row's rate; blocks before b stay clean, and blocks after b cannot reach block b's logits
- *   under block-causal attention. Loss weights carry numBlocks / (p · normalizer), so the
- *   expectation over b is BD3-LM's loss. The price: a forward pass over L tokens trains one
- *   block, numBlocks times fewer loss positions than the 2L-token trainer.
+ * - `context: "clean"` keeps BD3-LM's objective with L tokens: per row one block b (uniform),
+ *   masked at the row's rate; blocks before b stay clean, and blocks after b cannot reach block
+ *   b's logits under block-causal attention. Loss weights carry numBlocks / (p · normalizer), so
+ *   the expectation over b is BD3-LM's loss; a forward pass trains one block.
  * - `context: "noisy"`: a rate per block (rates has rows · numBlocks entries), every block
  *   masked; block b then conditions on noisy earlier blocks. Every position trains, but it is
  *   not BD3-LM's bound and differs from decoding, where earlier blocks are clean.
+ * - `context: "dual"`: BD3-LM's own trainer. Each row becomes [x_t ; x_0] (2L tokens, positions
+ *   0..L−1 twice) under `blockDualMask` (the batch carries the bias and the positions), a rate
+ *   per block as BD3-LM's `_sample_t`: every block trains against clean earlier blocks in one
+ *   pass, weights 1 / (p_b · normalizer).
+ *
+ * Under the logit shift the first token of block b is predicted from position bS − 1, which
+ * decoding computes against clean blocks only (src/diffusion/denoise.ts starts its window one
+ * early): in the dual form that is the x_0 copy's hidden state. (Fast-dLLM v2's trainer reads
+ * the x_t copy there instead, a noisy predecessor its decoder never sees.)
  */
 export function blockDiffusionBatch(
   clean: Int32Array,
@@ -158,35 +182,57 @@ export function blockDiffusionBatch(
   if (!Number.isInteger(S) || S < 1 || length % S !== 0) {
     throw new RangeError(`block size ${S} must divide the row length ${length}`);
   }
+  const context = o.context ?? "clean";
   const blocks = length / S;
-  const normalizer = o.normalizer ?? rows * length;
-  const tokens = clean.slice();
+  const copies = o.complementary ? 2 : 1;
+  const dual = context === "dual";
+  const stride = dual ? 2 * length : length; // tokens per batch row
+  const normalizer = (o.normalizer ?? rows * length) * copies;
+  const eps = o.eps ?? defaultMaskEps;
+  const tokens = new Int32Array(copies * rows * stride);
+  for (let c = 0; c < copies * rows; c++) {
+    const row = clean.subarray((c % rows) * length, ((c % rows) + 1) * length);
+    tokens.set(row, c * stride);
+    if (dual) tokens.set(row, c * stride + length);
+  }
   const index: number[] = [];
   const targets: number[] = [];
   const weights: number[] = [];
-  const maskBlock = (start: number, p: number, w: number) => {
-    for (let i = start; i < start + S; i++) {
-      if (rng.next() < p) {
-        tokens[i] = o.maskId;
-        index.push(i);
-        targets.push(clean[i]);
-        weights.push(w);
-      }
+  /** Masks position j of batch row `row` (a copy of clean row r); its loss weight divides by `rate`. */
+  const maskAt = (row: number, r: number, j: number, rate: number, factor: number) => {
+    const start = row * stride;
+    tokens[start + j] = o.maskId;
+    let hidden = start + j;
+    if (o.shift) {
+      if (j === 0) return; // nothing before position 0 predicts it
+      hidden = dual && j % S === 0 ? start + length + j - 1 : start + j - 1;
+    }
+    index.push(hidden);
+    targets.push(clean[r * length + j]);
+    weights.push(factor / (Math.max(rate, eps) * normalizer));
+  };
+  const noiseBlock = (r: number, b: number, p: number, factor: number) => {
+    for (let j = b * S; j < (b + 1) * S; j++) {
+      if (rng.next() < p) maskAt(r, r, j, p, factor);
+      else if (copies === 2) maskAt(rows + r, r, j, 1 - p, factor);
     }
   };
   for (let r = 0; r < rows; r++) {
-    if ((o.context ?? "clean") === "clean") {
-      const p = o.rates[r];
-      const b = rng.int(blocks);
-      maskBlock(r * length + b * S, p, blocks / (p * normalizer));
-    } else {
-      for (let b = 0; b < blocks; b++) {
-        const p = o.rates[r * blocks + b];
-        maskBlock(r * length + b * S, p, 1 / (p * normalizer));
-      }
-    }
+    if (context === "clean") noiseBlock(r, rng.int(blocks), o.rates[r], blocks);
+    else for (let b = 0; b < blocks; b++) noiseBlock(r, b, o.rates[r * blocks + b], 1);
   }
-  return collect(tokens, rows, index, targets, weights);
+  const batch: LossBatch = {
+    tokens,
+    rows: copies * rows,
+    lossIndex: Int32Array.from(index),
+    targets: Int32Array.from(targets),
+    weights: Float32Array.from(weights),
+  };
+  if (dual) {
+    batch.positions = Int32Array.from({ length: tokens.length }, (_, i) => i % length);
+    batch.attentionBias = blockDualMask(length, S);
+  }
+  return batch;
 }
 
 /**
@@ -262,4 +308,31 @@ export function applyFim(
     row[at++] = o.middleId;
     row.set(src.subarray(a, b), at);
   }
+}
+
+/**
+ * DiffuLLaMA's attention-mask annealing (Gong et al. 2025, "Scaling Diffusion Language Models
+ * via Adaptation from Autoregressive Models", arXiv:2410.17891): adapting a causal model to
+ * bidirectional attention gradually. Their trainer (LLaMA-Factory `train/ddm/trainer.py`)
+ * uses at optimizer step s (0-based) the ratio min(1, (s + 1) / anneal_steps) ...
+ */
+export function annealRatio(step: number, annealSteps: number): number {
+  return Math.min(1, (step + 1) / annealSteps);
+}
+
+/**
+ * ... and `get_anneal_attn_mask`: the causal mask OR a Bernoulli(ratio) draw for every (query,
+ * key) pair, one draw per forward pass shared by all rows, heads and layers. Returned as an
+ * additive bias [length, length] (0 visible, −∞ not); undefined once the ratio reaches 1 (every
+ * key visible: full attention, no bias). Draws only for the pairs above the diagonal.
+ */
+export function annealMask(length: number, ratio: number, rng: Rng): Float32Array | undefined {
+  if (ratio >= 1) return undefined;
+  const bias = new Float32Array(length * length);
+  for (let q = 0; q < length; q++) {
+    for (let k = q + 1; k < length; k++) {
+      if (!(rng.next() < ratio)) bias[q * length + k] = Number.NEGATIVE_INFINITY;
+    }
+  }
+  return bias;
 }

@@ -18,7 +18,7 @@ import { denoiseBody, type Knobs, selectedLines } from "./request.js";
 import { type Frame, Trace } from "./trace.js";
 import { describe, drawEditor, drawFrame } from "./view.js";
 
-type Tab = "generate" | "infill" | "edit";
+type Tab = "generate" | "infill" | "edit" | "fix";
 
 function byId<T extends HTMLElement>(id: string): T {
   const el = document.getElementById(id);
@@ -32,6 +32,7 @@ const ui = {
   editor: byId<HTMLTextAreaElement>("editor"),
   editorView: byId("editor-view"),
   hole: byId<HTMLButtonElement>("hole"),
+  below: byId<HTMLInputElement>("below"),
   strategy: byId<HTMLSelectElement>("strategy"),
   maxTokens: byId<HTMLInputElement>("max-tokens"),
   steps: byId<HTMLInputElement>("steps"),
@@ -60,12 +61,14 @@ const hints: Record<Tab, string> = {
   infill:
     "Mark the missing code with <FILL> (16 tokens) or <FILL:n>; the code around it stays as it is.",
   edit: "Select the lines to regenerate: they become a hole of Tokens tokens, the rest is held fixed.",
+  fix: "The model scores every token of the code, re-masks the ones it finds least likely and writes them again.",
 };
 
 const examples: Record<Tab, string> = {
   generate: "export function debounce(fn: () => void, ms: number) {\n",
   infill: "function clamp(x: number, lo: number, hi: number): number {\n  <FILL:12>\n}\n",
   edit: "export function sum(xs: number[]): number {\n  let total = 0;\n  for (const x of xs) total += x;\n  return total;\n}\n",
+  fix: "export function max(xs: number[]): number {\n  let best = xs[0];\n  for (const x of xs) if (x < best) best = x;\n  return best;\n}\n",
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -215,6 +218,7 @@ function knobs(): Knobs {
     threshold: numberOf(ui.threshold),
     temperature: numberOf(ui.temperature),
     seed: numberOf(ui.seed),
+    below: tab === "fix" ? numberOf(ui.below) : undefined,
   };
 }
 
@@ -412,7 +416,7 @@ function updateKnobs() {
   for (const label of document.querySelectorAll<HTMLLabelElement>("label[data-knob]")) {
     const knob = label.dataset.knob ?? "";
     const input = label.querySelector("input") as HTMLInputElement;
-    label.hidden = knob === "max_tokens" && tab === "infill";
+    label.hidden = knob === "max_tokens" && (tab === "infill" || tab === "fix");
     input.disabled =
       knob !== "max_tokens" && strategy !== undefined && !strategy.options.includes(knob);
     label.classList.toggle("disabled", input.disabled);
@@ -491,7 +495,12 @@ function onKey(event: KeyboardEvent) {
     event.preventDefault();
     stop();
   } else if (event.altKey && !event.ctrlKey && !event.metaKey) {
-    const tabs: Record<string, Tab> = { Digit1: "generate", Digit2: "infill", Digit3: "edit" };
+    const tabs: Record<string, Tab> = {
+      Digit1: "generate",
+      Digit2: "infill",
+      Digit3: "edit",
+      Digit4: "fix",
+    };
     if (event.code in tabs) setTab(tabs[event.code]);
     else if (event.code === "KeyH") insertHole();
     else if (event.code === "KeyM") {

@@ -4,7 +4,7 @@
 
 import { holeMarker } from "./highlight.js";
 
-export type Mode = "generate" | "infill" | "edit";
+export type Mode = "generate" | "infill" | "edit" | "fix";
 
 export interface Knobs {
   model: string;
@@ -16,6 +16,8 @@ export interface Knobs {
   threshold?: number;
   temperature?: number;
   seed?: number;
+  /** Fix: tokens the model finds less likely than this are rewritten. */
+  below?: number;
 }
 
 /** A mistake in what the user asked for, told before any request. */
@@ -110,6 +112,11 @@ export function denoiseBody(
         selectedLines(source, selection.start, selection.end),
         knobs.maxTokens ?? defaultHole,
       );
+      break;
+    case "fix":
+      if (source === "") throw new InputError("Fix needs code: paste or write some first.");
+      body.source = source;
+      put("below", knobs.below);
       break;
   }
   return body;

@@ -19,8 +19,10 @@ export interface StartEvent {
   /** The range of the canvas the run writes into. */
   view: [number, number];
   tokens: number[];
-  /** Each token decoded alone; null where masked. */
+  /** Each token's text (null where masked); a character split over tokens goes to its last one. */
   pieces: (string | null)[];
+  /** The model's end tokens (their pieces are ""). */
+  end_token_ids?: number[];
 }
 
 export interface StepEvent {
@@ -74,6 +76,8 @@ export interface Cell {
   fresh: boolean;
   /** Re-masked in this frame's step (drawn as a flash). */
   remasked: boolean;
+  /** An end token (drawn as a dot, its text being empty). */
+  end: boolean;
   /** The confidence the token was revealed with (undefined for fixed code and masks). */
   confidence?: number;
   /** The step that revealed it. */
@@ -101,12 +105,17 @@ export class Trace {
     else this.result = event;
   }
 
-  /** Tokens revealed so far (re-masks subtracted). */
+  /**
+   * Tokens the run has written and still holds after step `upTo`: a re-mask takes back a token the
+   * run revealed (self-correction); one of the input's tokens re-masked (fix) was never counted.
+   */
   revealedCount(upTo = this.steps.length - 1): number {
-    let n = 0;
-    for (let k = 0; k <= upTo; k++)
-      n += this.steps[k].revealed.length - this.steps[k].remasked.length;
-    return n;
+    const held = new Set<number>();
+    for (let k = 0; k <= upTo; k++) {
+      for (const c of this.steps[k].remasked) held.delete(c.position);
+      for (const c of this.steps[k].revealed) held.add(c.position);
+    }
+    return held.size;
   }
 
   /** The last step whose elapsed time is at most `ms` (-1 before the first). */
@@ -120,6 +129,8 @@ export class Trace {
   frame(k: number): Frame {
     const { start } = this;
     const pieces = k < 0 ? start.pieces : this.steps[k].pieces;
+    const tokens = k < 0 ? start.tokens : this.steps[k].tokens;
+    const ends = new Set(start.end_token_ids);
     const revealed = new Map<number, { confidence: number; step: number }>();
     for (let j = 0; j <= k; j++) {
       const s = this.steps[j];
@@ -135,6 +146,7 @@ export class Trace {
         state: piece === null ? "mask" : revealed.has(i) ? "token" : "fixed",
         fresh: fresh.has(i),
         remasked: remasked.has(i),
+        end: piece !== null && ends.has(tokens[i]),
       };
       const r = revealed.get(i);
       if (r !== undefined && piece !== null) {

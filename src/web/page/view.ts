@@ -49,7 +49,7 @@ function cellClass(cell: Cell): string {
   let c = `t ${cell.state}`;
   if (cell.fresh) c += " fresh";
   if (cell.remasked) c += " remasked";
-  if (cell.state !== "mask" && cell.piece === "") c += " end";
+  if (cell.end) c += " end";
   return c;
 }
 
