@@ -530,7 +530,7 @@ test("a WeightReader is written tensor by tensor and reads back as the same weig
 });
 
 test("bench load's measure: a fresh process loads a checkpoint, its peak RSS against the weights", async () => {
-  const { benchLoad } = await import("../src/bench/load.js");
+  const { benchLoad, int4EngineBytes } = await import("../src/bench/load.js");
   const config = tinyConfig({ vocab_size: 8192, mask_token_id: 0 });
   const r = await benchLoad({ config });
   assert.equal(r.weight_bytes, 4 * r.parameters);
@@ -540,4 +540,9 @@ test("bench load's measure: a fresh process loads a checkpoint, its peak RSS aga
     assert.ok(m.load_s > 0 && m.forward_s > 0);
   }
   assert.equal(r.bf16.file_bytes, r.float32.file_bytes / 2);
+  // the BF16 file quantized to int4 while loading, against the bytes the int4 engine holds
+  assert.equal(r.int4.quant, "int4");
+  assert.equal(r.int4_weight_bytes, int4EngineBytes(config));
+  assert.equal(r.int4.peak_rss_ratio, r.int4.peak_rss_bytes / r.int4_weight_bytes);
+  assert.ok(r.int4.load_s > 0 && r.int4.forward_s > 0);
 });

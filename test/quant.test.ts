@@ -71,7 +71,10 @@ test("MatMulNBits computes x @ Wᵀ of the dequantized weight (exactly in float,
     for (const accuracy of [0, 4] as const) {
       const g = new Graph("nbits");
       const input = g.input("x", "float32", [rows, inDim]);
-      g.output(blockLinear(input, "w", q, out, inDim, accuracy), "y");
+      g.output(
+        blockLinear(input, "w", () => q, out, inDim, bits, accuracy),
+        "y",
+      );
       const session = await Session.fromGraph(g, { threads: 1 });
       const { y } = await session.run({ x: floatTensor(x, [rows, inDim]) });
       await session.release();

@@ -1,9 +1,11 @@
 // The child process of `unmask bench load`: loads one checkpoint folder the way every command
-// does (loadModel: validated, weights streamed into the session), runs one 32-token forward pass,
+// does (loadModel: validated, weights streamed into the session; quantized while loading when a
+// quant type follows the folder), runs one 32-token forward pass,
 // and prints its own peak resident memory — measured in a fresh process, so that nothing the
 // parent allocated counts.
 
 import { loadModel } from "../host/models.js";
+import { type QuantType, quantTypes } from "../model/quant.js";
 
 export interface LoadChildReport {
   /** Resident memory before loading (node and onnxruntime themselves). */
@@ -14,14 +16,14 @@ export interface LoadChildReport {
   forward_s: number;
 }
 
-const dir = process.argv[2];
-if (dir === undefined) {
-  process.stderr.write("usage: load-child.js CHECKPOINT_DIR\n");
+const [dir, quant] = process.argv.slice(2);
+if (dir === undefined || (quant !== undefined && !quantTypes.includes(quant as QuantType))) {
+  process.stderr.write("usage: load-child.js CHECKPOINT_DIR [int8|int4]\n");
   process.exit(2);
 }
 const rssBefore = process.memoryUsage().rss;
 const t0 = performance.now();
-const loaded = await loadModel(dir);
+const loaded = await loadModel(dir, quant === undefined ? {} : { quant: quant as QuantType });
 const t1 = performance.now();
 const tokens = Int32Array.from({ length: 32 }, (_, i) => 16 + i);
 await loaded.model.forward({

@@ -6,13 +6,14 @@
 // serialised graph and onnxruntime's copy were alive together: about 3×.
 
 import { execFile } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { saveCheckpoint } from "../format/checkpoint.js";
+import { shapeSize } from "../format/safetensors.js";
 import {
   type ModelConfig,
   parameterCount,
@@ -20,6 +21,7 @@ import {
   parseModelConfig,
   type WeightReader,
 } from "../model/config.js";
+import { blockBytes } from "../model/quant.js";
 import type { Progress } from "./forward.js";
 import type { LoadChildReport } from "./load-child.js";
 
@@ -38,10 +40,12 @@ export const loadBenchConfig = parseModelConfig({
 
 export interface LoadMeasure {
   dtype: "F32" | "BF16";
+  /** Quantized while loading (the BF16 file to int4), else absent. */
+  quant?: "int4";
   file_bytes: number;
   rss_before_bytes: number;
   peak_rss_bytes: number;
-  /** Peak RSS ÷ the weights' float32 bytes. */
+  /** Peak RSS ÷ the weights' bytes as the engine holds them (float32, or int4 blocks). */
   peak_rss_ratio: number;
   load_s: number;
   forward_s: number;
@@ -53,8 +57,21 @@ export interface LoadBenchResult {
   weight_bytes: number;
   float32: LoadMeasure;
   bf16: LoadMeasure;
+  /** The BF16 file quantized to int4 while loading. */
+  int4: LoadMeasure;
+  /** The weights as the int4 engine holds them (layers' linear weights in 4-bit blocks). */
+  int4_weight_bytes: number;
   peak_rss_ratio: number;
   bf16_peak_rss_ratio: number;
+  int4_peak_rss_ratio: number;
+}
+
+/** Bytes of the weights of an int4 engine: the layers' linear weights in blocks, the rest float32. */
+export function int4EngineBytes(config: ModelConfig): number {
+  return parameterShapes(config).reduce((n, { name, shape }) => {
+    const linear = name.startsWith("model.layers.") && name.endsWith("proj.weight");
+    return n + (linear ? blockBytes(shape[0], shape[1], 4) : 4 * shapeSize(shape));
+  }, 0);
 }
 
 /** Weights made on demand, one tensor at a time: uniform noise (timing and memory need no more). */
@@ -91,41 +108,50 @@ export async function benchLoad(
   const weightBytes = 4 * parameters;
   const dir = await mkdtemp(join(tmpdir(), "unmask-bench-load-"));
   try {
-    const measure = async (dtype: "F32" | "BF16"): Promise<LoadMeasure> => {
+    const int4Bytes = int4EngineBytes(config);
+    const measure = async (dtype: "F32" | "BF16", quant?: "int4"): Promise<LoadMeasure> => {
       const folder = join(dir, dtype);
-      say(`writing a ${(weightBytes / 1e9).toFixed(1)} GB (float32) checkpoint as ${dtype}…`);
-      await saveCheckpoint(
-        folder,
-        {
-          config,
-          weights: syntheticWeights(config),
-          tokenizerJson: readFileSync(tokenizerFile, "utf8"),
-        },
-        { dtype },
-      );
-      say(`loading the ${dtype} checkpoint in a fresh process…`);
-      const { stdout } = await promisify(execFile)(process.execPath, [child, folder], {
+      if (!existsSync(folder)) {
+        say(`writing a ${(weightBytes / 1e9).toFixed(1)} GB (float32) checkpoint as ${dtype}…`);
+        await saveCheckpoint(
+          folder,
+          {
+            config,
+            weights: syntheticWeights(config),
+            tokenizerJson: readFileSync(tokenizerFile, "utf8"),
+          },
+          { dtype },
+        );
+      }
+      say(`loading the ${dtype} checkpoint${quant ? ` as ${quant}` : ""} in a fresh process…`);
+      const args = quant === undefined ? [child, folder] : [child, folder, quant];
+      const { stdout } = await promisify(execFile)(process.execPath, args, {
         maxBuffer: 1 << 20,
       });
       const r = JSON.parse(stdout) as LoadChildReport;
       const fileBytes = (dtype === "F32" ? 4 : 2) * parameters;
-      await rm(folder, { recursive: true, force: true });
       return {
         dtype,
+        ...(quant === undefined ? {} : { quant }),
         file_bytes: fileBytes,
         ...r,
-        peak_rss_ratio: r.peak_rss_bytes / weightBytes,
+        peak_rss_ratio: r.peak_rss_bytes / (quant === undefined ? weightBytes : int4Bytes),
       };
     };
     const float32 = await measure("F32");
+    await rm(join(dir, "F32"), { recursive: true, force: true });
     const bf16 = await measure("BF16");
+    const int4 = await measure("BF16", "int4");
     return {
       parameters,
       weight_bytes: weightBytes,
       float32,
       bf16,
+      int4,
+      int4_weight_bytes: int4Bytes,
       peak_rss_ratio: float32.peak_rss_ratio,
       bf16_peak_rss_ratio: bf16.peak_rss_ratio,
+      int4_peak_rss_ratio: int4.peak_rss_ratio,
     };
   } finally {
     await rm(dir, { recursive: true, force: true });

@@ -401,18 +401,20 @@ const loadBench: Bench = {
   name: "load",
   reads: [],
   summary:
-    "peak memory of loading a 2.3 GB synthetic checkpoint (float32 and BF16) in a fresh process, against the weights' bytes",
+    "peak memory of loading a 2.3 GB synthetic checkpoint (float32, BF16, BF16 to int4) in a fresh process, against the weights' bytes in the engine",
   async run(_parsed, say) {
     const r = await benchLoad({ progress: say });
     const gb = (bytes: number) => `${(bytes / 1e9).toFixed(2)} GB`;
     const line = (m: LoadMeasure) =>
-      `  ${m.dtype.padEnd(4)} file ${gb(m.file_bytes)}: peak RSS ${gb(m.peak_rss_bytes)} = ${m.peak_rss_ratio.toFixed(2)}× the weights (before loading ${gb(m.rss_before_bytes)}), loaded in ${m.load_s.toFixed(1)} s`;
+      `  ${m.dtype.padEnd(4)}${m.quant ? ` → ${m.quant}` : ""} file ${gb(m.file_bytes)}: peak RSS ${gb(m.peak_rss_bytes)} = ${m.peak_rss_ratio.toFixed(2)}× the weights (before loading ${gb(m.rss_before_bytes)}), loaded in ${m.load_s.toFixed(1)} s`;
     return {
       json: r,
       lines: [
         `loading ${(r.parameters / 1e6).toFixed(0)}M parameters (${gb(r.weight_bytes)} as float32 in the engine):`,
         line(r.float32),
         line(r.bf16),
+        `  (int4: the weights are ${gb(r.int4_weight_bytes)} in the engine)`,
+        line(r.int4),
       ],
     };
   },

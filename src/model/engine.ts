@@ -73,15 +73,16 @@ export function buildInferenceGraph(
     return t;
   };
   /**
-   * A layer's linear weight, quantized while the graph is built (each is used once): a streamed
-   * weight is read in float32 here and only its quantized form is kept.
+   * A layer's linear weight, quantized when the graph is serialised (src/model/quant.ts): a
+   * streamed weight is read in float32 then, and only its quantized form goes on.
    */
   const linearOf = (x: Tensor, name: string): Tensor | undefined => {
     if (quant === undefined) return undefined;
     const [out, inDim] = expected.get(name) as [number, number];
     if (!weights.has(name)) throw new WeightsError(name, "missing weight");
-    const data = weights instanceof Map ? weights.get(name)! : weights.read(name);
-    return blockLinear(x, name, quantizeBlocks(data, out, inDim, quantBits[quant]), out, inDim);
+    const read = () => (weights instanceof Map ? weights.get(name)! : weights.read(name));
+    const bits = quantBits[quant];
+    return blockLinear(x, name, () => quantizeBlocks(read(), out, inDim, bits), out, inDim, bits);
   };
   const ids = g.input("input_ids", "int32", ["batch", "seq"]);
   const positions = g.input("position_ids", "int32", ["batch", "seq"]);

@@ -98,24 +98,60 @@ export function dequantizeBlocks(w: BlockWeight, out: number, inDim: number): Fl
   return x;
 }
 
+/** Bytes of a weight [out, in] in `bits`-bit blocks: packed values, scales and zero points. */
+export function blockBytes(out: number, inDim: number, bits: 4 | 8): number {
+  const blocks = Math.ceil(inDim / quantBlock);
+  return (
+    out * (blocks * ((quantBlock * bits) / 8) + 4 * blocks + Math.ceil(blocks / perByte(bits)))
+  );
+}
+
 /**
- * x @ Wᵀ through MatMulNBits for x [..., in] and W quantized by quantizeBlocks. `accuracy` 4
- * (the engine's) quantizes activations to int8 per block; 0 keeps them float32 (the exact twin
- * of a float MatMul with the dequantized weight, which the tests use).
+ * x @ Wᵀ through MatMulNBits for x [..., in] and the weight `quantize()` makes (quantizeBlocks).
+ * The weight is made when the graph is serialised, once for its three initializers, and dropped
+ * after the last: loading holds one float tensor at a time. `accuracy` 4 (the engine's)
+ * quantizes activations to int8 per block; 0 keeps them float32 (the exact twin of a float MatMul
+ * with the dequantized weight, which the tests use).
  */
 export function blockLinear(
   x: Tensor,
   name: string,
-  w: BlockWeight,
+  quantize: () => BlockWeight,
   out: number,
   inDim: number,
+  bits: 4 | 8,
   accuracy: 0 | 4 = 4,
 ): Tensor {
   const g = x.graph;
-  const blob = (quantBlock * w.bits) / 8;
-  const b = g.initializer(`${name}.q${w.bits}`, "uint8", [out, w.blocks, blob], w.packed);
-  const scale = g.initializer(`${name}.scale`, "float32", [out * w.blocks], w.scale);
-  const zero = g.initializer(`${name}.zero`, "uint8", [w.zero.length], w.zero);
+  const blocks = Math.ceil(inDim / quantBlock);
+  let made: BlockWeight | undefined;
+  let left = 3;
+  const part = (pick: (w: BlockWeight) => Uint8Array | Float32Array) => () => {
+    made ??= quantize();
+    const data = pick(made);
+    if (--left === 0) made = undefined;
+    return data;
+  };
+  const blob = (quantBlock * bits) / 8;
+  const zeroBytes = Math.ceil(blocks / perByte(bits));
+  const b = g.initializer(
+    `${name}.q${bits}`,
+    "uint8",
+    [out, blocks, blob],
+    part((w) => w.packed),
+  );
+  const scale = g.initializer(
+    `${name}.scale`,
+    "float32",
+    [out * blocks],
+    part((w) => w.scale),
+  );
+  const zero = g.initializer(
+    `${name}.zero`,
+    "uint8",
+    [out * zeroBytes],
+    part((w) => w.zero),
+  );
   const shape = [...x.shape.slice(0, -1), out];
   return g.node(
     "MatMulNBits",
@@ -124,7 +160,7 @@ export function blockLinear(
     {
       K: { i: inDim },
       N: { i: out },
-      bits: { i: w.bits },
+      bits: { i: bits },
       block_size: { i: quantBlock },
       accuracy_level: { i: accuracy },
     },
