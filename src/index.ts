@@ -3,6 +3,14 @@
 
 export * from "./diffusion/index.js";
 export { type EvalReport, evaluateModel } from "./eval/evaluate.js";
+export {
+  ChecksumError,
+  HubError,
+  HubHttpError,
+  parseRepoRef,
+  pullRepo,
+  UnsafeListingError,
+} from "./format/hub.js";
 export * from "./format/index.js";
 export { gradients } from "./graph/autodiff.js";
 export { Graph, GraphError, Tensor } from "./graph/graph.js";
@@ -20,9 +28,11 @@ export {
   type Weights,
 } from "./model/config.js";
 export { buildInferenceGraph, type EngineOptions, OnnxModel } from "./model/engine.js";
+export { detectFamily, type Family, type FamilyName, familyNames } from "./model/families.js";
+export { type QuantType, quantTypes } from "./model/quant.js";
 export { Rng, randomWeights } from "./model/random.js";
 export { ReferenceModel } from "./model/reference.js";
 export { ForwardRequestError, WeightsError } from "./model/request.js";
 export type { ForwardRequest, ForwardResult, KvCache, LanguageModel } from "./model/types.js";
-export { RuntimeError, Session } from "./runtime/session.js";
+export { DeviceError, RuntimeError, Session } from "./runtime/session.js";
 export { createTrainStep, type LossBatch, type TrainStep } from "./train/step.js";

@@ -1,6 +1,6 @@
 // int8/int4 weights (src/model/quant.ts): the packing against its slow twin, the MatMulNBits node
 // against a float MatMul of the dequantized weight, and a quantized engine against the float64
-// reference of the dequantized model.
+// reference of the dequantized model. Also the --device option the same engine options carry.
 
 import assert from "node:assert/strict";
 import { test } from "node:test";
@@ -17,7 +17,7 @@ import {
 } from "../src/model/quant.js";
 import { randomWeights } from "../src/model/random.js";
 import { ReferenceModel } from "../src/model/reference.js";
-import { floatTensor, Session } from "../src/runtime/session.js";
+import { DeviceError, floatTensor, Session } from "../src/runtime/session.js";
 import { relativeError, tinyModelConfig } from "./tiny-config.js";
 
 function seeded(n: number, seed: number): Float32Array {
@@ -109,4 +109,24 @@ test("a quantized engine agrees with the float64 reference of its dequantized we
     const c = await exact.forward({ tokens, rows: 1 });
     assert.ok(relativeError(c.logits, b.logits) > 1e-4, `${quant}: weights unchanged`);
   }
+});
+
+test("--device cuda runs like the CPU where the CUDA provider is installed, else is a DeviceError saying how to install it", async () => {
+  const config = tinyModelConfig();
+  const weights = randomWeights(config, 4, 0.1);
+  const tokens = Int32Array.from({ length: 8 }, (_, i) => (i * 3) % config.vocabSize);
+  const cpu = await OnnxModel.create(config, weights, { threads: 1 });
+  const expected = (await cpu.forward({ tokens, rows: 1 })).logits;
+  await cpu.dispose();
+  let gpu: OnnxModel;
+  try {
+    gpu = await OnnxModel.create(config, weights, { device: "cuda" });
+  } catch (error) {
+    assert.ok(error instanceof DeviceError, String(error));
+    assert.match(error.message, /--onnxruntime-node-install-cuda=v12/);
+    return;
+  }
+  const got = (await gpu.forward({ tokens, rows: 1 })).logits;
+  await gpu.dispose();
+  assert.ok(relativeError(got, expected) < 1e-3);
 });

@@ -21,6 +21,7 @@ import {
 } from "../host/options.js";
 import { type FamilyName, familyNames } from "../model/families.js";
 import { type QuantType, quantTypes } from "../model/quant.js";
+import { cudaInstallHint, type Device, devices } from "../runtime/session.js";
 import {
   flag,
   intOption,
@@ -57,6 +58,12 @@ export function decodeOptions(length: string): OptionSpec[] {
       type: "string",
       value: "TYPE",
       description: `quantize the model's linear layers while loading: ${quantTypes.join(" or ")} (default: as stored)`,
+    },
+    {
+      name: "device",
+      type: "string",
+      value: "NAME",
+      description: `where the model runs: cpu (default) or cuda (needs onnxruntime-node's CUDA binaries: ${cudaInstallHint})`,
     },
     {
       name: "family",
@@ -148,8 +155,8 @@ export function strategiesSection(): [string, string] {
 
 export interface DecodeFlags {
   modelDir: string | undefined;
-  /** --quant and --family: how the checkpoint is read. */
-  load: { quant?: QuantType; family?: FamilyName };
+  /** --quant, --family and --device: how the checkpoint is read and where it runs. */
+  load: { quant?: QuantType; family?: FamilyName; device?: Device };
   /** The AR twin's folder when --ar-model was given. */
   arModelDir: string | undefined;
   ar: boolean;
@@ -212,6 +219,15 @@ export function decodeFlags(parsed: Parsed): DecodeFlags {
       );
     }
     load.quant = quant as QuantType;
+  }
+  const device = stringOption(parsed, "device");
+  if (device !== undefined) {
+    if (!devices.includes(device as Device)) {
+      throw new UsageError(
+        `--device: expected ${devices.join(" or ")}, got ${JSON.stringify(device)}`,
+      );
+    }
+    load.device = device as Device;
   }
   const family = stringOption(parsed, "family");
   if (family !== undefined) {

@@ -44,6 +44,23 @@ export interface SessionOptions {
    * busy session, but two sessions used in turn steal each other's cores).
    */
   spinning?: boolean;
+  /**
+   * Where the graph runs (default "cpu"). "cuda" needs onnxruntime-node's CUDA execution
+   * provider (Linux x64, CUDA 12 and cuDNN 9 on the machine): see devices' install hint.
+   */
+  device?: Device;
+}
+
+export type Device = "cpu" | "cuda";
+export const devices: readonly Device[] = ["cpu", "cuda"];
+
+/** How to get the CUDA execution provider's binaries (onnxruntime-node's README). */
+export const cudaInstallHint =
+  "install onnxruntime-node's CUDA binaries (Linux x64, CUDA 12 and cuDNN 9 on the machine): npm install onnxruntime-node --onnxruntime-node-install-cuda=v12; or run on the CPU (the default)";
+
+/** The device asked for cannot run the graph (its execution provider is not installed). */
+export class DeviceError extends Error {
+  override name = "DeviceError";
 }
 
 /** The largest piece written in one call (the OS refuses a single write of 2 GiB or more). */
@@ -75,11 +92,15 @@ export class Session {
       executionMode: "sequential",
       logSeverityLevel: 3,
       extra: { session: { intra_op: { allow_spinning: options.spinning === false ? "0" : "1" } } },
+      executionProviders: [options.device ?? "cpu"],
     };
     let inner: ort.InferenceSession;
     if (weightBytes <= Math.min(options.externalDataAbove ?? 64 * 2 ** 20, 1.5 * 2 ** 30)) {
       const { model } = graph.toModel();
-      inner = await createChecked(() => ort.InferenceSession.create(model, sessionOptions));
+      inner = await createChecked(
+        () => ort.InferenceSession.create(model, sessionOptions),
+        options.device,
+      );
     } else {
       // The weights go to an external-data file that onnxruntime reads (streamed out tensor by
       // tensor, lazy ones read just then: no second copy in memory), removed once loaded.
@@ -96,8 +117,9 @@ export class Session {
         stream.end();
         await once(stream, "finish");
         writeFileSync(join(dir, "model.onnx"), model);
-        inner = await createChecked(() =>
-          ort.InferenceSession.create(join(dir, "model.onnx"), sessionOptions),
+        inner = await createChecked(
+          () => ort.InferenceSession.create(join(dir, "model.onnx"), sessionOptions),
+          options.device,
         );
       } finally {
         rmSync(dir, { recursive: true, force: true });
@@ -142,10 +164,20 @@ export class Session {
 
 async function createChecked(
   create: () => Promise<ort.InferenceSession>,
+  device: Device = "cpu",
 ): Promise<ort.InferenceSession> {
   try {
     return await create();
   } catch (cause) {
+    const message = (cause as Error).message;
+    if (device === "cuda" && /cuda|shared library|provider/i.test(message)) {
+      throw new DeviceError(
+        `--device cuda: the CUDA execution provider cannot be loaded (${message}); ${cudaInstallHint}`,
+        {
+          cause,
+        },
+      );
+    }
     throw new RuntimeError(`onnxruntime could not load the graph: ${(cause as Error).message}`, {
       cause,
     });
