@@ -512,9 +512,9 @@ describe("checkpoint", () => {
 });
 
 test("a WeightReader is written tensor by tensor and reads back as the same weights", async () => {
-  const { syntheticWeights } = await import("../src/bench/load.js");
+  const { benchWeightReader } = await import("../src/bench/forward.js");
   const config = tinyConfig();
-  const reader = syntheticWeights(config);
+  const reader = benchWeightReader(config);
   await withTempDir(async (dir) => {
     await saveCheckpoint(dir, { config, weights: reader }, { dtype: "F32" });
     const open = await openCheckpoint(dir, { tokenizer: false });

@@ -11,6 +11,7 @@ import {
   type ModelConfig,
   parameterShapes,
   parseModelConfig,
+  type WeightReader,
   type Weights,
 } from "../model/config.js";
 import { OnnxModel } from "../model/engine.js";
@@ -50,23 +51,35 @@ export const benchQwen05B = parseModelConfig({
 });
 
 /**
- * Uniform random weights with standard deviation `std` (norm weights around 1): cheap to draw for
- * a half-billion parameters, and timing does not depend on the distribution.
+ * Uniform random weights with standard deviation `std` (norm weights around 1), made on demand
+ * one tensor at a time (each from its own seed): cheap to draw for billions of parameters, never
+ * all held when streamed into the engine, and timing does not depend on the distribution.
  */
-export function benchWeights(config: ModelConfig, std = 0.02): Weights {
-  let state = 0x9e3779b9;
+export function benchWeightReader(config: ModelConfig, std = 0.02): WeightReader {
+  const shapes = parameterShapes(config);
+  const index = new Map(shapes.map((p, k) => [p.name, k]));
   const amplitude = std * Math.sqrt(3);
-  const weights: Weights = new Map();
-  for (const { name, shape } of parameterShapes(config)) {
-    const values = new Float32Array(shape.reduce((a, b) => a * b, 1));
-    const mean = name.endsWith("norm.weight") ? 1 : 0;
-    for (let i = 0; i < values.length; i++) {
-      state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
-      values[i] = mean + amplitude * (state / 2 ** 31 - 1);
-    }
-    weights.set(name, values);
-  }
-  return weights;
+  return {
+    has: (name) => index.has(name),
+    read(name) {
+      const k = index.get(name);
+      if (k === undefined) throw new RangeError(`${name}: not a parameter of this config`);
+      const values = new Float32Array(shapes[k].shape.reduce((a, b) => a * b, 1));
+      const mean = name.endsWith("norm.weight") ? 1 : 0;
+      let state = (0x9e3779b9 + k) >>> 0;
+      for (let i = 0; i < values.length; i++) {
+        state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
+        values[i] = mean + amplitude * (state / 2 ** 31 - 1);
+      }
+      return values;
+    },
+  };
+}
+
+/** benchWeightReader's weights, all read into memory. */
+export function benchWeights(config: ModelConfig, std = 0.02): Weights {
+  const reader = benchWeightReader(config, std);
+  return new Map(parameterShapes(config).map(({ name }) => [name, reader.read(name)]));
 }
 
 /** Floating-point operations of one forward pass over n tokens with logits at p of them. */

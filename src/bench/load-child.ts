@@ -10,7 +10,8 @@ import { loadModel } from "../host/models.js";
 import { OnnxModel } from "../model/engine.js";
 import type { QuantType } from "../model/quant.js";
 import type { LanguageModel } from "../model/types.js";
-import { qwen7BShape, syntheticWeights } from "./load.js";
+import { benchWeightReader } from "./forward.js";
+import { qwen7BShape } from "./load.js";
 
 export interface LoadChildReport {
   /** Resident memory before loading (node and onnxruntime themselves). */
@@ -44,7 +45,7 @@ const rssBefore = process.memoryUsage().rss;
 const t0 = performance.now();
 let model: LanguageModel;
 if (synthetic) {
-  model = await OnnxModel.create(qwen7BShape, syntheticWeights(qwen7BShape), { quant });
+  model = await OnnxModel.create(qwen7BShape, benchWeightReader(qwen7BShape), { quant });
 } else {
   model = (await loadModel(args[0], quant === undefined ? {} : { quant })).model;
 }

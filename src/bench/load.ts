@@ -24,7 +24,7 @@ import {
 } from "../model/config.js";
 import { buildInferenceGraph } from "../model/engine.js";
 import type { QuantType } from "../model/quant.js";
-import type { Progress } from "./forward.js";
+import { benchWeightReader, type Progress } from "./forward.js";
 import type { LoadChildReport } from "./load-child.js";
 
 /** ~580M parameters, 2.3 GB in float32: hidden 2048, 10 layers, SwiGLU 5632, vocab 32k, tied. */
@@ -100,26 +100,6 @@ export function engineWeightBytes(config: ModelConfig, quant?: QuantType): numbe
   );
 }
 
-/** Weights made on demand, one tensor at a time: uniform noise (timing and memory need no more). */
-export function syntheticWeights(config: ModelConfig): WeightReader {
-  const shapes = new Map(parameterShapes(config).map((p) => [p.name, p.shape]));
-  return {
-    has: (name) => shapes.has(name),
-    read(name) {
-      const shape = shapes.get(name);
-      if (shape === undefined) throw new RangeError(`${name}: not a parameter`);
-      const values = new Float32Array(shape.reduce((a, b) => a * b, 1));
-      const mean = name.endsWith("norm.weight") ? 1 : 0;
-      let state = 0x9e3779b9 ^ name.length;
-      for (let i = 0; i < values.length; i++) {
-        state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
-        values[i] = mean + 0.03 * (state / 2 ** 31 - 1);
-      }
-      return values;
-    },
-  };
-}
-
 const child = fileURLToPath(new URL("./load-child.js", import.meta.url));
 const tokenizerFile = fileURLToPath(
   new URL("../../../models/unmask-code/tokenizer.json", import.meta.url),
@@ -148,7 +128,7 @@ export async function benchLoad(
         folder,
         {
           config,
-          weights: syntheticWeights(config),
+          weights: benchWeightReader(config),
           tokenizerJson: readFileSync(tokenizerFile, "utf8"),
         },
         { dtype },

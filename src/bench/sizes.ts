@@ -22,7 +22,7 @@ import { floatTensor, Session } from "../runtime/session.js";
 import {
   bench110M,
   benchQwen05B,
-  benchWeights,
+  benchWeightReader,
   compareMs,
   inTurn,
   matmulPeakRunner,
@@ -174,7 +174,7 @@ export async function benchSizes(options: SizesBenchOptions = {}): Promise<Sizes
       maxPositions: Math.max(sizeShapes[name].config.maxPositions, context + Math.max(...blocks)),
     };
     say(`${name}: building random weights (${(parameterCount(config) / 1e6).toFixed(0)}M)…`);
-    const model = await OnnxModel.create(config, benchWeights(config), inTurn);
+    const model = await OnnxModel.create(config, benchWeightReader(config), inTurn);
     try {
       const prefix = Int32Array.from({ length: context }, (_, i) => 16 + ((i * 31) % 1000));
       const { kv } = await model.forward({
