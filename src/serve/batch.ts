@@ -7,13 +7,30 @@
 // do calls with cached contexts of different lengths (AR decodes of different prompts, dual-cache
 // blocks at different places): each context is padded to the longest, the padding hidden from
 // every query by the attention bias, and each caller's K/V cut back to its own length.
+//
+// Between calls the batched K/V is kept, not stacked again: each caller gets its K/V as a view of
+// the call's output (src/diffusion/kv.ts KvView), and a stacked context is remembered for the
+// contexts it holds. When the next call's contexts all lie in one such cache, row for row, that
+// cache is fed as it is: the AR decoders' caches grow in the engine's own output, and the dual
+// cache of Fast-dLLM blocks decoded together stays one array for the whole block. Positions of the
+// cache that are not a row's own (padding, the fresh block a dual cache leaves out) are hidden
+// from it by the attention bias. Any other set of contexts is stacked anew.
+//
+// Which call runs next: the shape with the most rows queued, so that decodes that fell out of
+// step (one at a block's first pass while the others still run its last step) meet again; a
+// request passed over `patience` times goes next whatever its shape.
 
+import { composeRanges, copyKv, type KvRanges, KvView } from "../diffusion/kv.js";
 import type { ModelConfig } from "../model/config.js";
 import { defaultAttentionBias, resolveForwardRequest } from "../model/request.js";
 import type { ForwardRequest, ForwardResult, KvCache, LanguageModel } from "../model/types.js";
 
 interface Pending {
   request: ForwardRequest;
+  /** What must be equal for requests to share an engine call (keyOf). */
+  key: string;
+  /** Engine calls made while it waited. */
+  waited: number;
   resolve(result: ForwardResult): void;
   reject(error: unknown): void;
 }
@@ -23,17 +40,32 @@ export interface BatchStats {
   calls: number;
   /** Engine calls made for them. */
   batches: number;
+  /** Batched calls with a context whose contexts had to be stacked anew (the others fed a kept cache). */
+  stacked: number;
+}
+
+/** Where a context's positions lie in a batched cache: its rows from `row`, at `columns`. */
+interface Placement {
+  source: KvCache;
+  row: number;
+  columns: KvRanges;
 }
 
 export class BatchingModel implements LanguageModel {
   private queue: Pending[] = [];
   private running = false;
-  readonly stats: BatchStats = { calls: 0, batches: 0 };
+  /** The stacked cache each context was last put in. */
+  private readonly placed = new WeakMap<KvCache, Placement>();
+  readonly stats: BatchStats = { calls: 0, batches: 0, stacked: 0 };
 
-  /** `maxRows`: rows of one engine call at most. */
+  /**
+   * `maxRows`: rows of one engine call at most; `patience`: engine calls a request may be passed
+   * over for a shape with more rows queued.
+   */
   constructor(
     readonly inner: LanguageModel,
     private readonly maxRows = 16,
+    private readonly patience = 8,
   ) {}
 
   get config() {
@@ -43,7 +75,7 @@ export class BatchingModel implements LanguageModel {
   forward(request: ForwardRequest): Promise<ForwardResult> {
     this.stats.calls++;
     return new Promise((resolve, reject) => {
-      this.queue.push({ request, resolve, reject });
+      this.queue.push({ request, key: keyOf(request), waited: 0, resolve, reject });
       this.pump();
     });
   }
@@ -60,33 +92,49 @@ export class BatchingModel implements LanguageModel {
     });
   }
 
-  /** One engine call for the first queued request and every compatible one behind it. */
-  private async runNext(): Promise<void> {
-    const first = this.queue[0];
-    const key = keyOf(first.request);
+  /** Takes the next engine call's requests off the queue. */
+  private take(): Pending[] {
+    let { key } = this.queue[0];
+    if (this.queue[0].waited < this.patience) {
+      // the shape with the most rows queued; of equal ones, the first to reach that count
+      const rows = new Map<string, number>();
+      let most = 0;
+      for (const p of this.queue) {
+        const r = Math.min(this.maxRows, (rows.get(p.key) ?? 0) + p.request.rows);
+        rows.set(p.key, r);
+        if (r > most) {
+          most = r;
+          key = p.key;
+        }
+      }
+    }
     const group: Pending[] = [];
-    let rows = 0;
     const rest: Pending[] = [];
+    let rows = 0;
     for (const p of this.queue) {
-      if (
-        keyOf(p.request) === key &&
-        (group.length === 0 || rows + p.request.rows <= this.maxRows)
-      ) {
+      if (p.key === key && (group.length === 0 || rows + p.request.rows <= this.maxRows)) {
         group.push(p);
         rows += p.request.rows;
       } else {
+        p.waited++;
         rest.push(p);
       }
     }
     this.queue = rest;
+    return group;
+  }
+
+  /** One engine call for the requests `take` picks. */
+  private async runNext(): Promise<void> {
+    const group = this.take();
     this.stats.batches++;
     if (group.length === 1) {
-      await this.inner.forward(first.request).then(first.resolve, first.reject);
+      await this.inner.forward(group[0].request).then(group[0].resolve, group[0].reject);
       return;
     }
     let merged: Merged;
     try {
-      merged = merge(this.inner, group);
+      merged = this.merge(group);
     } catch {
       // a request that does not resolve: each runs alone and gets its own error
       for (const p of group) await this.inner.forward(p.request).then(p.resolve, p.reject);
@@ -94,10 +142,131 @@ export class BatchingModel implements LanguageModel {
     }
     try {
       const out = await this.inner.forward(merged.request);
-      split(out, group, merged, this.config);
+      split(out, merged, this.config);
     } catch (error) {
       for (const p of group) p.reject(error);
     }
+  }
+
+  /** Concatenates the group's requests along rows, every default made explicit. */
+  private merge(unordered: Pending[]): Merged {
+    const { config } = this;
+    const resolvedOf = new Map(
+      unordered.map((g) => [g, resolveForwardRequest(config, g.request)] as const),
+    );
+    const cache =
+      unordered[0].request.context === undefined ? undefined : this.placeContexts(unordered);
+    const group = cache?.group ?? unordered;
+    const resolved = group.map((g) => resolvedOf.get(g)!);
+    const width = cache?.source.length ?? 0;
+    const columns = cache?.columns ?? group.map(() => []);
+    const rows = resolved.reduce((s, r) => s + r.rows, 0);
+    const { n } = resolved[0];
+    const total = width + n;
+    const p = Math.max(...resolved.map((r) => r.p));
+    const tokens = new Int32Array(rows * n);
+    const positions = new Int32Array(rows * n);
+    const logitsAt = new Int32Array(rows * p);
+    const stats = group[0].request.stats;
+    const scoreTokens = stats?.scoreTokens === undefined ? undefined : new Int32Array(rows * p);
+    const withBias =
+      resolved.some((r) => r.attentionBias !== null) ||
+      columns.some((c) => c.length !== 1 || c[0][0] !== 0 || c[0][1] !== width);
+    const bias = withBias ? new Float32Array(rows * n * total) : undefined;
+    let row = 0;
+    group.forEach((g, k) => {
+      const r = resolved[k];
+      tokens.set(g.request.tokens, row * n);
+      positions.set(r.positions, row * n);
+      if (bias !== undefined) {
+        const own =
+          r.attentionBias ?? defaultAttentionBias(config, r.rows, n, r.contextLength, r.positions);
+        spreadBias(
+          own,
+          bias.subarray(row * n * total),
+          r.rows * n,
+          r.contextLength,
+          columns[k],
+          width,
+          n,
+        );
+      }
+      for (let j = 0; j < r.rows; j++) {
+        for (let q = 0; q < p; q++) {
+          // pad a shorter list with its last index (cut off again in split)
+          const from = j * r.p + Math.min(q, r.p - 1);
+          logitsAt[(row + j) * p + q] = r.logitsAt[from];
+          if (scoreTokens !== undefined)
+            scoreTokens[(row + j) * p + q] = g.request.stats!.scoreTokens![from];
+        }
+      }
+      row += r.rows;
+    });
+    const request: ForwardRequest = { tokens, rows, positions, logitsAt };
+    if (cache !== undefined) request.context = cache.source;
+    if (bias !== undefined) request.attentionBias = bias;
+    if (group[0].request.returnKv === true) request.returnKv = true;
+    if (group[0].request.logits === false) request.logits = false;
+    if (stats !== undefined) {
+      request.stats = { topK: stats.topK };
+      if (stats.exclude !== undefined) request.stats.exclude = stats.exclude;
+      if (stats.temperature !== undefined) request.stats.temperature = stats.temperature;
+      if (scoreTokens !== undefined) request.stats.scoreTokens = scoreTokens;
+    }
+    return { request, group, p, ps: resolved.map((r) => r.p), columns, width };
+  }
+
+  /**
+   * One cache holding every context of the group, and the group in its row order: the cache the
+   * contexts already lie in when they fill it row for row, else a new stack of them (each padded
+   * to the longest).
+   */
+  private placeContexts(group: Pending[]): {
+    source: KvCache;
+    group: Pending[];
+    columns: KvRanges[];
+  } {
+    const contexts = group.map((g) => g.request.context!);
+    const places = contexts.map((c) => this.placed.get(c) ?? (c instanceof KvView ? c : undefined));
+    const source = places[0]?.source;
+    if (source !== undefined && places.every((at) => at?.source === source)) {
+      const order = group.map((_, k) => k).sort((a, b) => places[a]!.row - places[b]!.row);
+      let row = 0;
+      for (const k of order) {
+        if (places[k]!.row !== row) break;
+        row += contexts[k].rows;
+      }
+      if (row === source.rows) {
+        return {
+          source,
+          group: order.map((k) => group[k]),
+          columns: order.map((k) => places[k]!.columns),
+        };
+      }
+    }
+    this.stats.stacked++;
+    const { config } = this;
+    const width = Math.max(...contexts.map((c) => c.length));
+    const rows = contexts.reduce((s, c) => s + c.rows, 0);
+    const alloc = () => new Float32Array(rows * config.numKvHeads * width * config.headDim);
+    const stack: KvCache = { rows, length: width, keys: [], values: [] };
+    for (let l = 0; l < config.numLayers; l++) {
+      stack.keys.push(alloc());
+      stack.values.push(alloc());
+    }
+    const columns: KvRanges[] = [];
+    let row = 0;
+    contexts.forEach((c, k) => {
+      // a view is copied from its source (never cut out first)
+      const at = places[k];
+      if (at === undefined) copyKv(config, c, [0, c.rows], [[0, c.length]], stack, row);
+      else copyKv(config, at.source, [at.row, c.rows], at.columns, stack, row);
+      const own: KvRanges = [[0, c.length]];
+      this.placed.set(c, { source: stack, row, columns: own });
+      columns.push(own);
+      row += c.rows;
+    });
+    return { source: stack, group, columns };
   }
 
   dispose(): Promise<void> {
@@ -118,133 +287,51 @@ function keyOf(r: ForwardRequest): string {
 
 interface Merged {
   request: ForwardRequest;
+  /** The requests, in the merged call's row order. */
+  group: Pending[];
   /** Logit positions per row of the merged call (the longest list). */
   p: number;
   /** Each request's own logit positions per row. */
   ps: number[];
-  /** Each request's own context length. */
-  contexts: number[];
-  /** The merged call's context length (the longest). */
+  /** Where each request's context lies in the merged call's context. */
+  columns: KvRanges[];
+  /** The merged call's context length. */
   width: number;
-}
-
-/** Concatenates the group's requests along rows, every default made explicit. */
-function merge(model: LanguageModel, group: Pending[]): Merged {
-  const { config } = model;
-  const resolved = group.map((g) => resolveForwardRequest(config, g.request));
-  const rows = resolved.reduce((s, r) => s + r.rows, 0);
-  const { n } = resolved[0];
-  const contexts = resolved.map((r) => r.contextLength);
-  const contextLength = Math.max(...contexts);
-  const ragged = contexts.some((c) => c !== contextLength);
-  const total = contextLength + n;
-  const p = Math.max(...resolved.map((r) => r.p));
-  const tokens = new Int32Array(rows * n);
-  const positions = new Int32Array(rows * n);
-  const logitsAt = new Int32Array(rows * p);
-  const stats = group[0].request.stats;
-  const scoreTokens = stats?.scoreTokens === undefined ? undefined : new Int32Array(rows * p);
-  const withBias = ragged || resolved.some((r) => r.attentionBias !== null);
-  const bias = withBias ? new Float32Array(rows * n * total) : undefined;
-  let row = 0;
-  group.forEach((g, k) => {
-    const r = resolved[k];
-    tokens.set(g.request.tokens, row * n);
-    positions.set(r.positions, row * n);
-    if (bias !== undefined) {
-      const own =
-        r.attentionBias ?? defaultAttentionBias(config, r.rows, n, r.contextLength, r.positions);
-      padBias(own, bias.subarray(row * n * total), r.rows * n, r.contextLength, contextLength, n);
-    }
-    for (let j = 0; j < r.rows; j++) {
-      for (let q = 0; q < p; q++) {
-        // pad a shorter list with its last index (cut off again in split)
-        const from = j * r.p + Math.min(q, r.p - 1);
-        logitsAt[(row + j) * p + q] = r.logitsAt[from];
-        if (scoreTokens !== undefined)
-          scoreTokens[(row + j) * p + q] = g.request.stats!.scoreTokens![from];
-      }
-    }
-    row += r.rows;
-  });
-  const request: ForwardRequest = { tokens, rows, positions, logitsAt };
-  if (bias !== undefined) request.attentionBias = bias;
-  if (group[0].request.returnKv === true) request.returnKv = true;
-  if (group[0].request.logits === false) request.logits = false;
-  if (stats !== undefined) {
-    request.stats = { topK: stats.topK };
-    if (stats.exclude !== undefined) request.stats.exclude = stats.exclude;
-    if (stats.temperature !== undefined) request.stats.temperature = stats.temperature;
-    if (scoreTokens !== undefined) request.stats.scoreTokens = scoreTokens;
-  }
-  if (group[0].request.context !== undefined) {
-    request.context = mergeKv(
-      group.map((g) => g.request.context!),
-      contextLength,
-      config,
-    );
-  }
-  return { request, p, ps: resolved.map((r) => r.p), contexts, width: contextLength };
 }
 
 /**
  * Writes a request's bias [queries, len + n] (null: attend everywhere) into `out` [queries,
- * width + n]: its context columns first, then −∞ over the padding up to `width`, then its fresh
- * columns.
+ * width + n]: its context columns where its context lies (`columns`), −∞ over the context's other
+ * columns, then its fresh columns.
  */
-function padBias(
+function spreadBias(
   own: Float32Array | null,
   out: Float32Array,
   queries: number,
   len: number,
+  columns: KvRanges,
   width: number,
   n: number,
 ): void {
   for (let q = 0; q < queries; q++) {
     const to = q * (width + n);
-    if (own !== null) {
-      const from = q * (len + n);
-      out.set(own.subarray(from, from + len), to);
-      out.set(own.subarray(from + len, from + len + n), to + width);
+    out.fill(Number.NEGATIVE_INFINITY, to, to + width);
+    let from = q * (len + n);
+    for (const [a, b] of columns) {
+      if (own === null) out.fill(0, to + a, to + b);
+      else out.set(own.subarray(from, from + b - a), to + a);
+      from += b - a;
     }
-    out.fill(Number.NEGATIVE_INFINITY, to + len, to + width);
+    if (own !== null) out.set(own.subarray(from, from + n), to + width);
   }
 }
 
-/**
- * K/V caches stacked along rows, each padded with zeros to `width` positions ([rows, heads,
- * length, headDim] per layer: rows are contiguous, and so are a head's positions).
- */
-function mergeKv(caches: KvCache[], width: number, config: ModelConfig): KvCache {
-  const heads = config.numKvHeads;
-  const d = config.headDim;
-  const rows = caches.reduce((s, c) => s + c.rows, 0);
-  const stack = (pick: (c: KvCache) => Float32Array[], l: number) => {
-    const out = new Float32Array(rows * heads * width * d);
-    let slab = 0; // (row, head) pairs written so far
-    for (const c of caches) {
-      const a = pick(c)[l];
-      const run = c.length * d;
-      for (let h = 0; h < c.rows * heads; h++, slab++) {
-        out.set(a.subarray(h * run, (h + 1) * run), slab * width * d);
-      }
-    }
-    return out;
-  };
-  const merged: KvCache = { rows, length: width, keys: [], values: [] };
-  for (let l = 0; l < config.numLayers; l++) {
-    merged.keys.push(stack((c) => c.keys, l));
-    merged.values.push(stack((c) => c.values, l));
-  }
-  return merged;
-}
-
-/** Hands each request its rows of the merged result. */
-function split(out: ForwardResult, group: Pending[], merged: Merged, config: ModelConfig): void {
+/** Hands each request its rows of the merged result (its K/V as a view of the call's). */
+function split(out: ForwardResult, merged: Merged, config: ModelConfig): void {
   const V = config.vocabSize;
   const { p } = merged;
   let row = 0;
-  group.forEach((g, k) => {
+  merged.group.forEach((g, k) => {
     const rows = g.request.rows;
     const own = merged.ps[k];
     // [rows, p, width] → this request's rows and its own positions
@@ -274,26 +361,9 @@ function split(out: ForwardResult, group: Pending[], merged: Merged, config: Mod
     }
     if (out.kv !== undefined) {
       // [rows, heads, width + n, d]: this request's rows, its context columns and the fresh ones
-      const { length } = out.kv;
-      const len = merged.contexts[k];
-      const kept = len + length - merged.width;
-      const heads = config.numKvHeads;
-      const d = config.headDim;
-      const cut = (a: Float32Array) => {
-        const b = new Float32Array(rows * heads * kept * d);
-        for (let h = 0; h < rows * heads; h++) {
-          const from = (row * heads + h) * length * d;
-          b.set(a.subarray(from, from + len * d), h * kept * d);
-          b.set(a.subarray(from + merged.width * d, from + length * d), (h * kept + len) * d);
-        }
-        return b;
-      };
-      result.kv = {
-        rows,
-        length: kept,
-        keys: out.kv.keys.map(cut),
-        values: out.kv.values.map(cut),
-      };
+      const fresh: KvRanges = [[merged.width, out.kv.length]];
+      const columns = composeRanges([[0, out.kv.length]], [...merged.columns[k], ...fresh]);
+      result.kv = new KvView(config, out.kv, row, rows, columns);
     }
     row += rows;
     g.resolve(result);
