@@ -58,14 +58,23 @@ export class BatchingModel implements LanguageModel {
   private readonly placed = new WeakMap<KvCache, Placement>();
   readonly stats: BatchStats = { calls: 0, batches: 0, stacked: 0 };
 
+  /** Rows of the last two engine calls, the last first. */
+  private lastRows = [0, 0];
+  /** The shape (keyOf) of the last engine call. */
+  private lastKey = "";
+  /** The gathering wait in progress, if any. */
+  private gathering: ReturnType<typeof setTimeout> | undefined;
+
   /**
    * `maxRows`: rows of one engine call at most; `patience`: engine calls a request may be passed
-   * over for a shape with more rows queued.
+   * over for a shape with more rows queued; `gatherMs`: how long the engine, when free, waits
+   * for the rows of its last calls to come back (0: never waits).
    */
   constructor(
     readonly inner: LanguageModel,
     private readonly maxRows = 16,
     private readonly patience = 8,
+    private readonly gatherMs = 0,
   ) {}
 
   get config() {
@@ -76,38 +85,69 @@ export class BatchingModel implements LanguageModel {
     this.stats.calls++;
     return new Promise((resolve, reject) => {
       this.queue.push({ request, key: keyOf(request), waited: 0, resolve, reject });
+      if (this.gathering !== undefined && !this.short()) {
+        clearTimeout(this.gathering);
+        this.gathering = undefined;
+        setImmediate(() => this.run());
+      }
       this.pump();
     });
   }
 
-  /** Starts the next engine call when none is running (after the current turn of the event loop, so that calls made together share it). */
+  /**
+   * Starts the next engine call when none is running: after the current turn of the event loop,
+   * so that calls made together share it, and when fewer rows are queued than the last calls
+   * had (decodes between two requests of their clients), after up to `gatherMs` more for them.
+   */
   private pump(): void {
     if (this.running || this.queue.length === 0) return;
     this.running = true;
     setImmediate(() => {
-      this.runNext().finally(() => {
-        this.running = false;
-        this.pump();
-      });
+      if (this.gatherMs > 0 && this.short()) {
+        this.gathering = setTimeout(() => {
+          this.gathering = undefined;
+          this.run();
+        }, this.gatherMs);
+      } else {
+        this.run();
+      }
     });
+  }
+
+  private run(): void {
+    this.runNext().finally(() => {
+      this.running = false;
+      this.pump();
+    });
+  }
+
+  /**
+   * Whether fewer rows are queued than the larger of the last two calls had (one call cut short
+   * by the wait does not lower the mark).
+   */
+  private short(): boolean {
+    const rows = this.queue.reduce((s, p) => s + p.request.rows, 0);
+    return rows < Math.min(this.maxRows, Math.max(...this.lastRows));
   }
 
   /** Takes the next engine call's requests off the queue. */
   private take(): Pending[] {
     let { key } = this.queue[0];
     if (this.queue[0].waited < this.patience) {
-      // the shape with the most rows queued; of equal ones, the first to reach that count
+      // the shape with the most rows queued; of equal ones the shape of the last call (decodes
+      // in step call it again), else the first to reach that count
       const rows = new Map<string, number>();
       let most = 0;
       for (const p of this.queue) {
         const r = Math.min(this.maxRows, (rows.get(p.key) ?? 0) + p.request.rows);
         rows.set(p.key, r);
-        if (r > most) {
+        if (r > most || (r === most && p.key === this.lastKey)) {
           most = r;
           key = p.key;
         }
       }
     }
+    this.lastKey = key;
     const group: Pending[] = [];
     const rest: Pending[] = [];
     let rows = 0;
@@ -128,6 +168,7 @@ export class BatchingModel implements LanguageModel {
   private async runNext(): Promise<void> {
     const group = this.take();
     this.stats.batches++;
+    this.lastRows = [group.reduce((s, p) => s + p.request.rows, 0), this.lastRows[0]];
     if (group.length === 1) {
       await this.inner.forward(group[0].request).then(group[0].resolve, group[0].reject);
       return;

@@ -57,6 +57,11 @@ export interface ServeOptions {
   timeLimitMs?: number;
   /** Rows of one batched forward call at most (default 16; 1 turns batching off). */
   maxBatchRows?: number;
+  /**
+   * How long a free engine waits for the decodes of its last batched call to come back when
+   * fewer are queued (their clients between two requests), in ms (default 5; 0: never waits).
+   */
+  gatherMs?: number;
   /** The playground's files by URL path (`/` is the page). */
   assets?: (pathname: string) => Promise<PageAsset | undefined>;
   /** Where the server notes what it does (default: nowhere). */
@@ -94,11 +99,17 @@ export class UnmaskServer {
       maxBodyBytes: 1 << 20,
       timeLimitMs: 60_000,
       maxBatchRows: 16,
+      gatherMs: 5,
       log: () => {},
       ...options,
     };
     for (const loaded of options.models) {
-      const batching = new BatchingModel(loaded.model, this.o.maxBatchRows);
+      const batching = new BatchingModel(
+        loaded.model,
+        this.o.maxBatchRows,
+        undefined,
+        this.o.gatherMs,
+      );
       this.models.set(loaded.name, {
         loaded: { ...loaded, model: batching },
         decoder: decoderOf(loaded.config),
@@ -334,7 +345,13 @@ export class UnmaskServer {
     const id = `${kind === "text" ? "cmpl" : "chatcmpl"}-${randomUUID()}`;
     const created = Math.floor(Date.now() / 1000);
     const object = kind === "text" ? "text_completion" : "chat.completion";
-    const settled = new SettledText(loaded, plan.view, maskOf(served), stops, settles(settings));
+    const settled = new SettledText(
+      loaded,
+      plan.view,
+      maskOf(served),
+      stops,
+      stepwise(settings, stream, stops),
+    );
     const chunk = (
       text: string | null,
       finish: string | null,
@@ -492,7 +509,13 @@ export class UnmaskServer {
       throw asApiError(error, "n_predict");
     }
     const view: [number, number] = [keepBefore, keepBefore + hole];
-    const settled = new SettledText(loaded, view, maskOf(served), stops, settles(settings));
+    const settled = new SettledText(
+      loaded,
+      view,
+      maskOf(served),
+      stops,
+      stepwise(settings, stream, stops),
+    );
     const events = stream ? new EventStream(res) : null;
     let outcome: Outcome<InfillResult> | null;
     try {
@@ -774,11 +797,15 @@ function maskOf(served: Served): number {
   return served.decoder === "diffusion" ? (served.loaded.config.maskTokenId ?? -1) : -1;
 }
 
-/** Whether revealed tokens stay (false for strategies that re-mask). */
-function settles(settings: DecodeSettings): boolean {
+/**
+ * Whether the answer's text is read step by step: streamed or watched for stop sequences, and
+ * revealed tokens stay (not under strategies that re-mask).
+ */
+function stepwise(settings: DecodeSettings, stream: boolean, stops: string[]): boolean {
   return (
-    settings.decoder === "autoregressive" ||
-    resolveOptions(diffusionOptions(settings)).remaskBelow === 0
+    (stream || stops.length > 0) &&
+    (settings.decoder === "autoregressive" ||
+      resolveOptions(diffusionOptions(settings)).remaskBelow === 0)
   );
 }
 

@@ -15,8 +15,8 @@ export class SettledText {
 
   /**
    * `view`: the answer's positions on the canvas, [start, end); `maskId`: the mask (-1 when the decoder never
-   * leaves one); `settles`: false when a step may take back revealed tokens (then text comes at
-   * the end only).
+   * leaves one); `settles`: false when the text is read at the end only (a step may take back
+   * revealed tokens, or nothing reads it before the end).
    */
   constructor(
     private readonly loaded: LoadedModel,
