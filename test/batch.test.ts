@@ -280,7 +280,10 @@ describe("decodes joining and leaving a batch mid-run", () => {
     }
     const { calls, batches, stacked } = batching.stats;
     assert.ok(batches < calls, "steps were shared");
-    assert.ok(stacked < batches / 4, `the kept cache was fed (${stacked} stacks, ${batches} calls)`);
+    assert.ok(
+      stacked < batches / 4,
+      `the kept cache was fed (${stacked} stacks, ${batches} calls)`,
+    );
   });
 });
 
