@@ -16,9 +16,11 @@
 // cache that are not a row's own (padding, the fresh block a dual cache leaves out) are hidden
 // from it by the attention bias. Any other set of contexts is stacked anew.
 //
-// Which call runs next: the shape with the most rows queued, so that decodes that fell out of
-// step (one at a block's first pass while the others still run its last step) meet again; a
-// request passed over `patience` times goes next whatever its shape.
+// Which call runs next: the shape with the most rows queued, on a tie the shape just run, so that
+// decodes that fell out of step (one at a block's first pass while the others still run its last
+// step) meet again; a request passed over `patience` times (default once) goes next whatever its
+// shape — a decode kept waiting idles, and what it would wait for, company in a full-canvas pass
+// or an AR prompt's pass, saves little: those passes cost about the same per row alone.
 
 import { composeRanges, copyKv, type KvRanges, KvView } from "../diffusion/kv.js";
 import type { ModelConfig } from "../model/config.js";
@@ -73,7 +75,7 @@ export class BatchingModel implements LanguageModel {
   constructor(
     readonly inner: LanguageModel,
     private readonly maxRows = 16,
-    private readonly patience = 8,
+    private readonly patience = 1,
     private readonly gatherMs = 0,
   ) {}
 
