@@ -114,6 +114,11 @@ export class KvView implements KvCache {
     return this.copy().values;
   }
 
+  /** Whether the arrays were read, and so copied out of the source. */
+  get copiedOut(): boolean {
+    return this.copied !== undefined;
+  }
+
   private copy(): KvCache {
     this.copied ??= sliceKv(this.config, this.source, this.columns, [this.row, this.rows]);
     return this.copied;

@@ -47,11 +47,13 @@ export interface ResolvedRequest {
  * Validates a request against a config (array lengths, token ids, positions, logit indices, the
  * context's rows, layers and sizes, the bias) and fills in the defaults documented on
  * ForwardRequest. Throws ForwardRequestError naming the field. Shared with the ONNX engine so
- * that both accept and reject exactly the same requests.
+ * that both accept and reject exactly the same requests. `contextArrays` false leaves the
+ * context's arrays unread (a caller that made them, and knows their sizes).
  */
 export function resolveForwardRequest(
   config: ModelConfig,
   request: ForwardRequest64,
+  contextArrays = true,
 ): ResolvedRequest {
   const { rows, tokens, context } = request;
   if (!Number.isInteger(rows) || rows < 1) {
@@ -89,7 +91,7 @@ export function resolveForwardRequest(
       );
     }
     const size = rows * config.numKvHeads * contextLength * config.headDim;
-    for (const field of ["keys", "values"] as const) {
+    for (const field of contextArrays ? (["keys", "values"] as const) : []) {
       const layers = context[field];
       if (layers.length !== config.numLayers) {
         throw new ForwardRequestError(

@@ -195,7 +195,11 @@ export class BatchingModel implements LanguageModel {
   private merge(unordered: Pending[]): Merged {
     const { config } = this;
     const resolvedOf = new Map(
-      unordered.map((g) => [g, resolveForwardRequest(config, g.request)] as const),
+      unordered.map((g) => {
+        // a view's arrays are read only when copied out: its sizes are right by construction
+        const view = g.request.context instanceof KvView;
+        return [g, resolveForwardRequest(config, g.request, !view)] as const;
+      }),
     );
     const cache =
       unordered[0].request.context === undefined ? undefined : this.placeContexts(unordered);
