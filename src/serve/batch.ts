@@ -6,7 +6,7 @@
 // counts share a call too (the shorter lists are padded with a repeat and cut off again), and so
 // do calls with cached contexts of different lengths (AR decodes of different prompts, dual-cache
 // blocks at different places): each context is padded to the longest, the padding hidden from
-// every query by the attention bias, and each caller's K/V cut back to its own length.
+// every query by the attention bias, and each caller handed only its own positions' K/V.
 //
 // Between calls the batched K/V is kept, not stacked again: each caller gets its K/V as a view of
 // the call's output (src/diffusion/kv.ts KvView), and a stacked context is remembered for the
@@ -20,7 +20,9 @@
 // decodes that fell out of step (one at a block's first pass while the others still run its last
 // step) meet again; a request passed over `patience` times (default once) goes next whatever its
 // shape — a decode kept waiting idles, and what it would wait for, company in a full-canvas pass
-// or an AR prompt's pass, saves little: those passes cost about the same per row alone.
+// or an AR prompt's pass, saves little: those passes cost about the same per row alone. A free
+// engine with fewer rows queued than its last calls had waits up to `gatherMs` for the rest
+// (decodes whose clients are between two requests), so that they start in step.
 
 import { composeRanges, copyKv, type KvRanges, KvView } from "../diffusion/kv.js";
 import type { ModelConfig } from "../model/config.js";
