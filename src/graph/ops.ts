@@ -390,12 +390,16 @@ export function gatherElements(data: Tensor, indices: Tensor, axis: number): Ten
   )[0];
 }
 
-/** ScatterElements with reduction "add": data[…, indices[…], …] += updates[…] along `axis`. */
-export function scatterElementsAdd(
+/**
+ * ScatterElements: data[…, indices[…], …] = updates[…] along `axis`, or += with reduction
+ * "add" (then repeated indices add up).
+ */
+export function scatterElements(
   data: Tensor,
   indices: Tensor,
   updates: Tensor,
   axis: number,
+  reduction: "none" | "add" = "none",
 ): Tensor {
   const dtype = sameType("ScatterElements", data, updates);
   const a = normAxis("ScatterElements", axis, data.rank);
@@ -405,10 +409,18 @@ export function scatterElementsAdd(
     [{ dtype, shape: data.shape }],
     {
       axis: { i: a },
-      reduction: { s: "add" },
+      reduction: { s: reduction },
     },
   )[0];
 }
+
+/** ScatterElements with reduction "add": data[…, indices[…], …] += updates[…] along `axis`. */
+export const scatterElementsAdd = (
+  data: Tensor,
+  indices: Tensor,
+  updates: Tensor,
+  axis: number,
+): Tensor => scatterElements(data, indices, updates, axis, "add");
 
 export const cos = (x: Tensor): Tensor => unary("Cos", x);
 export const sin = (x: Tensor): Tensor => unary("Sin", x);

@@ -16,7 +16,7 @@ import { type ModelConfig, parameterShapes, type WeightReader, type Weights } fr
 import { blockLinear, type QuantType, quantBits, quantizeBlocks } from "./quant.js";
 import { resolveForwardRequest, WeightsError } from "./request.js";
 import { statsFeeds, statsInputs, stepStatistics } from "./stats.js";
-import { transformer } from "./transformer.js";
+import { lmHead, transformer } from "./transformer.js";
 import type { ForwardRequest, ForwardResult, KvCache, LanguageModel } from "./types.js";
 
 export interface EngineOptions extends SessionOptions {
@@ -98,8 +98,11 @@ export function buildInferenceGraph(
     { ids, positions, bias, modelMask, past, logitIndex },
     linearOf,
   );
-  g.output(out.logits, "logits");
-  const stats = stepStatistics(out.logits, config.vocabSize, statsInputs(g));
+  // the logits of the rows asked for, [R, V] (R = rows × positions): one product, as the head's
+  // weight is read from memory whatever the number of rows (8 MB for the embedded models)
+  const logits = op.reshape(lmHead(out), [-1, config.vocabSize]);
+  g.output(logits, "logits");
+  const stats = stepStatistics(logits, config.vocabSize, statsInputs(g));
   g.output(stats.ids, "top_ids");
   g.output(stats.logProbs, "top_logprobs");
   g.output(stats.logSumExp, "logsumexp");
@@ -172,7 +175,7 @@ export class OnnxModel implements LanguageModel {
       feeds[`past_value_${l}`] = floatTensor(request.context?.values[l] ?? empty, kvDims);
     }
     const stats = request.stats;
-    Object.assign(feeds, statsFeeds(stats, r.rows, r.p));
+    Object.assign(feeds, statsFeeds(stats, r.rows * r.p));
     const names = request.logits === false ? [] : ["logits"];
     if (stats !== undefined) names.push(...statNames);
     if (stats?.scoreTokens !== undefined) names.push("score_logprobs");

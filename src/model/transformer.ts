@@ -1,7 +1,7 @@
 // The forward pass of the model family as an ONNX graph: a LLaMA/Qwen2-style decoder whose
 // attention mask is data (full for diffusion, causal for AR, block-causal for block diffusion).
 // Reads top to bottom like the paper: embed; per layer RMSNorm → attention → residual →
-// RMSNorm → SwiGLU MLP → residual; final norm; LM head at the chosen positions.
+// RMSNorm → SwiGLU MLP → residual; final norm at the chosen positions; LM head (`lmHead`).
 // B = rows, N = fresh tokens, C = cached context positions, T = C + N, P = positions with logits.
 
 import type { Graph, Tensor } from "../graph/graph.js";
@@ -27,8 +27,10 @@ export interface TransformerInputs {
 }
 
 export interface TransformerOutputs {
-  /** float32 [B, P, V] (or [B, N, V] without logitIndex) */
-  logits: Tensor;
+  /** float32 [B, P, H] (or [B, N, H] without logitIndex): the final norm's output. */
+  hidden: Tensor;
+  /** float32 [V, H]: the LM head's weight (the embedding when tied); see `lmHead`. */
+  head: Tensor;
   /** Per layer float32 [B, Hkv, T, D]: context then fresh keys/values. */
   present: { key: Tensor; value: Tensor }[];
 }
@@ -134,19 +136,41 @@ export function transformer(
   const present: TransformerOutputs["present"] = [];
   for (let l = 0; l < config.numLayers; l++) {
     const p = `model.layers.${l}.`;
-    const optionalBias = (name: string) => (config.qkvBias ? param(name) : undefined);
-    /** The layer's projection `name` (a [out, in] weight) of x, plus its bias when given. */
-    const project = (x: Tensor, name: string, bias?: Tensor) => {
-      const y = linearOf(x, `${p}${name}`);
-      if (y === undefined) return linear(x, param(`${p}${name}`), bias);
-      return bias ? op.add(y, bias) : y;
+    /**
+     * The layer's projections `names` ([out, in] weights) of x, each plus its bias when given.
+     * Float weights go through one MatMul of their concatenation (one larger product runs
+     * faster than several small ones), sliced apart after; a LinearSource's each on its own.
+     */
+    const project = (x: Tensor, names: string[], biases: (Tensor | undefined)[] = []) => {
+      const own = names.map((name) => linearOf(x, `${p}${name}`));
+      let ys: Tensor[];
+      if (own.every((y) => y !== undefined)) {
+        ys = own as Tensor[];
+      } else {
+        const weights = names.map((name) => param(`${p}${name}`));
+        if (weights.length === 1) {
+          ys = [linear(x, weights[0])];
+        } else {
+          const y = linear(x, op.concat(weights, 0));
+          let at = 0;
+          ys = weights.map((w) => {
+            const width = w.shape[0] as number;
+            at += width;
+            return op.slice(y, [at - width], [at], [-1]);
+          });
+        }
+      }
+      return ys.map((y, i) => (biases[i] ? op.add(y, biases[i]) : y));
     };
 
     // Attention, grouped-query: query head j uses kv head floor(j / groups).
     const a = rmsNorm(x, param(`${p}input_layernorm.weight`), eps); // [B, N, H]
-    const q0 = project(a, "self_attn.q_proj.weight", optionalBias(`${p}self_attn.q_proj.bias`)); // [B, N, Hq·D]
-    const k0 = project(a, "self_attn.k_proj.weight", optionalBias(`${p}self_attn.k_proj.bias`)); // [B, N, Hkv·D]
-    const v0 = project(a, "self_attn.v_proj.weight", optionalBias(`${p}self_attn.v_proj.bias`)); // [B, N, Hkv·D]
+    const qkvNames = ["q_proj", "k_proj", "v_proj"].map((n) => `self_attn.${n}`);
+    const [q0, k0, v0] = project(
+      a,
+      qkvNames.map((n) => `${n}.weight`),
+      qkvNames.map((n) => (config.qkvBias ? param(`${p}${n}.bias`) : undefined)),
+    ); // [B, N, Hq·D], [B, N, Hkv·D], [B, N, Hkv·D]
     const q1 = op.transpose(op.reshape(q0, [0, 0, hkv, groups, d]), [0, 2, 3, 1, 4]); // [B, Hkv, G, N, D]
     const k1 = op.transpose(op.reshape(k0, [0, 0, hkv, d]), [0, 2, 1, 3]); // [B, Hkv, N, D]
     const v1 = op.transpose(op.reshape(v0, [0, 0, hkv, d]), [0, 2, 1, 3]); // [B, Hkv, N, D]
@@ -161,14 +185,13 @@ export function transformer(
     const probs = op.softmax(scores, -1); // [B, Hkv, G, N, T]
     const heads = op.matmul(probs, op.unsqueeze(v, [2])); // [B, Hkv, G, N, D]
     const merged = op.reshape(op.transpose(heads, [0, 3, 1, 2, 4]), [0, 0, -1]); // [B, N, Hq·D]
-    x = op.add(x, project(merged, "self_attn.o_proj.weight")); // [B, N, H]
+    x = op.add(x, project(merged, ["self_attn.o_proj.weight"])[0]); // [B, N, H]
 
     // SwiGLU MLP: down(silu(gate(m)) · up(m)).
     const m = rmsNorm(x, param(`${p}post_attention_layernorm.weight`), eps); // [B, N, H]
-    const gate = project(m, "mlp.gate_proj.weight"); // [B, N, I]
-    const up = project(m, "mlp.up_proj.weight"); // [B, N, I]
+    const [gate, up] = project(m, ["mlp.gate_proj.weight", "mlp.up_proj.weight"]); // [B, N, I]
     const act = op.mul(op.mul(gate, op.sigmoid(gate)), up); // [B, N, I]
-    x = op.add(x, project(act, "mlp.down_proj.weight")); // [B, N, H]
+    x = op.add(x, project(act, ["mlp.down_proj.weight"])[0]); // [B, N, H]
   }
 
   let hidden = rmsNorm(x, param("model.norm.weight"), eps); // [B, N, H]
@@ -176,6 +199,10 @@ export function transformer(
     hidden = op.gather(op.reshape(hidden, [-1, h]), inputs.logitIndex); // [B, P, H]
   }
   const head = param(config.tieWordEmbeddings ? "model.embed_tokens.weight" : "lm_head.weight");
-  const logits = linear(hidden, head); // [B, P, V]
-  return { logits, present };
+  return { hidden, head, present };
+}
+
+/** The logits [B, P, V] of the transformer's output. */
+export function lmHead(out: TransformerOutputs): Tensor {
+  return linear(out.hidden, out.head);
 }
