@@ -306,6 +306,17 @@ export function squeeze(x: Tensor, axes: readonly number[]): Tensor {
   return x.graph.node("Squeeze", [x, x.graph.constant(axes)], [{ dtype: x.dtype, shape }])[0];
 }
 
+/** x as a matrix [d0·…·d(axis−1), d(axis)·…] (ONNX Flatten). */
+export function flatten(x: Tensor, axis: number): Tensor {
+  const a = axis === x.rank ? axis : normAxis("Flatten", axis, x.rank);
+  const side = (dims: readonly Dim[]): Dim =>
+    dims.every((d) => typeof d === "number")
+      ? (dims as number[]).reduce((p, d) => p * d, 1)
+      : dims.join("*");
+  const shape = [side(x.shape.slice(0, a)), side(x.shape.slice(a))];
+  return x.graph.node("Flatten", [x], [{ dtype: x.dtype, shape }], { axis: { i: a } })[0];
+}
+
 /** The runtime shape of a tensor, as int64[rank]. */
 export function shapeOf(x: Tensor): Tensor {
   return x.graph.node("Shape", [x], [{ dtype: "int64", shape: [x.rank] }])[0];

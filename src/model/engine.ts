@@ -95,7 +95,7 @@ export function buildInferenceGraph(
     g,
     config,
     param,
-    { ids, positions, bias, modelMask, past, logitIndex },
+    { ids, positions, bias, modelMask, past, logitIndex, logitRowsByBatch: true },
     linearOf,
   );
   // the logits of the rows asked for, [R, V] (R = rows × positions): one product, as the head's
