@@ -193,26 +193,20 @@ describe("ONNX engine against the float64 reference", () => {
     for (const [name, over, cached, [a, b]] of cases) {
       const [onnx, ref] = await pair(tinyConfig(over));
       const full = await onnx.forward({ tokens: two, rows: 2, returnKv: true });
-      const out = await agree(onnx, ref, {
+      const request: ForwardRequest = {
         tokens: rowsOf(a, b),
         rows: 2,
         positions: positionsOf(a, b),
         context: sliceKv(onnx.config, full.kv!, cached),
-        returnKv: true,
-      });
-      const err = relativeError(out.logits, expected(full.logits, a, b));
+      };
+      const out = await agree(onnx, ref, { ...request, returnKv: true });
+      const want = expected(full.logits, a, b);
+      const err = relativeError(out.logits, want);
       assert.ok(err <= 1e-5, `${name}: relative error ${err}`);
       // logits at some positions of each row (the last layer's queries run on those rows only)
       const n = b - a;
       const at = Int32Array.of(n - 1, 0, 0, n - 1);
-      const some = await agree(onnx, ref, {
-        tokens: rowsOf(a, b),
-        rows: 2,
-        positions: positionsOf(a, b),
-        context: sliceKv(onnx.config, full.kv!, cached),
-        logitsAt: at,
-      });
-      const want = expected(full.logits, a, b);
+      const some = await agree(onnx, ref, { ...request, logitsAt: at });
       const picked = new Float32Array(at.length * v);
       at.forEach((i, k) => {
         const row = Math.floor(k / 2) * n + i;
