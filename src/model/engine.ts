@@ -101,16 +101,17 @@ export function buildInferenceGraph(
   // the logits of the rows asked for, [R, V] (R = rows × positions): one product, as the head's
   // weight is read from memory whatever the number of rows (8 MB for the embedded models)
   const logits = op.reshape(lmHead(out), [-1, config.vocabSize]);
-  g.output(logits, "logits");
   const stats = stepStatistics(logits, config.vocabSize, statsInputs(g));
-  g.output(stats.ids, "top_ids");
-  g.output(stats.logProbs, "top_logprobs");
-  g.output(stats.logSumExp, "logsumexp");
-  g.output(stats.entropy, "entropy");
-  g.output(stats.scoreLogProbs, "score_logprobs");
+  // outputs renamed in place (an Identity would copy the logits and the K/V on every call)
+  g.outputRenamed(logits, "logits");
+  g.outputRenamed(stats.ids, "top_ids");
+  g.outputRenamed(stats.logProbs, "top_logprobs");
+  g.outputRenamed(stats.logSumExp, "logsumexp");
+  g.outputRenamed(stats.entropy, "entropy");
+  g.outputRenamed(stats.scoreLogProbs, "score_logprobs");
   out.present.forEach((kv, l) => {
-    g.output(kv.key, `present_key_${l}`);
-    g.output(kv.value, `present_value_${l}`);
+    g.outputRenamed(kv.key, `present_key_${l}`);
+    g.outputRenamed(kv.value, `present_value_${l}`);
   });
   return g;
 }
