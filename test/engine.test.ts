@@ -193,15 +193,27 @@ describe("ONNX engine against the float64 reference", () => {
     for (const [name, over, cached, [a, b]] of cases) {
       const [onnx, ref] = await pair(tinyConfig(over));
       const full = await onnx.forward({ tokens: two, rows: 2, returnKv: true });
-      const out = await agree(onnx, ref, {
+      const request: ForwardRequest = {
         tokens: rowsOf(a, b),
         rows: 2,
         positions: positionsOf(a, b),
         context: sliceKv(onnx.config, full.kv!, cached),
-        returnKv: true,
-      });
-      const err = relativeError(out.logits, expected(full.logits, a, b));
+      };
+      const out = await agree(onnx, ref, { ...request, returnKv: true });
+      const want = expected(full.logits, a, b);
+      const err = relativeError(out.logits, want);
       assert.ok(err <= 1e-5, `${name}: relative error ${err}`);
+      // logits at some positions of each row (the last layer's queries run on those rows only)
+      const n = b - a;
+      const at = Int32Array.of(n - 1, 0, 0, n - 1);
+      const some = await agree(onnx, ref, { ...request, logitsAt: at });
+      const picked = new Float32Array(at.length * v);
+      at.forEach((i, k) => {
+        const row = Math.floor(k / 2) * n + i;
+        picked.set(want.subarray(row * v, (row + 1) * v), k * v);
+      });
+      const errAt = relativeError(some.logits, picked);
+      assert.ok(errAt <= 1e-5, `${name}, logitsAt: relative error ${errAt}`);
     }
   });
 
@@ -218,6 +230,18 @@ describe("ONNX engine against the float64 reference", () => {
     const custom = await agree(onnx, ref, { ...request, attentionBias: bias });
     const causal = await onnx.forward(request);
     assert.ok(relativeError(custom.logits, causal.logits) > 1e-3, "the custom mask is used");
+    // at some positions of each row: the bias's rows go with the queries
+    const logitsAt = Int32Array.of(7, 1, 4, 0, 6, 2);
+    const some = await agree(onnx, ref, { ...request, attentionBias: bias, logitsAt });
+    const v = 23;
+    logitsAt.forEach((i, k) => {
+      const row = Math.floor(k / 3) * n + i;
+      const err = relativeError(
+        some.logits.subarray(k * v, (k + 1) * v),
+        custom.logits.subarray(row * v, (row + 1) * v),
+      );
+      assert.ok(err <= 1e-5, `row ${k}: relative error ${err}`);
+    });
   });
 
   it("(h) rotary angles from the positions: far positions agree, the graph does not grow with the context", async () => {

@@ -20,6 +20,25 @@ test("a MatMul + Add graph runs and matches plain arithmetic", async () => {
   await s.release();
 });
 
+test("outputRenamed names a node's output in place: no Identity, its readers still read it", async () => {
+  const g = new Graph();
+  const x = g.input("x", "float32", ["n", 2]);
+  const h = op.mul(x, 2); // an output that another node reads
+  const y = op.add(h, 1);
+  g.outputRenamed(h, "h");
+  assert.throws(() => g.outputRenamed(y, "h"), /duplicate tensor name "h"/);
+  g.outputRenamed(y, "y");
+  assert.ok(!g.nodes.some((n) => n.op === "Identity"));
+  g.outputRenamed(x, "x2"); // an input is not renamed: an Identity
+  assert.equal(g.nodes.filter((n) => n.op === "Identity").length, 1);
+  const s = await Session.fromGraph(g);
+  const out = await s.run({ x: floatTensor(Float32Array.from([1, 2, 3, 4]), [2, 2]) });
+  assert.deepEqual(Array.from(out.h.data as Float32Array), [2, 4, 6, 8]);
+  assert.deepEqual(Array.from(out.y.data as Float32Array), [3, 5, 7, 9]);
+  assert.deepEqual(Array.from(out.x2.data as Float32Array), [1, 2, 3, 4]);
+  await s.release();
+});
+
 test("shapes are checked when a node is built", () => {
   const g = new Graph();
   const a = g.input("a", "float32", [2, 3]);

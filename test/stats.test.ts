@@ -57,7 +57,7 @@ async function graphStats(
   request: StatsRequest,
 ): Promise<StepStats> {
   const g = new Graph("stats");
-  const x = g.input("logits", "float32", ["batch", "npos", V]);
+  const x = g.input("logits", "float32", ["rows", V]);
   const s = stepStatistics(x, V, statsInputs(g));
   g.output(s.ids, "ids");
   g.output(s.logProbs, "lp");
@@ -67,8 +67,8 @@ async function graphStats(
   const session = await Session.fromGraph(g, { threads: 1 });
   try {
     const out = await session.run({
-      logits: floatTensor(logits, [B, P, V]),
-      ...statsFeeds(request, B, P),
+      logits: floatTensor(logits, [B * P, V]),
+      ...statsFeeds(request, B * P),
     });
     const stats: StepStats = {
       k: request.topK,

@@ -135,6 +135,7 @@ const rules: Record<string, Rule> = {
     return [op.transpose(g, inverse)];
   },
   Reshape: (n, g) => [op.reshapeAs(g, n.inputs[0] as Tensor), null],
+  Flatten: (n, g) => [op.reshapeAs(g, n.inputs[0] as Tensor)],
   Unsqueeze: (n, g) => [op.squeeze(g, constantInput(n, 1)), null],
   Squeeze: (n, g) => [op.unsqueeze(g, constantInput(n, 1)), null],
   Cast: (n, g) => {

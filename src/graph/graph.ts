@@ -215,6 +215,27 @@ export class Graph {
   }
 
   /**
+   * Marks a node's output as a graph output under `name` by renaming it where it is made and
+   * read: `output` adds an Identity, which onnxruntime runs as a copy when the tensor has other
+   * readers (a vocabulary-wide row of logits, a layer's keys). Returns the renamed tensor; `t`
+   * itself must not be used to build anything after.
+   */
+  outputRenamed(t: Tensor, name: string): Tensor {
+    const node = t.producer;
+    if (node === undefined || name === t.name || this.outputs.includes(t)) {
+      return this.output(t, name);
+    }
+    if (this.names.has(name)) throw new GraphError(`duplicate tensor name ${JSON.stringify(name)}`);
+    const renamed = new Tensor(this, this.claim(name), t.dtype, t.shape, node);
+    node.outputs[node.outputs.indexOf(t)] = renamed;
+    for (const n of this.nodes) {
+      if (n.inputs.includes(t)) n.inputs = n.inputs.map((i) => (i === t ? renamed : i));
+    }
+    this.outputs.push(renamed);
+    return renamed;
+  }
+
+  /**
    * Serialises to an ONNX ModelProto. With `externalData`, initializers of at least
    * `externalThreshold` bytes are laid out in one external file instead (for models over
    * protobuf's 2 GB limit); the returned `external` chunks must be written to that file in order.

@@ -306,6 +306,17 @@ export function squeeze(x: Tensor, axes: readonly number[]): Tensor {
   return x.graph.node("Squeeze", [x, x.graph.constant(axes)], [{ dtype: x.dtype, shape }])[0];
 }
 
+/** x as a matrix [d0·…·d(axis−1), d(axis)·…] (ONNX Flatten). */
+export function flatten(x: Tensor, axis: number): Tensor {
+  const a = axis === x.rank ? axis : normAxis("Flatten", axis, x.rank);
+  const side = (dims: readonly Dim[]): Dim =>
+    dims.every((d) => typeof d === "number")
+      ? (dims as number[]).reduce((p, d) => p * d, 1)
+      : dims.join("*");
+  const shape = [side(x.shape.slice(0, a)), side(x.shape.slice(a))];
+  return x.graph.node("Flatten", [x], [{ dtype: x.dtype, shape }], { axis: { i: a } })[0];
+}
+
 /** The runtime shape of a tensor, as int64[rank]. */
 export function shapeOf(x: Tensor): Tensor {
   return x.graph.node("Shape", [x], [{ dtype: "int64", shape: [x.rank] }])[0];
@@ -390,12 +401,16 @@ export function gatherElements(data: Tensor, indices: Tensor, axis: number): Ten
   )[0];
 }
 
-/** ScatterElements with reduction "add": data[…, indices[…], …] += updates[…] along `axis`. */
-export function scatterElementsAdd(
+/**
+ * ScatterElements: data[…, indices[…], …] = updates[…] along `axis`, or += with reduction
+ * "add" (then repeated indices add up).
+ */
+export function scatterElements(
   data: Tensor,
   indices: Tensor,
   updates: Tensor,
   axis: number,
+  reduction: "none" | "add" = "none",
 ): Tensor {
   const dtype = sameType("ScatterElements", data, updates);
   const a = normAxis("ScatterElements", axis, data.rank);
@@ -405,10 +420,18 @@ export function scatterElementsAdd(
     [{ dtype, shape: data.shape }],
     {
       axis: { i: a },
-      reduction: { s: "add" },
+      reduction: { s: reduction },
     },
   )[0];
 }
+
+/** ScatterElements with reduction "add": data[…, indices[…], …] += updates[…] along `axis`. */
+export const scatterElementsAdd = (
+  data: Tensor,
+  indices: Tensor,
+  updates: Tensor,
+  axis: number,
+): Tensor => scatterElements(data, indices, updates, axis, "add");
 
 export const cos = (x: Tensor): Tensor => unary("Cos", x);
 export const sin = (x: Tensor): Tensor => unary("Sin", x);

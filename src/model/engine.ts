@@ -16,7 +16,7 @@ import { type ModelConfig, parameterShapes, type WeightReader, type Weights } fr
 import { blockLinear, type QuantType, quantBits, quantizeBlocks } from "./quant.js";
 import { resolveForwardRequest, WeightsError } from "./request.js";
 import { statsFeeds, statsInputs, stepStatistics } from "./stats.js";
-import { transformer } from "./transformer.js";
+import { lmHead, transformer } from "./transformer.js";
 import type { ForwardRequest, ForwardResult, KvCache, LanguageModel } from "./types.js";
 
 export interface EngineOptions extends SessionOptions {
@@ -95,19 +95,23 @@ export function buildInferenceGraph(
     g,
     config,
     param,
-    { ids, positions, bias, modelMask, past, logitIndex },
+    { ids, positions, bias, modelMask, past, logitIndex, logitRowsByBatch: true },
     linearOf,
   );
-  g.output(out.logits, "logits");
-  const stats = stepStatistics(out.logits, config.vocabSize, statsInputs(g));
-  g.output(stats.ids, "top_ids");
-  g.output(stats.logProbs, "top_logprobs");
-  g.output(stats.logSumExp, "logsumexp");
-  g.output(stats.entropy, "entropy");
-  g.output(stats.scoreLogProbs, "score_logprobs");
+  // the logits of the rows asked for, [R, V] (R = rows × positions): one product, as the head's
+  // weight is read from memory whatever the number of rows (8 MB for the embedded models)
+  const logits = op.reshape(lmHead(out), [-1, config.vocabSize]);
+  const stats = stepStatistics(logits, config.vocabSize, statsInputs(g));
+  // outputs renamed in place (an Identity would copy the logits and the K/V on every call)
+  g.outputRenamed(logits, "logits");
+  g.outputRenamed(stats.ids, "top_ids");
+  g.outputRenamed(stats.logProbs, "top_logprobs");
+  g.outputRenamed(stats.logSumExp, "logsumexp");
+  g.outputRenamed(stats.entropy, "entropy");
+  g.outputRenamed(stats.scoreLogProbs, "score_logprobs");
   out.present.forEach((kv, l) => {
-    g.output(kv.key, `present_key_${l}`);
-    g.output(kv.value, `present_value_${l}`);
+    g.outputRenamed(kv.key, `present_key_${l}`);
+    g.outputRenamed(kv.value, `present_value_${l}`);
   });
   return g;
 }
@@ -172,7 +176,7 @@ export class OnnxModel implements LanguageModel {
       feeds[`past_value_${l}`] = floatTensor(request.context?.values[l] ?? empty, kvDims);
     }
     const stats = request.stats;
-    Object.assign(feeds, statsFeeds(stats, r.rows, r.p));
+    Object.assign(feeds, statsFeeds(stats, r.rows * r.p));
     const names = request.logits === false ? [] : ["logits"];
     if (stats !== undefined) names.push(...statNames);
     if (stats?.scoreTokens !== undefined) names.push("score_logprobs");

@@ -9,90 +9,105 @@
 
 import type { Graph, Tensor } from "../graph/graph.js";
 import * as op from "../graph/ops.js";
-import { floatTensor, type HostTensor, int32Tensor } from "../runtime/session.js";
+import { countTensor, floatTensor, type HostTensor, int32Tensor } from "../runtime/session.js";
 import type { StatsRequest, StepStats } from "./types.js";
 
 export interface StatsInputs {
-  /** int64 [1]: how many of the P positions get statistics (P when asked for, else 1). */
+  /** int64 [1]: how many of the R requested rows get statistics (R when asked for, else 1). */
   rows: Tensor;
   /** int64 [1]: k. */
   k: Tensor;
-  /** int32 [S]: excluded token ids (ids outside the vocabulary exclude nothing). */
+  /** int32 [S]: excluded token ids in [0, V), or −1: none. */
   exclude: Tensor;
   /** float32 [1]: 1 / temperature, applied to the logits before every statistic. */
   inverseTemperature: Tensor;
-  /** int32 [B, P]: a token per position whose log-probability to return. */
+  /** int32 [nstats]: a token per row whose log-probability to return. */
   scoreIds: Tensor;
 }
 
 export interface StatsOutputs {
-  /** int32 [B, P, k] */
+  /** int32 [nstats, k] */
   ids: Tensor;
-  /** float32 [B, P, k] */
+  /** float32 [nstats, k] */
   logProbs: Tensor;
-  /** float32 [B, P] */
+  /** float32 [nstats] */
   logSumExp: Tensor;
-  /** float32 [B, P]: −Σ p·log p */
+  /** float32 [nstats]: −Σ p·log p */
   entropy: Tensor;
-  /** float32 [B, P] */
+  /** float32 [nstats] */
   scoreLogProbs: Tensor;
 }
 
 /**
- * The statistics of logits [B, P, V] as graph nodes (float32). Only vectorised kernels touch the
- * whole rows (Add, LogSoftmax, Softmax, Mul, Max, ReduceSum, TopK: onnxruntime's elementwise Exp
- * and Log are scalar and cost ~10× more); the log-sum-exp is max − log p(argmax).
+ * The logit an excluded token is given: finite, so that its term of the entropy is 0·(−1e30) = 0
+ * where −∞ would make it NaN (no real logit comes near it; it is reported as −∞).
  */
-export function stepStatistics(all: Tensor, vocabSize: number, inputs: StatsInputs): StatsOutputs {
-  const g = all.graph;
-  // onnxruntime runs every node whatever is fetched: a request without statistics slices 1 row
-  const logits = op.sliceTo(all, inputs.rows, 1, "nstats"); // [B, P, V]
-  const ids = new Int32Array(vocabSize);
-  for (let v = 0; v < vocabSize; v++) ids[v] = v;
-  const vocab = g.initializer(g.freeName("stats.vocab_ids"), "int32", [vocabSize, 1], ids); // [V, 1]
-  const hits = op.cast(op.equal(vocab, inputs.exclude), "float32"); // [V, S]
-  const excluded = op.cast(op.reduceMax(hits, [1], false), "bool"); // [V]
-  const penalty = op.where(excluded, g.scalar(Number.NEGATIVE_INFINITY), g.scalar(0)); // [V]
-  const masked = op.mul(op.add(logits, penalty), inputs.inverseTemperature); // [B, P, V]
-  const logProbs = op.logSoftmax(masked, -1); // [B, P, V]
-  const top = op.topK(logProbs, inputs.k, "k"); // [B, P, k]
-  const probs = op.softmax(masked, -1); // [B, P, V]
-  // −Σ p·log p, with excluded tokens (p = 0, log p = −∞) contributing 0
-  const finite = op.max(logProbs, g.scalar(-1e30)); // [B, P, V]
-  const entropy = op.neg(op.reduceSum(op.mul(probs, finite), [-1], false)); // [B, P]
-  const first = op.slice(top.values, [0], [1], [-1]); // [B, P, 1]: log p(argmax) = max − lse
-  const logSumExp = op.sub(op.reduceMax(masked, [-1]), first); // [B, P, 1]
-  const score = op.gatherElements(logProbs, op.unsqueeze(inputs.scoreIds, [2]), 2); // [B, P, 1]
+const excludedLogit = -1e30;
+
+/**
+ * The statistics of the first `inputs.rows` rows of logits [R, V] as graph nodes (float32). Only
+ * vectorised kernels touch vocabulary-wide rows (Slice, Mul, Add, LogSoftmax, TopK, Softmax,
+ * Mul, ReduceSum: onnxruntime's elementwise Exp and Log are scalar and cost ~10× more); the
+ * exclusions are scattered into one V-wide row, and the log-sum-exp is x(argmax) − log p(argmax).
+ */
+export function stepStatistics(
+  logits: Tensor,
+  vocabSize: number,
+  inputs: StatsInputs,
+): StatsOutputs {
+  const g = logits.graph;
+  // onnxruntime runs every node whatever is fetched: a request without statistics takes 1 row
+  const asked = op.sliceTo(logits, inputs.rows, 0, "nstats"); // [S, V]
+  // −1e30 at the excluded ids, 0 elsewhere; the id −1 (none) lands in a spare last slot
+  const zeros = g.initializer(
+    g.freeName("stats.zeros"),
+    "float32",
+    [vocabSize + 1],
+    () => new Float32Array(vocabSize + 1),
+  );
+  const updates = op.full(op.shapeOf(inputs.exclude), inputs.exclude.shape, excludedLogit);
+  const scattered = op.scatterElements(zeros, inputs.exclude, updates, 0); // [V + 1]
+  const penalty = op.slice(scattered, [0], [vocabSize], [0]); // [V]
+  const x = op.add(op.mul(asked, inputs.inverseTemperature), penalty); // [S, V]
+  const logProbs = op.logSoftmax(x, -1); // [S, V]
+  const top = op.topK(logProbs, inputs.k, "k"); // [S, k]
+  const probs = op.softmax(x, -1); // [S, V]
+  const entropy = op.neg(op.reduceSum(op.mul(probs, logProbs), [-1], false)); // [S]
+  const first = op.slice(top.indices, [0], [1], [-1]); // [S, 1]
+  const lse = op.sub(op.gatherElements(x, first, 1), op.slice(top.values, [0], [1], [-1])); // [S, 1]
+  const score = op.gatherElements(logProbs, op.unsqueeze(inputs.scoreIds, [1]), 1); // [S, 1]
+  /** An excluded token's log-probability (about −1e30) as −∞. */
+  const reported = (t: Tensor) =>
+    op.where(op.less(t, excludedLogit / 10), Number.NEGATIVE_INFINITY, t);
   return {
     ids: op.cast(top.indices, "int32"),
-    logProbs: top.values,
-    logSumExp: op.squeeze(logSumExp, [-1]), // [B, P]
-    entropy, // [B, P]
-    scoreLogProbs: op.squeeze(score, [-1]), // [B, P]
+    logProbs: reported(top.values),
+    logSumExp: op.reshape(lse, [-1]), // [S]
+    entropy, // [S]
+    scoreLogProbs: reported(op.reshape(score, [-1])), // [S]
   };
 }
 
-/** The exclusion list fed when a request excludes nothing: an id no token has. */
+/** The exclusion list fed when a request excludes nothing. */
 const noExclusion = Int32Array.of(-1);
 
 /**
  * The feeds of the statistics' inputs (named as `statsInputs` names them) for a request over
- * [rows, p] positions; without a request, the statistics of the first position only (empty
- * tensors crash some of onnxruntime's kernels).
+ * `count` rows; without a request, the statistics of the first row only (empty tensors crash
+ * some of onnxruntime's kernels).
  */
 export function statsFeeds(
   stats: StatsRequest | undefined,
-  rows: number,
-  p: number,
+  count: number,
 ): Record<string, HostTensor> {
   const exclude = stats?.exclude?.length ? stats.exclude : noExclusion;
-  const count = stats === undefined ? 1 : p;
+  const n = stats === undefined ? 1 : count;
   return {
-    stats_rows: { type: "int64", data: BigInt64Array.of(BigInt(count)), dims: [1] },
-    top_k: { type: "int64", data: BigInt64Array.of(BigInt(stats?.topK ?? 1)), dims: [1] },
+    stats_rows: countTensor(n),
+    top_k: countTensor(stats?.topK ?? 1),
     exclude_ids: int32Tensor(exclude, [exclude.length]),
     inverse_temperature: floatTensor(Float32Array.of(1 / (stats?.temperature ?? 1)), [1]),
-    score_ids: int32Tensor(stats?.scoreTokens ?? new Int32Array(rows * count), [rows, count]),
+    score_ids: int32Tensor(stats?.scoreTokens ?? new Int32Array(n), [n]),
   };
 }
 
@@ -103,7 +118,7 @@ export function statsInputs(g: Graph): StatsInputs {
     k: g.input("top_k", "int64", [1]),
     exclude: g.input("exclude_ids", "int32", ["nexclude"]),
     inverseTemperature: g.input("inverse_temperature", "float32", [1]),
-    scoreIds: g.input("score_ids", "int32", ["batch", "nstats"]),
+    scoreIds: g.input("score_ids", "int32", ["nstats"]),
   };
 }
 

@@ -1,7 +1,7 @@
 // The forward pass of the model family as an ONNX graph: a LLaMA/Qwen2-style decoder whose
 // attention mask is data (full for diffusion, causal for AR, block-causal for block diffusion).
 // Reads top to bottom like the paper: embed; per layer RMSNorm → attention → residual →
-// RMSNorm → SwiGLU MLP → residual; final norm; LM head at the chosen positions.
+// RMSNorm → SwiGLU MLP → residual; final norm at the chosen positions; LM head (`lmHead`).
 // B = rows, N = fresh tokens, C = cached context positions, T = C + N, P = positions with logits.
 
 import type { Graph, Tensor } from "../graph/graph.js";
@@ -24,11 +24,18 @@ export interface TransformerInputs {
   past?: { key: Tensor; value: Tensor }[];
   /** int32 [B, P]: flat indices into the B×N hidden states at which to compute logits. */
   logitIndex?: Tensor;
+  /**
+   * Whether row b of logitIndex indexes batch b's own positions (b·N ≤ index < (b + 1)·N): then
+   * the last layer's queries, attention output and MLP run on those rows alone.
+   */
+  logitRowsByBatch?: boolean;
 }
 
 export interface TransformerOutputs {
-  /** float32 [B, P, V] (or [B, N, V] without logitIndex) */
-  logits: Tensor;
+  /** float32 [B, P, H] (or [B, N, H] without logitIndex): the final norm's output. */
+  hidden: Tensor;
+  /** float32 [V, H]: the LM head's weight (the embedding when tied); see `lmHead`. */
+  head: Tensor;
   /** Per layer float32 [B, Hkv, T, D]: context then fresh keys/values. */
   present: { key: Tensor; value: Tensor }[];
 }
@@ -114,19 +121,26 @@ export function transformer(
   inputs: TransformerInputs,
   linearOf: LinearSource = () => undefined,
 ): TransformerOutputs {
-  const { hiddenSize: h, headDim: d, numKvHeads: hkv, rmsNormEps: eps } = config;
+  const { headDim: d, numKvHeads: hkv, rmsNormEps: eps } = config;
   const groups = config.numHeads / hkv; // query heads per kv head
-  const angles = rotary(config, inputs.positions);
-  const cosK = op.unsqueeze(angles.cos, [1]); // [B, 1, N, D]
-  const sinK = op.unsqueeze(angles.sin, [1]); // [B, 1, N, D]
-  const cosQ = op.unsqueeze(cosK, [1]); // [B, 1, 1, N, D]
-  const sinQ = op.unsqueeze(sinK, [1]); // [B, 1, 1, N, D]
+  const angles = rotary(config, inputs.positions); // [B, N, D]
   let mask = attentionMask(config, inputs.positions, inputs.past?.[0]?.key); // [B, N, T]
   if (mask !== undefined && inputs.modelMask !== undefined) {
     mask = op.where(inputs.modelMask, mask, 0);
   }
   const sum = mask && inputs.bias ? op.add(mask, inputs.bias) : (mask ?? inputs.bias);
+  // The last layer's queries, attention output and MLP count only at the rows with logits: with
+  // logitRowsByBatch they run on logitIndex's rows alone (its keys and values, as every layer's,
+  // on all N rows), else the final norm's output is gathered.
+  const index = inputs.logitIndex;
+  const trimLast = index !== undefined && inputs.logitRowsByBatch === true && config.numLayers > 0;
+  /** The rows [B, P, …] of a [B, N, …] tensor at the flat indices logitIndex. */
+  const rowsOf = (t: Tensor) => op.gather(op.flatten(t, 2), index!);
+  /** The rotary angles of the queries of all N rows, [B, 1, 1, N, D]. */
+  const queries = { cos: op.unsqueeze(angles.cos, [1, 2]), sin: op.unsqueeze(angles.sin, [1, 2]) };
   const bias = sum && op.unsqueeze(sum, [1, 2]); // [B, 1, 1, N, T]
+  const cosK = op.unsqueeze(angles.cos, [1]); // [B, 1, N, D]
+  const sinK = op.unsqueeze(angles.sin, [1]); // [B, 1, N, D]
   // Scaling q before the product is cheaper than scaling the scores.
   const scale = g.scalar(1 / Math.sqrt(d));
 
@@ -134,48 +148,90 @@ export function transformer(
   const present: TransformerOutputs["present"] = [];
   for (let l = 0; l < config.numLayers; l++) {
     const p = `model.layers.${l}.`;
-    const optionalBias = (name: string) => (config.qkvBias ? param(name) : undefined);
-    /** The layer's projection `name` (a [out, in] weight) of x, plus its bias when given. */
-    const project = (x: Tensor, name: string, bias?: Tensor) => {
-      const y = linearOf(x, `${p}${name}`);
-      if (y === undefined) return linear(x, param(`${p}${name}`), bias);
-      return bias ? op.add(y, bias) : y;
+    /**
+     * The layer's projections `names` (of [out, in] weights `${name}.weight`) of x, with the
+     * attention's q/k/v biases when the config has them. Float weights go through one MatMul
+     * of their concatenation (one larger product runs faster than several small ones), sliced
+     * apart after; a LinearSource's each on its own.
+     */
+    const project = (x: Tensor, ...names: string[]) => {
+      const own = names.map((name) => linearOf(x, `${p}${name}.weight`));
+      let ys: Tensor[];
+      if (own.every((y) => y !== undefined)) {
+        ys = own as Tensor[];
+      } else if (names.length === 1) {
+        ys = [linear(x, param(`${p}${names[0]}.weight`))];
+      } else {
+        const weights = names.map((name) => param(`${p}${name}.weight`));
+        const y = linear(x, op.concat(weights, 0));
+        let at = 0;
+        ys = weights.map((w) => {
+          const width = w.shape[0] as number;
+          at += width;
+          return op.slice(y, [at - width], [at], [-1]);
+        });
+      }
+      const biased = (name: string) => config.qkvBias && /^self_attn\.[qkv]_proj$/.test(name);
+      return ys.map((y, i) => (biased(names[i]) ? op.add(y, param(`${p}${names[i]}.bias`)) : y));
     };
 
     // Attention, grouped-query: query head j uses kv head floor(j / groups).
     const a = rmsNorm(x, param(`${p}input_layernorm.weight`), eps); // [B, N, H]
-    const q0 = project(a, "self_attn.q_proj.weight", optionalBias(`${p}self_attn.q_proj.bias`)); // [B, N, Hq·D]
-    const k0 = project(a, "self_attn.k_proj.weight", optionalBias(`${p}self_attn.k_proj.bias`)); // [B, N, Hkv·D]
-    const v0 = project(a, "self_attn.v_proj.weight", optionalBias(`${p}self_attn.v_proj.bias`)); // [B, N, Hkv·D]
-    const q1 = op.transpose(op.reshape(q0, [0, 0, hkv, groups, d]), [0, 2, 3, 1, 4]); // [B, Hkv, G, N, D]
+    let q0: Tensor; // [B, Q, Hq·D]: Q = N, or P in the last layer with logitIndex
+    let k0: Tensor; // [B, N, Hkv·D]
+    let v0: Tensor; // [B, N, Hkv·D]
+    let query = queries;
+    const trimmed = trimLast && l === config.numLayers - 1;
+    if (trimmed) {
+      [k0, v0] = project(a, "self_attn.k_proj", "self_attn.v_proj");
+      [q0] = project(rowsOf(a), "self_attn.q_proj");
+      x = rowsOf(x); // [B, P, H]
+      query = {
+        cos: op.unsqueeze(rowsOf(angles.cos), [1, 2]), // [B, 1, 1, P, D]
+        sin: op.unsqueeze(rowsOf(angles.sin), [1, 2]),
+      };
+    } else {
+      [q0, k0, v0] = project(a, "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj");
+    }
+    const q1 = op.transpose(op.reshape(q0, [0, 0, hkv, groups, d]), [0, 2, 3, 1, 4]); // [B, Hkv, G, Q, D]
     const k1 = op.transpose(op.reshape(k0, [0, 0, hkv, d]), [0, 2, 1, 3]); // [B, Hkv, N, D]
     const v1 = op.transpose(op.reshape(v0, [0, 0, hkv, d]), [0, 2, 1, 3]); // [B, Hkv, N, D]
-    const q = op.mul(rotate(q1, cosQ, sinQ, d), scale); // [B, Hkv, G, N, D]
+    const q = op.mul(rotate(q1, query.cos, query.sin, d), scale); // [B, Hkv, G, Q, D]
     const kNew = rotate(k1, cosK, sinK, d); // [B, Hkv, N, D]
     const past = inputs.past?.[l];
     const k = past ? op.concat([past.key, kNew], 2) : kNew; // [B, Hkv, T, D]
     const v = past ? op.concat([past.value, v1], 2) : v1; // [B, Hkv, T, D]
     present.push({ key: k, value: v });
-    let scores = op.matmul(q, op.unsqueeze(op.transpose(k, [0, 1, 3, 2]), [2])); // [B, Hkv, G, N, T]
-    if (bias) scores = op.add(scores, bias);
-    const probs = op.softmax(scores, -1); // [B, Hkv, G, N, T]
-    const heads = op.matmul(probs, op.unsqueeze(v, [2])); // [B, Hkv, G, N, D]
-    const merged = op.reshape(op.transpose(heads, [0, 3, 1, 2, 4]), [0, 0, -1]); // [B, N, Hq·D]
-    x = op.add(x, project(merged, "self_attn.o_proj.weight")); // [B, N, H]
+    let scores = op.matmul(q, op.unsqueeze(op.transpose(k, [0, 1, 3, 2]), [2])); // [B, Hkv, G, Q, T]
+    if (sum && trimmed) {
+      scores = op.add(scores, op.unsqueeze(rowsOf(expandRows(sum, inputs.ids, k)), [1, 2])); // [B, 1, 1, P, T]
+    } else if (bias) scores = op.add(scores, bias);
+    const probs = op.softmax(scores, -1); // [B, Hkv, G, Q, T]
+    const heads = op.matmul(probs, op.unsqueeze(v, [2])); // [B, Hkv, G, Q, D]
+    const merged = op.reshape(op.transpose(heads, [0, 3, 1, 2, 4]), [0, 0, -1]); // [B, Q, Hq·D]
+    x = op.add(x, project(merged, "self_attn.o_proj")[0]); // [B, Q, H]
 
     // SwiGLU MLP: down(silu(gate(m)) · up(m)).
-    const m = rmsNorm(x, param(`${p}post_attention_layernorm.weight`), eps); // [B, N, H]
-    const gate = project(m, "mlp.gate_proj.weight"); // [B, N, I]
-    const up = project(m, "mlp.up_proj.weight"); // [B, N, I]
-    const act = op.mul(op.mul(gate, op.sigmoid(gate)), up); // [B, N, I]
-    x = op.add(x, project(act, "mlp.down_proj.weight")); // [B, N, H]
+    const m = rmsNorm(x, param(`${p}post_attention_layernorm.weight`), eps); // [B, Q, H]
+    const [gate, up] = project(m, "mlp.gate_proj", "mlp.up_proj"); // [B, Q, I]
+    const act = op.mul(op.mul(gate, op.sigmoid(gate)), up); // [B, Q, I]
+    x = op.add(x, project(act, "mlp.down_proj")[0]); // [B, Q, H]
   }
 
-  let hidden = rmsNorm(x, param("model.norm.weight"), eps); // [B, N, H]
-  if (inputs.logitIndex) {
-    hidden = op.gather(op.reshape(hidden, [-1, h]), inputs.logitIndex); // [B, P, H]
-  }
+  let hidden = rmsNorm(x, param("model.norm.weight"), eps); // [B, N or P, H]
+  if (index !== undefined && !trimLast) hidden = rowsOf(hidden); // [B, P, H]
   const head = param(config.tieWordEmbeddings ? "model.embed_tokens.weight" : "lm_head.weight");
-  const logits = linear(hidden, head); // [B, P, V]
-  return { logits, present };
+  return { hidden, head, present };
+}
+
+/** An attention bias broadcastable to [B, N, T] (T = keys' axis 2) expanded to it. */
+function expandRows(bias: Tensor, ids: Tensor, keys: Tensor): Tensor {
+  const total = op.gather(op.shapeOf(keys), ids.graph.constant([2])); // [1]: T
+  const shape = op.concat([op.shapeOf(ids), total], 0); // [3]: B, N, T
+  return op.expand(bias, shape, [ids.shape[0], ids.shape[1], keys.shape[2]]);
+}
+
+/** The logits [B, P, V] of the transformer's output. */
+export function lmHead(out: TransformerOutputs): Tensor {
+  return linear(out.hidden, out.head);
 }

@@ -30,6 +30,13 @@ export const int32Tensor = (data: Int32Array, dims: readonly number[]): HostTens
   dims,
 });
 
+/** An int64 [1] holding n: a length or count chosen at run time (Slice's end, TopK's k). */
+export const countTensor = (n: number): HostTensor => ({
+  type: "int64",
+  data: BigInt64Array.of(BigInt(n)),
+  dims: [1],
+});
+
 export interface SessionOptions {
   /** Intra-op threads; default: $UNMASK_THREADS, else every core. */
   threads?: number;

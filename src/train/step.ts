@@ -7,7 +7,7 @@ import { gradients } from "../graph/autodiff.js";
 import { Graph, type Tensor } from "../graph/graph.js";
 import * as op from "../graph/ops.js";
 import { type ModelConfig, parameterShapes } from "../model/config.js";
-import { transformer } from "../model/transformer.js";
+import { lmHead, transformer } from "../model/transformer.js";
 import {
   floatTensor,
   type HostTensor,
@@ -103,13 +103,14 @@ export function buildTrainGraph(config: ModelConfig, extra: StepLoss = {}): Grap
   const targets = g.input("targets", "int32", ["k"]);
   const weights = g.input("weights", "float32", ["k"]);
 
-  const { logits } = transformer(g, config, (name) => params.get(name) as Tensor, {
+  const out = transformer(g, config, (name) => params.get(name) as Tensor, {
     ids,
     positions, // the config's mask is built from them in the graph
     bias,
     modelMask,
     logitIndex: lossIndex,
-  }); // [1, K, V]
+  });
+  const logits = lmHead(out); // [1, K, V]
   const logProbs = op.logSoftmax(logits, -1); // [1, K, V]
   const picked = op.gatherElements(logProbs, op.unsqueeze(op.unsqueeze(targets, [0]), [-1]), -1); // [1, K, 1]
   let loss = op.neg(op.reduceSum(op.mul(op.squeeze(picked, [-1]), weights), [0, 1], false)); // []
