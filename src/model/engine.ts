@@ -13,7 +13,15 @@ import {
   type SessionOptions,
 } from "../runtime/session.js";
 import { type ModelConfig, parameterShapes, type WeightReader, type Weights } from "./config.js";
-import { blockLinear, type QuantType, quantBits, quantizeBlocks } from "./quant.js";
+import {
+  blockLinear,
+  channelLinear,
+  type QuantType,
+  quantizeBlocks,
+  quantizeChannels,
+  quantizeTokens,
+  type TokenQuant,
+} from "./quant.js";
 import { resolveForwardRequest, WeightsError } from "./request.js";
 import { statsFeeds, statsInputs, stepStatistics } from "./stats.js";
 import { transformer } from "./transformer.js";
@@ -26,9 +34,10 @@ export interface EngineOptions extends SessionOptions {
    */
   weightType?: "float32" | "float16";
   /**
-   * Quantize the layers' linear weights while the graph is built (src/model/quant.ts): int8 or
-   * int4 in blocks of 16 inputs (MatMulNBits). Embeddings, norms and the LM head stay in
-   * weightType.
+   * Quantize linear weights while the graph is built (src/model/quant.ts): int8 (rotated, per
+   * output channel, activations per token: MatMulIntegerToFloat) for the layers and the LM head,
+   * or int4 in blocks of 16 inputs (MatMulNBits) for the layers. Embeddings and norms (and the
+   * head under int4) stay in weightType.
    */
   quant?: QuantType;
 }
@@ -69,13 +78,23 @@ export function buildInferenceGraph(
     }
     return t;
   };
-  /** A layer's linear weight, quantized when its turn comes (each is used once). */
+  /** Activations rotated and quantized per token, once for the projections that read them. */
+  const tokens = new Map<Tensor, TokenQuant>();
+  /**
+   * A linear weight in its quantized form, quantized when its turn comes: int8 for every linear
+   * layer and the LM head, int4 for the layers' linear weights.
+   */
   const linearOf = (x: Tensor, name: string): Tensor | undefined => {
     if (quant === undefined) return undefined;
+    if (quant === "int4" && !name.startsWith("model.layers.")) return undefined;
     const read = reader(name);
     const [out, inDim] = expected.get(name) as [number, number];
-    const bits = quantBits[quant];
-    return blockLinear(x, name, bits, out, inDim, () => quantizeBlocks(read(), out, inDim, bits));
+    if (quant === "int4") {
+      return blockLinear(x, name, out, inDim, () => quantizeBlocks(read(), out, inDim));
+    }
+    const t = tokens.get(x) ?? quantizeTokens(x);
+    tokens.set(x, t);
+    return channelLinear(t, name, out, inDim, () => quantizeChannels(read(), out, inDim));
   };
   const ids = g.input("input_ids", "int32", ["batch", "seq"]);
   const positions = g.input("position_ids", "int32", ["batch", "seq"]);

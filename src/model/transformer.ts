@@ -37,8 +37,8 @@ export interface TransformerOutputs {
 export type ParameterSource = (name: string) => Tensor;
 
 /**
- * x @ Wᵀ for the layer weight `name` in a form of its own (quantized, src/model/quant.ts), or
- * undefined: then the float weight from the ParameterSource.
+ * x @ Wᵀ for the linear weight `name` (a layer's projection or the LM head) in a form of its own
+ * (quantized, src/model/quant.ts), or undefined: then the float weight from the ParameterSource.
  */
 export type LinearSource = (x: Tensor, name: string) => Tensor | undefined;
 
@@ -175,7 +175,7 @@ export function transformer(
   if (inputs.logitIndex) {
     hidden = op.gather(op.reshape(hidden, [-1, h]), inputs.logitIndex); // [B, P, H]
   }
-  const head = param(config.tieWordEmbeddings ? "model.embed_tokens.weight" : "lm_head.weight");
-  const logits = linear(hidden, head); // [B, P, V]
+  const head = config.tieWordEmbeddings ? "model.embed_tokens.weight" : "lm_head.weight";
+  const logits = linearOf(hidden, head) ?? linear(hidden, param(head)); // [B, P, V]
   return { logits, present };
 }
