@@ -121,20 +121,42 @@ describe("BD3-LM vectorized trainer over [x_t ; x_0] (context dual)", () => {
     );
   });
 
-  for (const [name, shift, complementary] of [
-    ["no shift", false, false],
-    ["logit shift", true, false],
-    ["logit shift, complementary masks", true, true],
+  it("with a clean prompt (from): the noisy copies cover the response blocks only", () => {
+    // L = 4, S = 1, from 2: queries x_t2, x_t3, x_00..x_03; 1 = visible
+    const expected = [
+      [1, 0, 1, 1, 0, 0],
+      [0, 1, 1, 1, 1, 0],
+      [0, 0, 1, 0, 0, 0],
+      [0, 0, 1, 1, 0, 0],
+      [0, 0, 1, 1, 1, 0],
+      [0, 0, 1, 1, 1, 1],
+    ];
+    assert.deepEqual(
+      [...blockDualMask(4, 1, 2)].map((b) => (b === 0 ? 1 : 0)),
+      expected.flat(),
+    );
+  });
+
+  for (const [name, shift, complementary, from] of [
+    ["no shift", false, false, 0],
+    ["logit shift", true, false, 0],
+    ["logit shift, complementary masks", true, true, 0],
+    ["logit shift, a clean prompt of 2 (distillation rows)", true, false, 2],
+    ["no shift, complementary masks, a clean prompt of 4", false, true, 4],
   ] as const) {
     it(`${name}: the loss equals running each block after its clean predecessors (float64)`, async () => {
       const S = 2;
       const L = 6;
       const rows = 2;
+      const noisy = L - from; // x_t tokens per batch row
+      const stride = noisy + L;
       const config = tiny({ attention_mask: "block_causal", block_size: S, logit_shift: shift });
       const weights = randomWeights(config, 6, 0.3);
       const clean = cleanRows(rows, L, 3);
       const blocks = L / S;
-      const rates = Float64Array.from({ length: rows * blocks }, (_, i) => 0.2 + (0.75 * i) / 6);
+      const first = from / S;
+      const trained = blocks - first;
+      const rates = Float64Array.from({ length: rows * trained }, (_, i) => 0.2 + (0.75 * i) / 6);
       const batch = blockDiffusionBatch(clean, rows, L, new Rng(9), {
         maskId: MASK,
         rates,
@@ -142,34 +164,36 @@ describe("BD3-LM vectorized trainer over [x_t ; x_0] (context dual)", () => {
         context: "dual",
         shift,
         complementary,
+        from,
       });
       const copies = complementary ? 2 : 1;
       assert.equal(batch.rows, copies * rows);
-      assert.equal(batch.tokens.length, copies * rows * 2 * L);
+      assert.equal(batch.tokens.length, copies * rows * stride);
       const { loss } = await stepLoss(config, weights, batch);
 
       // Each noisy block b, run alone after clean blocks 0..b−1 under block-causal attention.
       const reference = new ReferenceModel(config, weights);
-      const normalizer = copies * rows * L;
+      const normalizer = copies * rows * noisy;
       let expected = 0;
       let items = 0;
       for (let row = 0; row < copies * rows; row++) {
         const r = row % rows;
-        const xt = batch.tokens.subarray(row * 2 * L, row * 2 * L + L);
+        const xt = batch.tokens.subarray(row * stride, row * stride + noisy);
         assert.deepEqual(
-          batch.tokens.subarray(row * 2 * L + L, (row + 1) * 2 * L),
+          batch.tokens.subarray(row * stride + noisy, (row + 1) * stride),
           clean.subarray(r * L, (r + 1) * L),
         );
-        for (let b = 0; b < blocks; b++) {
+        for (let b = first; b < blocks; b++) {
           const tokens = Int32Array.from([
             ...clean.subarray(r * L, r * L + b * S),
-            ...xt.subarray(b * S, (b + 1) * S),
+            ...xt.subarray(b * S - from, (b + 1) * S - from),
           ]);
           const at = [...tokens.keys()].filter(
             (i) => i >= b * S && tokens[i] === MASK && !(shift && i === 0),
           );
           if (at.length === 0) continue;
-          const p = row < rows ? rates[r * blocks + b] : Math.max(1 - rates[r * blocks + b], 1e-3);
+          const rate = rates[r * trained + b - first];
+          const p = row < rows ? rate : Math.max(1 - rate, 1e-3);
           const out = reference.forward64({ tokens, rows: 1, logitsAt: Int32Array.from(at) });
           at.forEach((i, s) => {
             const ce = crossEntropy(out.logits.subarray(s * V, (s + 1) * V), clean[r * L + i]);
@@ -179,16 +203,17 @@ describe("BD3-LM vectorized trainer over [x_t ; x_0] (context dual)", () => {
         }
       }
       if (complementary) {
-        // the copies mask complementary positions of each clean row
+        // the copies mask complementary positions of each clean row's trained part
         for (let r = 0; r < rows; r++) {
-          for (let i = 0; i < L; i++) {
-            const a = batch.tokens[r * 2 * L + i] === MASK;
-            const b = batch.tokens[(rows + r) * 2 * L + i] === MASK;
-            assert.notEqual(a, b, `row ${r} position ${i}`);
+          for (let i = 0; i < noisy; i++) {
+            const a = batch.tokens[r * stride + i] === MASK;
+            const b = batch.tokens[(rows + r) * stride + i] === MASK;
+            assert.notEqual(a, b, `row ${r} position ${from + i}`);
           }
         }
       }
       assert.equal(batch.lossIndex.length, items);
+      assert.ok(items > 2, `${items} loss positions`);
       assert.ok(Math.abs(loss - expected) < 1e-4, `step ${loss}, per-block reference ${expected}`);
     });
   }

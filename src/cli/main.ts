@@ -50,6 +50,11 @@ const commands: { name: string; summary: string; load: () => Promise<Command> }[
     load: async () => (await import("./train.js")).trainCommand,
   },
   {
+    name: "distill",
+    summary: "write a distillation set: corpus prompts continued by a causal teacher's greedy text",
+    load: async () => (await import("./distill.js")).distill,
+  },
+  {
     name: "eval",
     summary: "evaluate a model: held-out bits per byte, infill exact match, syntax-valid samples",
     load: async () => (await import("./eval.js")).evalCommand,

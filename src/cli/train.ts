@@ -10,8 +10,9 @@ import { loadCheckpoint } from "../format/index.js";
 import { type ModelConfig, parseModelConfig } from "../model/config.js";
 import { BpeTokenizer, bpeFromTokenizerJson } from "../train/bpe.js";
 import { exportModel } from "../train/checkpoint.js";
-import { PackedRows, type TokenStream, tokenizeCorpus } from "../train/data.js";
-import { type ObjectiveSpec, type TrainOptions, train } from "../train/loop.js";
+import { DataError, PackedRows, type TokenStream, tokenizeCorpus } from "../train/data.js";
+import { readDistillSet } from "../train/distill.js";
+import { type ObjectiveSpec, type TrainData, type TrainOptions, train } from "../train/loop.js";
 import { ProgressBar } from "../train/progress.js";
 import { certaintyTemperature, createTrainStep } from "../train/step.js";
 import {
@@ -154,6 +155,13 @@ and stops (exit 130).`,
         "block diffusion: clean (one block per row, default), noisy (every block, noisy context) or dual (BD3-LM's [x_t ; x_0] trainer: every block against clean context)",
     },
     {
+      name: "distill",
+      type: "string",
+      value: "DIR",
+      description:
+        "block diffusion on a distillation set of 'unmask distill' (its rows and tokenizer instead of the corpus): the responses train against their clean prompts",
+    },
+    {
       name: "certainty",
       type: "string",
       value: "W",
@@ -237,6 +245,102 @@ function objectiveOf(config: ModelConfig, file: string, parsed: Parsed): Objecti
   return spec;
 }
 
+/** A corpus split's tokens (cached next to it after the first run), null when the split is absent. */
+export async function tokenizeSplit(
+  corpusDir: string,
+  split: string,
+  tokenizer: BpeTokenizer,
+): Promise<TokenStream | null> {
+  const corpus = join(corpusDir, `${split}.jsonl`);
+  if (!existsSync(corpus)) return null;
+  const progress = new PhasedProgress("tokenize");
+  try {
+    return await tokenizeCorpus({
+      corpus,
+      tokenizer,
+      onProgress: (p) => progress.update(split, p.done, p.fileBytes, { tokens: p.tokens }),
+    });
+  } finally {
+    progress.end();
+  }
+}
+
+/** Rows of `--length` tokens (default the context) from the corpus's splits. */
+async function corpusData(
+  corpusDir: string,
+  tokenizer: BpeTokenizer,
+  config: ModelConfig,
+  parsed: Parsed,
+): Promise<TrainData> {
+  const length = intOption(parsed, "length", 2, config.maxPositions) ?? config.maxPositions;
+  if (config.attention === "block_causal" && length % config.blockSize !== 0) {
+    throw new UsageError(
+      `--length ${length}: block diffusion needs a multiple of the block size ${config.blockSize}`,
+    );
+  }
+  const trainTokens = (await tokenizeSplit(corpusDir, "train", tokenizer))!;
+  const validTokens = await tokenizeSplit(corpusDir, "valid", tokenizer);
+  const data: TrainData = { train: new PackedRows(trainTokens.tokens, length) };
+  if (validTokens !== null && validTokens.tokens.length >= length) {
+    data.valid = new PackedRows(validTokens.tokens, length);
+    data.validBytesPerToken = validTokens.bytes / validTokens.tokens.length;
+  }
+  return data;
+}
+
+/**
+ * A distillation set's rows (prompt + response); the objective then trains the responses only
+ * (`from` = the prompt's length). Bits per byte count the bytes of the held-out responses' text.
+ */
+async function distillData(
+  dir: string,
+  tokenizer: BpeTokenizer,
+  config: ModelConfig,
+  file: string,
+  parsed: Parsed,
+  objective: ObjectiveSpec,
+): Promise<TrainData> {
+  if (objective.kind !== "block") {
+    throw new UsageError(
+      `--distill trains block diffusion on the responses; ${file} has ${config.attention} attention (block_causal needed)`,
+    );
+  }
+  if (intOption(parsed, "length", 1) !== undefined) {
+    throw new UsageError("--length: a distillation set's rows are prompt + response tokens long");
+  }
+  let set: Awaited<ReturnType<typeof readDistillSet>>;
+  try {
+    set = await readDistillSet(dir);
+  } catch (cause) {
+    if (cause instanceof DataError) throw new UsageError(`--distill: ${cause.message}`, { cause });
+    throw cause;
+  }
+  const { prompt, response } = set.info;
+  if (prompt % config.blockSize !== 0 || (prompt + response) % config.blockSize !== 0) {
+    throw new UsageError(
+      `--distill: prompt ${prompt} and response ${response} must be multiples of ${file}'s block size ${config.blockSize}`,
+    );
+  }
+  if (prompt + response > config.maxPositions) {
+    throw new UsageError(
+      `--distill: rows of ${prompt + response} tokens exceed ${file}'s context ${config.maxPositions}`,
+    );
+  }
+  objective.from = prompt;
+  const data: TrainData = { train: set.train };
+  if (set.valid) {
+    data.valid = set.valid;
+    const row = new Int32Array(prompt + response);
+    let bytes = 0;
+    for (let r = 0; r < set.valid.count; r++) {
+      set.valid.copyRow(r, row);
+      bytes += Buffer.byteLength(tokenizer.decode(Array.from(row.subarray(prompt))));
+    }
+    data.validBytesPerToken = bytes / (set.valid.count * response);
+  }
+  return data;
+}
+
 async function run(argv: string[], context: Context): Promise<number> {
   const parsed = parse(spec, argv);
   const root = packageRoot();
@@ -244,8 +348,15 @@ async function run(argv: string[], context: Context): Promise<number> {
     stringOption(parsed, "config") ?? join(root, "configs", "unmask-code.json"),
   );
   const corpusDir = resolve(stringOption(parsed, "corpus") ?? join(root, ".cache", "corpus"));
+  const distillDir = stringOption(parsed, "distill");
+  if (distillDir !== undefined && stringOption(parsed, "corpus") !== undefined) {
+    throw new UsageError(
+      "--distill: the set replaces the corpus; give one of --distill and --corpus",
+    );
+  }
   const tokenizerFile = resolve(
-    stringOption(parsed, "tokenizer") ?? join(corpusDir, "tokenizer.json"),
+    stringOption(parsed, "tokenizer") ??
+      join(distillDir === undefined ? corpusDir : resolve(distillDir), "tokenizer.json"),
   );
   const runDir = resolve(
     stringOption(parsed, "run") ?? join(root, ".cache", "runs", basename(configFile, ".json")),
@@ -270,10 +381,12 @@ async function run(argv: string[], context: Context): Promise<number> {
   }
   for (const [file, what] of [
     [configFile, "--config"],
-    [
-      join(corpusDir, "train.jsonl"),
-      "the corpus (run 'unmask corpus' first, or pass --corpus DIR)",
-    ],
+    distillDir === undefined
+      ? [
+          join(corpusDir, "train.jsonl"),
+          "the corpus (run 'unmask corpus' first, or pass --corpus DIR)",
+        ]
+      : [join(resolve(distillDir), "distill.json"), "the distillation set (run 'unmask distill')"],
     [tokenizerFile, "the tokenizer (run 'unmask corpus --tokenizer', or pass --tokenizer FILE)"],
   ]) {
     if (!existsSync(file)) throw new UsageError(`${file}: not found: ${what}`);
@@ -281,12 +394,6 @@ async function run(argv: string[], context: Context): Promise<number> {
 
   const config = parseModelConfig(JSON.parse(await readFile(configFile, "utf8")), configFile);
   const objective = objectiveOf(config, configFile, parsed);
-  const length = intOption(parsed, "length", 2, config.maxPositions) ?? config.maxPositions;
-  if (config.attention === "block_causal" && length % config.blockSize !== 0) {
-    throw new UsageError(
-      `--length ${length}: block diffusion needs a multiple of the block size ${config.blockSize}`,
-    );
-  }
   const tokenizerJson = await readFile(tokenizerFile, "utf8");
   const tokenizer = new BpeTokenizer(bpeFromTokenizerJson(JSON.parse(tokenizerJson)));
   if (tokenizer.vocabSize > config.vocabSize) {
@@ -294,31 +401,10 @@ async function run(argv: string[], context: Context): Promise<number> {
       `${tokenizerFile} has ${tokenizer.vocabSize} tokens, more than ${configFile}'s vocab_size ${config.vocabSize}`,
     );
   }
-
-  // tokens of the corpus (cached next to it after the first run)
-  const tokenize = async (split: string): Promise<TokenStream | null> => {
-    const corpus = join(corpusDir, `${split}.jsonl`);
-    if (!existsSync(corpus)) return null;
-    const progress = new PhasedProgress("tokenize");
-    try {
-      return await tokenizeCorpus({
-        corpus,
-        tokenizer,
-        onProgress: (p) => progress.update(split, p.done, p.fileBytes, { tokens: p.tokens }),
-      });
-    } finally {
-      progress.end();
-    }
-  };
-  const trainTokens = (await tokenize("train"))!;
-  const validTokens = await tokenize("valid");
-  const data: Parameters<typeof train>[0]["data"] = {
-    train: new PackedRows(trainTokens.tokens, length),
-  };
-  if (validTokens !== null && validTokens.tokens.length >= length) {
-    data.valid = new PackedRows(validTokens.tokens, length);
-    data.validBytesPerToken = validTokens.bytes / validTokens.tokens.length;
-  }
+  const data =
+    distillDir === undefined
+      ? await corpusData(corpusDir, tokenizer, config, parsed)
+      : await distillData(resolve(distillDir), tokenizer, config, configFile, parsed, objective);
 
   const step = await createTrainStep(
     config,
@@ -327,7 +413,7 @@ async function run(argv: string[], context: Context): Promise<number> {
       ? { certainty: { temperature: certaintyTemperature } }
       : {},
   );
-  const tokensPerStep = batchRows * length * accumulation;
+  const tokensPerStep = batchRows * data.train.length * accumulation;
   const totalSteps = steps ?? Math.ceil(tokens! / tokensPerStep);
   const options: TrainOptions = {
     runDir,

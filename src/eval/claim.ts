@@ -120,14 +120,19 @@ export interface ClaimReport {
 }
 
 /**
- * The settings measured by default, for each diffusion model: LLaDA one token per step and four;
- * Fast-dLLM's threshold (0.9, 0.7, 0.5) and factor rules on blocks of 8 with the dual cache
- * ("fdllm-…", the fast-dllm-small and fast-dllm-factor presets); EB-sampler with γ 0.1 and 1;
- * speculative decoding with drafts of 4 and 8. Names stay short for the plot's legend.
+ * The settings measured by default, for each diffusion model. A full-attention model: LLaDA one
+ * token per step and four; Fast-dLLM's threshold (0.9, 0.7, 0.5) and factor rules on blocks of 8
+ * with the dual cache ("fdllm-…", the fast-dllm-small and fast-dllm-factor presets); EB-sampler
+ * with γ 0.1 and 1; speculative decoding with drafts of 4 and 8. A block-causal model (block
+ * diffusion, exact block cache, blocks of its block size): one token per step, the threshold
+ * rule (0.9, 0.7, 0.5), the factor rule and EB-sampler ("bd-…"). Names stay short for the
+ * plot's legend.
  */
-export function claimSettings(models: readonly { name: string }[]): ClaimSetting[] {
+export function claimSettings(
+  models: readonly { name: string; model: { config: { attention: string } } }[],
+): ClaimSetting[] {
   const out: ClaimSetting[] = [{ name: "ar", decoder: { kind: "ar" } }];
-  models.forEach(({ name }, model) => {
+  models.forEach(({ name, model: { config } }, model) => {
     const tag = models.length > 1 ? `${name}:` : "";
     const d = (label: string, options: DiffusionOptions, tokensPerStep?: number): ClaimSetting => ({
       name: tag + label,
@@ -138,6 +143,19 @@ export function claimSettings(models: readonly { name: string }[]): ClaimSetting
         ...(tokensPerStep === undefined ? {} : { tokensPerStep }),
       },
     });
+    if (config.attention === "block_causal") {
+      const bd = (label: string, options: DiffusionOptions, tokensPerStep?: number) =>
+        d(label, { preset: "block-diffusion", ...options }, tokensPerStep);
+      out.push(
+        bd("bd-1/step", {}, 1),
+        bd("bd-t0.9", { selection: "threshold", threshold: 0.9 }),
+        bd("bd-t0.7", { selection: "threshold", threshold: 0.7 }),
+        bd("bd-t0.5", { selection: "threshold", threshold: 0.5 }),
+        bd("bd-factor", { selection: "factor", factor: 1 }),
+        bd("bd-eb-1", { selection: "entropy-bound", gamma: 1 }),
+      );
+      return;
+    }
     out.push(
       d("llada", { preset: "llada" }),
       d("llada-4/step", { preset: "llada", blockLength: 8 }, 4),

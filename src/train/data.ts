@@ -133,7 +133,7 @@ async function cacheKey(corpus: string, tokenizer: BpeTokenizer, eosId: number):
   return hash.digest("hex").slice(0, 16);
 }
 
-async function writeAtomic(path: string, data: string | Uint8Array): Promise<void> {
+export async function writeAtomic(path: string, data: string | Uint8Array): Promise<void> {
   const temp = `${path}.tmp-${process.pid}`;
   await writeFile(temp, data);
   await rename(temp, path);

@@ -64,6 +64,8 @@ export type ObjectiveSpec =
       context?: "clean" | "noisy" | "dual";
       complementary?: boolean;
       certainty?: number;
+      /** Distillation rows: positions before it are a clean prompt without loss (see blockDiffusionBatch). */
+      from?: number;
     }
   | { kind: "ar"; fim?: FimOptions };
 
@@ -331,8 +333,7 @@ class Trainer {
   private async accumulate(): Promise<number> {
     const { batchRows, objective } = this.o;
     const A = this.accumulation;
-    const normalizer =
-      objective.kind === "ar" ? A * batchRows * (this.length - 1) : A * batchRows * this.length;
+    const normalizer = A * batchRows * this.lossPositions;
     const perRow = this.ratesPerRow;
     // Mask rates for the whole optimizer batch, stratified across all its rows (MDLM).
     const rates =
@@ -360,12 +361,20 @@ class Trainer {
     return loss;
   }
 
-  /** Mask rates per row: one per block when every block is noised (BD3-LM), else one. */
+  /** Mask rates per row: one per noised block when every block is noised (BD3-LM), else one. */
   private get ratesPerRow(): number {
     const o = this.o.objective;
     return o.kind === "block" && (o.context === "noisy" || o.context === "dual")
-      ? this.length / this.step.config.blockSize
+      ? this.lossPositions / this.step.config.blockSize
       : 1;
+  }
+
+  /** Positions of a row that can carry loss: the losses are means over them. */
+  private get lossPositions(): number {
+    const o = this.o.objective;
+    return o.kind === "ar"
+      ? this.length - 1
+      : this.length - (o.kind === "block" ? (o.from ?? 0) : 0);
   }
 
   private buildBatch(
@@ -406,6 +415,7 @@ class Trainer {
           shift,
           complementary: training && o.complementary,
           eps: o.eps,
+          from: o.from,
         });
         break;
       case "ar":
@@ -435,7 +445,7 @@ class Trainer {
       const perRow = this.ratesPerRow;
       const rates =
         o.kind === "ar" ? null : sampleMaskRates(n * perRow, rng, o.lowDiscrepancy ?? true, o.eps);
-      const normalizer = o.kind === "ar" ? n * (this.length - 1) : n * this.length;
+      const normalizer = n * this.lossPositions;
       const batch = this.buildBatch(part, n, normalizer, rng, rates, false);
       sum += (await this.step.run(this.params, batch, this.scratch)) * n;
     }
@@ -547,6 +557,15 @@ function checkObjective(config: ModelConfig, o: ObjectiveSpec, length: number): 
   }
   if (kind === "block" && length % config.blockSize !== 0) {
     throw new TrainError(`block size ${config.blockSize} does not divide row length ${length}`);
+  }
+  const from = o.kind === "block" ? o.from : undefined;
+  if (
+    from !== undefined &&
+    !(Number.isInteger(from) && from >= 0 && from < length && from % config.blockSize === 0)
+  ) {
+    throw new TrainError(
+      `from ${from} must be a multiple of the block size ${config.blockSize} below the row length ${length}`,
+    );
   }
   if (length > config.maxPositions) {
     throw new TrainError(

@@ -115,26 +115,36 @@ export interface BlockDiffusionOptions extends MaskedDiffusionOptions {
    * against clean earlier blocks, over [x_t ; x_0]. See `blockDiffusionBatch`.
    */
   context?: "clean" | "noisy" | "dual";
+  /**
+   * The first position that is noised and carries loss (a multiple of the block size; default 0).
+   * Distillation rows (src/train/distill.ts) set it to the prompt's length: the prompt stays clean
+   * and only the teacher's response trains, block by block against the prompt and the clean
+   * response blocks before it. The dual form then holds [x_t of the response ; x_0].
+   */
+  from?: number;
 }
 
 /**
- * BD3-LM's vectorized training mask (kuleshov-group/bd3lms `block_diff_mask`) over the 2L
- * tokens [x_t ; x_0] as an additive bias [2L, 2L] (0 visible, −∞ not): a query of block b sees
+ * BD3-LM's vectorized training mask (kuleshov-group/bd3lms `block_diff_mask`) over the tokens
+ * [x_t ; x_0] as an additive bias (0 visible, −∞ not), where x_t holds the noisy copies of
+ * positions from..length − 1 (all of them by default) and x_0 the clean row. A query of block b sees
  *   x_t → x_t: its own noisy block b (block diagonal, M_BD);
  *   x_t → x_0: clean blocks before b (offset block-causal, M_OBC);
  *   x_0 → x_0: clean blocks up to b (block-causal, M_BC).
  * So the noisy copy of block b sees exactly what block b sees when it is decoded after clean
  * blocks 0..b − 1, and every block trains in one forward pass.
  */
-export function blockDualMask(length: number, blockSize: number): Float32Array {
-  const n = 2 * length;
+export function blockDualMask(length: number, blockSize: number, from = 0): Float32Array {
+  const noisy = length - from;
+  const n = noisy + length;
+  const blockOf = (i: number) => Math.floor((i < noisy ? from + i : i - noisy) / blockSize);
   const bias = new Float32Array(n * n).fill(Number.NEGATIVE_INFINITY);
   for (let q = 0; q < n; q++) {
-    const qClean = q >= length;
-    const qBlock = Math.floor((q % length) / blockSize);
+    const qClean = q >= noisy;
+    const qBlock = blockOf(q);
     for (let k = 0; k < n; k++) {
-      const kClean = k >= length;
-      const kBlock = Math.floor((k % length) / blockSize);
+      const kClean = k >= noisy;
+      const kBlock = blockOf(k);
       const visible =
         (qBlock === kBlock && qClean === kClean) ||
         (qBlock > kBlock && kClean && !qClean) ||
@@ -183,17 +193,23 @@ export function blockDiffusionBatch(
     throw new RangeError(`block size ${S} must divide the row length ${length}`);
   }
   const context = o.context ?? "clean";
+  const from = o.from ?? 0;
+  if (!Number.isInteger(from) || from < 0 || from >= length || from % S !== 0) {
+    throw new RangeError(`from ${from} must be a multiple of the block size ${S} below ${length}`);
+  }
   const blocks = length / S;
+  const first = from / S; // the first block that is noised
   const copies = o.complementary ? 2 : 1;
   const dual = context === "dual";
-  const stride = dual ? 2 * length : length; // tokens per batch row
-  const normalizer = (o.normalizer ?? rows * length) * copies;
+  const noisy = dual ? length - from : 0; // x_t tokens before x_0 in a dual row
+  const stride = noisy + length; // tokens per batch row
+  const normalizer = (o.normalizer ?? rows * (length - from)) * copies;
   const eps = o.eps ?? defaultMaskEps;
   const tokens = new Int32Array(copies * rows * stride);
   for (let c = 0; c < copies * rows; c++) {
     const row = clean.subarray((c % rows) * length, ((c % rows) + 1) * length);
-    tokens.set(row, c * stride);
-    if (dual) tokens.set(row, c * stride + length);
+    if (dual) tokens.set(row.subarray(from), c * stride);
+    tokens.set(row, c * stride + noisy);
   }
   const index: number[] = [];
   const targets: number[] = [];
@@ -201,11 +217,12 @@ export function blockDiffusionBatch(
   /** Masks position j of batch row `row` (a copy of clean row r); its loss weight divides by `rate`. */
   const maskAt = (row: number, r: number, j: number, rate: number, factor: number) => {
     const start = row * stride;
-    tokens[start + j] = o.maskId;
-    let hidden = start + j;
+    const at = dual ? start + j - from : start + j; // where position j's noisy token is
+    tokens[at] = o.maskId;
+    let hidden = at;
     if (o.shift) {
       if (j === 0) return; // nothing before position 0 predicts it
-      hidden = dual && j % S === 0 ? start + length + j - 1 : start + j - 1;
+      hidden = dual && j % S === 0 ? start + noisy + j - 1 : at - 1;
     }
     index.push(hidden);
     targets.push(clean[r * length + j]);
@@ -217,9 +234,10 @@ export function blockDiffusionBatch(
       else if (copies === 2) maskAt(rows + r, r, j, 1 - p, factor);
     }
   };
+  const noised = blocks - first;
   for (let r = 0; r < rows; r++) {
-    if (context === "clean") noiseBlock(r, rng.int(blocks), o.rates[r], blocks);
-    else for (let b = 0; b < blocks; b++) noiseBlock(r, b, o.rates[r * blocks + b], 1);
+    if (context === "clean") noiseBlock(r, first + rng.int(noised), o.rates[r], noised);
+    else for (let b = first; b < blocks; b++) noiseBlock(r, b, o.rates[r * noised + b - first], 1);
   }
   const batch: LossBatch = {
     tokens,
@@ -229,8 +247,11 @@ export function blockDiffusionBatch(
     weights: Float32Array.from(weights),
   };
   if (dual) {
-    batch.positions = Int32Array.from({ length: tokens.length }, (_, i) => i % length);
-    batch.attentionBias = blockDualMask(length, S);
+    batch.positions = Int32Array.from({ length: tokens.length }, (_, i) => {
+      const k = i % stride;
+      return k < noisy ? from + k : k - noisy;
+    });
+    batch.attentionBias = blockDualMask(length, S, from);
   }
   return batch;
 }
