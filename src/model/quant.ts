@@ -177,7 +177,8 @@ function roundEven(v: number): number {
 
 /**
  * The slow twin of quantizeTokens and channelLinear: x [rows, in] rotated and quantized per row
- * in plain arithmetic, the integer product, and the two scales; returns [rows, out].
+ * in plain arithmetic (`parts` 2: what the first int8 part leaves quantized again), the integer
+ * products, and their scales; returns [rows, out].
  */
 export function channelLinearReference(
   x: Float32Array,
@@ -185,19 +186,26 @@ export function channelLinearReference(
   w: ChannelWeight,
   out: number,
   inDim: number,
+  parts: 1 | 2 = 1,
 ): Float32Array {
-  const rotated = rotateRows(x, rows, inDim);
+  const rest = rotateRows(x, rows, inDim);
   const y = new Float32Array(rows * out);
   const q = new Int32Array(inDim);
   for (let r = 0; r < rows; r++) {
-    let top = 0;
-    for (let i = 0; i < inDim; i++) top = Math.max(top, Math.abs(rotated[r * inDim + i]));
-    const s = Math.fround(Math.fround(top * Math.fround(1 / int8Top)) + tiny);
-    for (let i = 0; i < inDim; i++) q[i] = roundEven(Math.fround(rotated[r * inDim + i] / s));
-    for (let o = 0; o < out; o++) {
-      let sum = 0; // exact: |sum| < 2^31
-      for (let i = 0; i < inDim; i++) sum += q[i] * w.q[i * out + o];
-      y[r * out + o] = sum * s * w.scale[o];
+    const row = rest.subarray(r * inDim, (r + 1) * inDim);
+    for (let part = 0; part < parts; part++) {
+      let top = 0;
+      for (let i = 0; i < inDim; i++) top = Math.max(top, Math.abs(row[i]));
+      const s = Math.fround(Math.fround(top * Math.fround(1 / int8Top)) + tiny);
+      for (let i = 0; i < inDim; i++) {
+        q[i] = roundEven(Math.fround(row[i] / s));
+        row[i] = Math.fround(row[i] - Math.fround(q[i] * s)); // what this part leaves
+      }
+      for (let o = 0; o < out; o++) {
+        let sum = 0; // exact: |sum| < 2^31
+        for (let i = 0; i < inDim; i++) sum += q[i] * w.q[i * out + o];
+        y[r * out + o] = Math.fround(y[r * out + o] + Math.fround(sum * s * w.scale[o]));
+      }
     }
   }
   return y;
@@ -213,10 +221,10 @@ export interface TokenQuant {
   zero: Tensor;
 }
 
-export function quantizeTokens(x: Tensor): TokenQuant {
-  const g = x.graph;
-  const inDim = x.shape[x.rank - 1] as number;
-  const rotated = rotate(x); // [..., in]
+/** The rotated activations [..., in] in int8 per token. */
+function quantizeRows(rotated: Tensor): TokenQuant {
+  const g = rotated.graph;
+  const inDim = rotated.shape[rotated.rank - 1] as number;
   const scale = op.add(op.mul(op.reduceMax(op.abs(rotated), [-1]), 1 / int8Top), tiny); // [..., 1]
   const rowScale = op.reshape(scale, [-1]); // [M]
   const zero = g.scalar(128, "uint8");
@@ -229,22 +237,40 @@ export function quantizeTokens(x: Tensor): TokenQuant {
     [{ dtype: "uint8", shape: rows.shape }],
     { axis: { i: 0 } },
   )[0];
-  return { q: op.reshapeAs(q, x), scale, zero }; // [..., in]
+  return { q: op.reshapeAs(q, rotated), scale, zero }; // [..., in]
 }
 
 /**
- * x @ Wᵀ through MatMulIntegerToFloat for activations quantized by quantizeTokens and W by
- * quantizeChannels. The weight is made by `weight` when the graph is serialised (a checkpoint's
- * tensor read and quantized just then) and released once both its tensors are written.
+ * x [..., in] rotated and quantized per token in `parts` int8 parts: the second quantizes what
+ * the first leaves (|x·R − first| ≤ its scale / 2), so two parts keep ~15 bits of each token.
+ */
+export function quantizeTokens(x: Tensor, parts: 1 | 2 = 1): TokenQuant[] {
+  let rest = rotate(x); // [..., in]
+  const out: TokenQuant[] = [];
+  for (let part = 0; part < parts; part++) {
+    const t = quantizeRows(rest);
+    out.push(t);
+    if (part + 1 < parts) {
+      rest = op.sub(rest, op.mul(op.sub(op.cast(t.q, "float32"), 128), t.scale));
+    }
+  }
+  return out;
+}
+
+/**
+ * x @ Wᵀ through MatMulIntegerToFloat for activations quantized by quantizeTokens (one product
+ * per part, summed) and W by quantizeChannels. The weight is made by `weight` when the graph is
+ * serialised (a checkpoint's tensor read and quantized just then) and released once both its
+ * tensors are written.
  */
 export function channelLinear(
-  x: TokenQuant,
+  x: readonly TokenQuant[],
   name: string,
   out: number,
   inDim: number,
   weight: () => ChannelWeight,
 ): Tensor {
-  const g = x.q.graph;
+  const g = x[0].q.graph;
   let held: ChannelWeight | undefined;
   const q = g.initializer(`${name}.q8`, "int8", [inDim, out], () => {
     held = weight();
@@ -255,14 +281,18 @@ export function channelLinear(
     held = undefined;
     return values;
   });
-  const shape = [...x.q.shape.slice(0, -1), out];
-  return g.node(
-    "MatMulIntegerToFloat",
-    [x.q, q, x.scale, scale, x.zero],
-    [{ dtype: "float32", shape }],
-    {},
-    "com.microsoft",
-  )[0];
+  const shape = [...x[0].q.shape.slice(0, -1), out];
+  const products = x.map(
+    (part) =>
+      g.node(
+        "MatMulIntegerToFloat",
+        [part.q, q, part.scale, scale, part.zero],
+        [{ dtype: "float32", shape }],
+        {},
+        "com.microsoft",
+      )[0],
+  );
+  return products.reduce((sum, y) => op.add(sum, y));
 }
 
 // ---- int4: blocks of 16 inputs, MatMulNBits ---------------------------------------------------
