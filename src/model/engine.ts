@@ -79,7 +79,7 @@ export function buildInferenceGraph(
     return t;
   };
   /** Activations rotated and quantized per token, once for the projections that read them. */
-  const tokens = new Map<Tensor, TokenQuant[]>();
+  const tokens = new Map<Tensor, TokenQuant>();
   /**
    * A linear weight in its quantized form, quantized when its turn comes: int8 for every linear
    * layer and the LM head, int4 for the layers' linear weights.
@@ -92,8 +92,7 @@ export function buildInferenceGraph(
     if (quant === "int4") {
       return blockLinear(x, name, out, inDim, () => quantizeBlocks(read(), out, inDim));
     }
-    // the head's errors land on the logits as they are: its activations get two int8 parts
-    const t = tokens.get(x) ?? quantizeTokens(x, name.startsWith("model.layers.") ? 1 : 2);
+    const t = tokens.get(x) ?? quantizeTokens(x);
     tokens.set(x, t);
     return channelLinear(t, name, out, inDim, () => quantizeChannels(read(), out, inDim));
   };

@@ -13,18 +13,25 @@
 // MatMulNBits at accuracy level 4 (activations quantized to int8 per block; its integer fast path
 // on CPUs): in each block of 16 inputs of one output, W ≈ scale · (q − zero), q, zero in [0, 15].
 //
-// Measured alternatives (AMD EPYC Zen 5 with AVX512-VNNI, 2 threads, onnxruntime-node 1.30):
-// one [256, 768] × [768, 3072] projection, medians of interleaved runs against float MatMul on a
-// shared machine: MatMulIntegerToFloat / DynamicQuantizeMatMul (uint8 × int8) 2.5–4.9× float's
-// speed, the same with per-token scales 2.4–4.2×; MatMulInteger with int8 activations
-// (int8 × int8) 0.17× (no VNNI kernel for it here); MatMulNBits 8 bits at accuracy 4 1.0–2.2×
-// (blocks of 16 to 128), at accuracy 0 0.8×; MatMulNBits 4 bits 0.9–1.8×.
-// Top-1 agreement with float32 (bench quant: the embedded model, 2039 masked positions):
-// DynamicQuantizeMatMul (activations per tensor) 94.4%; per-token activations without rotation
-// 98.0% (with float weights too: the activations were the error); MatMulNBits 8 bits (head
-// float32) 98.7% in blocks of 32, 99.2% in blocks of 16 (at 1.05–1.33× float32's speed on the
-// 110M shape); 4 bits 94.9% in blocks of 32, 95.5% in blocks of 16. The int8 form here: see
-// docs/BENCHMARKS.md.
+// Measured alternatives (AMD EPYC Zen 5 with AVX512-VNNI, 2 threads, onnxruntime-node 1.30, a
+// shared machine at load average 2–8). One [256, 768] × [768, 3072] projection against float
+// MatMul, medians of interleaved runs: MatMulIntegerToFloat / DynamicQuantizeMatMul (uint8 ×
+// int8) 2.5–4.9× float's speed, with per-token scales 2.4–4.2×; MatMulInteger with int8
+// activations (int8 × int8) 0.17× (no VNNI kernel for it on this CPU); MatMulNBits 8 bits at
+// accuracy 4 1.0–2.2× (blocks of 16 to 128), at accuracy 0 0.8×; MatMulNBits 4 bits 0.9–1.8×.
+// Top-1 agreement with float32 at masked positions (bench quant: the embedded model, 16 canvases,
+// 2039 positions; "/64": 64 canvases, 8157): DynamicQuantizeMatMul (activations per tensor)
+// 94.4%; per-token activations without rotation 98.0%, the same with float weights 98.0% (the
+// activations were the error), int8 weights with float activations 99.6%; rotated, the head kept
+// float32 99.4% (99.1% /64) but the forward only 1.6–1.8× float32's speed (the float head is a
+// fifth of the work); rotated, every layer and the head (this form) 99.1% (98.8% /64); that with
+// the head's activations in two int8 parts (what the first leaves quantized again) 99.4% (99.0%
+// /64) at ~18% more time; also two parts for every layer 99.2% /64 (the int8 weights' floor);
+// exact float logits for the head's top 4 99.4% (99.1% /64) at twice the time (ScatterElements);
+// Hadamard blocks of at most 64 (one product each) 98.5–98.8%, random signs on the rotation
+// 98.8% (98.9% /64). MatMulNBits 8 bits with the head float32: 98.7% in blocks of
+// 32, 99.2% in blocks of 16 (1.05–1.33× float32's speed on the 110M shape). int4: 94.9% in
+// blocks of 32, 95.5% in blocks of 16.
 // The slow twins, `channelLinearReference` and `dequantizeBlocks`, state in plain arithmetic
 // what the nodes compute.
 
@@ -177,8 +184,7 @@ function roundEven(v: number): number {
 
 /**
  * The slow twin of quantizeTokens and channelLinear: x [rows, in] rotated and quantized per row
- * in plain arithmetic (`parts` 2: what the first int8 part leaves quantized again), the integer
- * products, and their scales; returns [rows, out].
+ * in plain arithmetic, the integer product, and the two scales; returns [rows, out].
  */
 export function channelLinearReference(
   x: Float32Array,
@@ -186,26 +192,19 @@ export function channelLinearReference(
   w: ChannelWeight,
   out: number,
   inDim: number,
-  parts: 1 | 2 = 1,
 ): Float32Array {
-  const rest = rotateRows(x, rows, inDim);
+  const rotated = rotateRows(x, rows, inDim);
   const y = new Float32Array(rows * out);
   const q = new Int32Array(inDim);
   for (let r = 0; r < rows; r++) {
-    const row = rest.subarray(r * inDim, (r + 1) * inDim);
-    for (let part = 0; part < parts; part++) {
-      let top = 0;
-      for (let i = 0; i < inDim; i++) top = Math.max(top, Math.abs(row[i]));
-      const s = Math.fround(Math.fround(top * Math.fround(1 / int8Top)) + tiny);
-      for (let i = 0; i < inDim; i++) {
-        q[i] = roundEven(Math.fround(row[i] / s));
-        row[i] = Math.fround(row[i] - Math.fround(q[i] * s)); // what this part leaves
-      }
-      for (let o = 0; o < out; o++) {
-        let sum = 0; // exact: |sum| < 2^31
-        for (let i = 0; i < inDim; i++) sum += q[i] * w.q[i * out + o];
-        y[r * out + o] = Math.fround(y[r * out + o] + Math.fround(sum * s * w.scale[o]));
-      }
+    let top = 0;
+    for (let i = 0; i < inDim; i++) top = Math.max(top, Math.abs(rotated[r * inDim + i]));
+    const s = Math.fround(Math.fround(top * Math.fround(1 / int8Top)) + tiny);
+    for (let i = 0; i < inDim; i++) q[i] = roundEven(Math.fround(rotated[r * inDim + i] / s));
+    for (let o = 0; o < out; o++) {
+      let sum = 0; // exact: |sum| < 2^31
+      for (let i = 0; i < inDim; i++) sum += q[i] * w.q[i * out + o];
+      y[r * out + o] = sum * s * w.scale[o];
     }
   }
   return y;
@@ -221,10 +220,10 @@ export interface TokenQuant {
   zero: Tensor;
 }
 
-/** The rotated activations [..., in] in int8 per token. */
-function quantizeRows(rotated: Tensor): TokenQuant {
-  const g = rotated.graph;
-  const inDim = rotated.shape[rotated.rank - 1] as number;
+export function quantizeTokens(x: Tensor): TokenQuant {
+  const g = x.graph;
+  const inDim = x.shape[x.rank - 1] as number;
+  const rotated = rotate(x); // [..., in]
   const scale = op.add(op.mul(op.reduceMax(op.abs(rotated), [-1]), 1 / int8Top), tiny); // [..., 1]
   const rowScale = op.reshape(scale, [-1]); // [M]
   const zero = g.scalar(128, "uint8");
@@ -237,40 +236,22 @@ function quantizeRows(rotated: Tensor): TokenQuant {
     [{ dtype: "uint8", shape: rows.shape }],
     { axis: { i: 0 } },
   )[0];
-  return { q: op.reshapeAs(q, rotated), scale, zero }; // [..., in]
+  return { q: op.reshapeAs(q, x), scale, zero }; // [..., in]
 }
 
 /**
- * x [..., in] rotated and quantized per token in `parts` int8 parts: the second quantizes what
- * the first leaves (|x·R − first| ≤ its scale / 2), so two parts keep ~15 bits of each token.
- */
-export function quantizeTokens(x: Tensor, parts: 1 | 2 = 1): TokenQuant[] {
-  let rest = rotate(x); // [..., in]
-  const out: TokenQuant[] = [];
-  for (let part = 0; part < parts; part++) {
-    const t = quantizeRows(rest);
-    out.push(t);
-    if (part + 1 < parts) {
-      rest = op.sub(rest, op.mul(op.sub(op.cast(t.q, "float32"), 128), t.scale));
-    }
-  }
-  return out;
-}
-
-/**
- * x @ Wᵀ through MatMulIntegerToFloat for activations quantized by quantizeTokens (one product
- * per part, summed) and W by quantizeChannels. The weight is made by `weight` when the graph is
- * serialised (a checkpoint's tensor read and quantized just then) and released once both its
- * tensors are written.
+ * x @ Wᵀ through MatMulIntegerToFloat for activations quantized by quantizeTokens and W by
+ * quantizeChannels. The weight is made by `weight` when the graph is serialised (a checkpoint's
+ * tensor read and quantized just then) and released once both its tensors are written.
  */
 export function channelLinear(
-  x: readonly TokenQuant[],
+  x: TokenQuant,
   name: string,
   out: number,
   inDim: number,
   weight: () => ChannelWeight,
 ): Tensor {
-  const g = x[0].q.graph;
+  const g = x.q.graph;
   let held: ChannelWeight | undefined;
   const q = g.initializer(`${name}.q8`, "int8", [inDim, out], () => {
     held = weight();
@@ -281,18 +262,14 @@ export function channelLinear(
     held = undefined;
     return values;
   });
-  const shape = [...x[0].q.shape.slice(0, -1), out];
-  const products = x.map(
-    (part) =>
-      g.node(
-        "MatMulIntegerToFloat",
-        [part.q, q, part.scale, scale, part.zero],
-        [{ dtype: "float32", shape }],
-        {},
-        "com.microsoft",
-      )[0],
-  );
-  return products.reduce((sum, y) => op.add(sum, y));
+  const shape = [...x.q.shape.slice(0, -1), out];
+  return g.node(
+    "MatMulIntegerToFloat",
+    [x.q, q, x.scale, scale, x.zero],
+    [{ dtype: "float32", shape }],
+    {},
+    "com.microsoft",
+  )[0];
 }
 
 // ---- int4: blocks of 16 inputs, MatMulNBits ---------------------------------------------------
