@@ -16,11 +16,11 @@ import { type ModelConfig, parameterShapes, type WeightReader, type Weights } fr
 import {
   blockLinear,
   channelLinear,
+  concatChannels,
   type QuantType,
   quantizeBlocks,
   quantizeChannels,
   quantizeTokens,
-  type TokenQuant,
 } from "./quant.js";
 import { resolveForwardRequest, WeightsError } from "./request.js";
 import { statsFeeds, statsInputs, stepStatistics } from "./stats.js";
@@ -78,23 +78,29 @@ export function buildInferenceGraph(
     }
     return t;
   };
-  /** Activations rotated and quantized per token, once for the projections that read them. */
-  const tokens = new Map<Tensor, TokenQuant>();
   /**
-   * A linear weight in its quantized form, quantized when its turn comes: int8 for every linear
-   * layer and the LM head, int4 for the layers' linear weights.
+   * Linear weights in their quantized form, quantized when their turn comes: int8 for every
+   * linear layer and the LM head (the weights of one input as one product, split after), int4 for
+   * the layers' linear weights.
    */
-  const linearOf = (x: Tensor, name: string): Tensor | undefined => {
+  const linearOf = (x: Tensor, names: readonly string[]): Tensor[] | undefined => {
     if (quant === undefined) return undefined;
-    if (quant === "int4" && !name.startsWith("model.layers.")) return undefined;
-    const read = reader(name);
-    const [out, inDim] = expected.get(name) as [number, number];
+    if (quant === "int4" && !names[0].startsWith("model.layers.")) return undefined;
+    const inDim = expected.get(names[0])![1] as number;
+    const outs = names.map((name) => expected.get(name)![0] as number);
+    const reads = names.map(reader);
     if (quant === "int4") {
-      return blockLinear(x, name, out, inDim, () => quantizeBlocks(read(), out, inDim));
+      return names.map((name, i) =>
+        blockLinear(x, name, outs[i], inDim, () => quantizeBlocks(reads[i](), outs[i], inDim)),
+      );
     }
-    const t = tokens.get(x) ?? quantizeTokens(x);
-    tokens.set(x, t);
-    return channelLinear(t, name, out, inDim, () => quantizeChannels(read(), out, inDim));
+    const weight = () =>
+      concatChannels(names.map((_, i) => quantizeChannels(reads[i](), outs[i], inDim)));
+    const total = outs.reduce((a, b) => a + b, 0);
+    const y = channelLinear(quantizeTokens(x), names.join("+"), total, inDim, weight); // [..., Σ out]
+    if (names.length === 1) return [y];
+    const starts = outs.map((_, i) => outs.slice(0, i).reduce((a, b) => a + b, 0));
+    return outs.map((out, i) => op.slice(y, [starts[i]], [starts[i] + out], [-1]));
   };
   const ids = g.input("input_ids", "int32", ["batch", "seq"]);
   const positions = g.input("position_ids", "int32", ["batch", "seq"]);

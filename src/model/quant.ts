@@ -167,6 +167,24 @@ export function quantizeChannels(w: Float32Array, out: number, inDim: number): C
   return { q, scale };
 }
 
+/** Weights of the same input side by side: the outputs of each in turn, [in, Σ out]. */
+export function concatChannels(ws: readonly ChannelWeight[]): ChannelWeight {
+  if (ws.length === 1) return ws[0];
+  const outs = ws.map((w) => w.scale.length);
+  const total = outs.reduce((a, b) => a + b, 0);
+  const inDim = ws[0].q.length / outs[0];
+  const q = new Int8Array(inDim * total);
+  const scale = new Float32Array(total);
+  let at = 0;
+  ws.forEach((w, k) => {
+    for (let i = 0; i < inDim; i++)
+      q.set(w.q.subarray(i * outs[k], (i + 1) * outs[k]), i * total + at);
+    scale.set(w.scale, at);
+    at += outs[k];
+  });
+  return { q, scale };
+}
+
 /** The float32 weight [out, in] a ChannelWeight stands for: its dequantized W·R, times Rᵀ. */
 export function dequantizeChannels(w: ChannelWeight, out: number, inDim: number): Float32Array {
   const rotated = new Float32Array(out * inDim);

@@ -37,10 +37,11 @@ export interface TransformerOutputs {
 export type ParameterSource = (name: string) => Tensor;
 
 /**
- * x @ Wᵀ for the linear weight `name` (a layer's projection or the LM head) in a form of its own
- * (quantized, src/model/quant.ts), or undefined: then the float weight from the ParameterSource.
+ * x @ Wᵀ for each linear weight in `names` (the projections of one input: a layer's q, k and v,
+ * its gate and up, or one weight) in a form of their own (quantized, src/model/quant.ts), a
+ * tensor per name; or undefined: then the float weights from the ParameterSource.
  */
-export type LinearSource = (x: Tensor, name: string) => Tensor | undefined;
+export type LinearSource = (x: Tensor, names: readonly string[]) => Tensor[] | undefined;
 
 /**
  * cos and sin of the rotary angles of `positions` [B, N], [B, N, D] float32, HF "rotate_half"
@@ -134,19 +135,20 @@ export function transformer(
   const present: TransformerOutputs["present"] = [];
   for (let l = 0; l < config.numLayers; l++) {
     const p = `model.layers.${l}.`;
-    const optionalBias = (name: string) => (config.qkvBias ? param(name) : undefined);
-    /** The layer's projection `name` (a [out, in] weight) of x, plus its bias when given. */
-    const project = (x: Tensor, name: string, bias?: Tensor) => {
-      const y = linearOf(x, `${p}${name}`);
-      if (y === undefined) return linear(x, param(`${p}${name}`), bias);
-      return bias ? op.add(y, bias) : y;
+    /** The layer's projections `names` ([out, in] weights) of x, each plus its bias if any. */
+    const project = (x: Tensor, names: readonly string[], bias = false) => {
+      const full = names.map((name) => `${p}${name}.weight`);
+      const ys = linearOf(x, full) ?? full.map((name) => linear(x, param(name)));
+      return ys.map((y, i) => (bias ? op.add(y, param(`${p}${names[i]}.bias`)) : y));
     };
 
     // Attention, grouped-query: query head j uses kv head floor(j / groups).
     const a = rmsNorm(x, param(`${p}input_layernorm.weight`), eps); // [B, N, H]
-    const q0 = project(a, "self_attn.q_proj.weight", optionalBias(`${p}self_attn.q_proj.bias`)); // [B, N, Hq·D]
-    const k0 = project(a, "self_attn.k_proj.weight", optionalBias(`${p}self_attn.k_proj.bias`)); // [B, N, Hkv·D]
-    const v0 = project(a, "self_attn.v_proj.weight", optionalBias(`${p}self_attn.v_proj.bias`)); // [B, N, Hkv·D]
+    const [q0, k0, v0] = project(
+      a,
+      ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"],
+      config.qkvBias,
+    ); // [B, N, Hq·D], [B, N, Hkv·D], [B, N, Hkv·D]
     const q1 = op.transpose(op.reshape(q0, [0, 0, hkv, groups, d]), [0, 2, 3, 1, 4]); // [B, Hkv, G, N, D]
     const k1 = op.transpose(op.reshape(k0, [0, 0, hkv, d]), [0, 2, 1, 3]); // [B, Hkv, N, D]
     const v1 = op.transpose(op.reshape(v0, [0, 0, hkv, d]), [0, 2, 1, 3]); // [B, Hkv, N, D]
@@ -161,14 +163,13 @@ export function transformer(
     const probs = op.softmax(scores, -1); // [B, Hkv, G, N, T]
     const heads = op.matmul(probs, op.unsqueeze(v, [2])); // [B, Hkv, G, N, D]
     const merged = op.reshape(op.transpose(heads, [0, 3, 1, 2, 4]), [0, 0, -1]); // [B, N, Hq·D]
-    x = op.add(x, project(merged, "self_attn.o_proj.weight")); // [B, N, H]
+    x = op.add(x, project(merged, ["self_attn.o_proj"])[0]); // [B, N, H]
 
     // SwiGLU MLP: down(silu(gate(m)) · up(m)).
     const m = rmsNorm(x, param(`${p}post_attention_layernorm.weight`), eps); // [B, N, H]
-    const gate = project(m, "mlp.gate_proj.weight"); // [B, N, I]
-    const up = project(m, "mlp.up_proj.weight"); // [B, N, I]
+    const [gate, up] = project(m, ["mlp.gate_proj", "mlp.up_proj"]); // [B, N, I] each
     const act = op.mul(op.mul(gate, op.sigmoid(gate)), up); // [B, N, I]
-    x = op.add(x, project(act, "mlp.down_proj.weight")); // [B, N, H]
+    x = op.add(x, project(act, ["mlp.down_proj"])[0]); // [B, N, H]
   }
 
   let hidden = rmsNorm(x, param("model.norm.weight"), eps); // [B, N, H]
@@ -176,6 +177,6 @@ export function transformer(
     hidden = op.gather(op.reshape(hidden, [-1, h]), inputs.logitIndex); // [B, P, H]
   }
   const head = config.tieWordEmbeddings ? "model.embed_tokens.weight" : "lm_head.weight";
-  const logits = linearOf(hidden, head) ?? linear(hidden, param(head)); // [B, P, V]
+  const logits = (linearOf(hidden, [head]) ?? [linear(hidden, param(head))])[0]; // [B, P, V]
   return { logits, present };
 }
