@@ -7,8 +7,8 @@
 // (s = max|x·R| / 127 per row), multiplied in integers by ONNX Runtime's MatMulIntegerToFloat
 // (com.microsoft), whose uint8 × int8 GEMM uses AVX512-VNNI / AVX-VNNI, and scaled back by
 // s · scale[o]. The rotation spreads a row's outliers over its block, so the per-token scale is
-// not set by a few channels (QuaRot, Ashkboos et al. 2024); the projections that read the same
-// activations (q, k, v; gate, up) share one rotation and quantization.
+// not set by a few channels (QuaRot, Ashkboos et al. 2024). The projections that read the same
+// activations (q, k, v; gate, up) are one product, their weights side by side (concatChannels).
 // int4 (`blockLinear`), the layers' linear weights: block-wise asymmetric 4-bit weights through
 // MatMulNBits at accuracy level 4 (activations quantized to int8 per block; its integer fast path
 // on CPUs): in each block of 16 inputs of one output, W ≈ scale · (q − zero), q, zero in [0, 15].
