@@ -14,11 +14,14 @@
 // on CPUs): in each block of 16 inputs of one output, W ≈ scale · (q − zero), q, zero in [0, 15].
 //
 // Measured alternatives (AMD EPYC Zen 5 with AVX512-VNNI, 2 threads, onnxruntime-node 1.30, a
-// shared machine at load average 2–8). One [256, 768] × [768, 3072] projection against float
-// MatMul, medians of interleaved runs: MatMulIntegerToFloat / DynamicQuantizeMatMul (uint8 ×
-// int8) 2.5–4.9× float's speed, with per-token scales 2.4–4.2×; MatMulInteger with int8
-// activations (int8 × int8) 0.17× (no VNNI kernel for it on this CPU); MatMulNBits 8 bits at
-// accuracy 4 1.0–2.2× (blocks of 16 to 128), at accuracy 0 0.8×; MatMulNBits 4 bits 0.9–1.8×.
+// shared machine). One [256, 768] × [768, 3072] projection against float
+// MatMul, medians of interleaved runs at load 1.7 (under load 5–8 the ratios read higher and
+// scattered): MatMulIntegerToFloat with per-token scales (this form, rotation aside) 2.0–2.2×
+// float's speed; DynamicQuantizeMatMul (per-tensor activations) 2.5–2.6×; MatMulNBits 8 bits
+// at accuracy 4 1.15× in blocks of 32 (1.0–2.2× under load for blocks of 16 to 128), at
+// accuracy 0 0.8×; MatMulInteger with int8 activations (int8 × int8) 0.17× (no VNNI kernel for
+// it on this CPU); MatMulNBits 4 bits 0.9–1.8×. The whole 110M forward: see docs/BENCHMARKS.md
+// (on one thread int8 is 2.5× float32; on two it does not scale as float32 does).
 // Top-1 agreement with float32 at masked positions (bench quant: the embedded model, 16 canvases,
 // 2039 positions; "/64": 64 canvases, 8157): DynamicQuantizeMatMul (activations per tensor)
 // 94.4%; per-token activations without rotation 98.0%, the same with float weights 98.0% (the
