@@ -1,6 +1,7 @@
-// int8/int4 weights (src/model/quant.ts): the packing against its slow twin, the MatMulNBits node
-// against a float MatMul of the dequantized weight, and a quantized engine against the float64
-// reference of the dequantized model. Also the --device option the same engine options carry.
+// int8/int4 weights (src/model/quant.ts): the rotation, the int8 nodes against their slow twin,
+// the int4 packing against its slow twin, the MatMulNBits node against a float MatMul of the
+// dequantized weight, and a quantized engine against the float64 reference of the dequantized
+// model. Also the --device option the same engine options carry.
 
 import assert from "node:assert/strict";
 import { test } from "node:test";
@@ -9,11 +10,17 @@ import { parameterShapes, type Weights } from "../src/model/config.js";
 import { OnnxModel } from "../src/model/engine.js";
 import {
   blockLinear,
+  channelLinear,
+  channelLinearReference,
   dequantizeBlocks,
-  quantBits,
+  dequantizeChannels,
   quantBlock,
   quantizeBlocks,
+  quantizeChannels,
+  quantizeTokens,
   quantTypes,
+  rotateRows,
+  rotationBlock,
 } from "../src/model/quant.js";
 import { randomWeights } from "../src/model/random.js";
 import { ReferenceModel } from "../src/model/reference.js";
@@ -28,80 +35,149 @@ function seeded(n: number, seed: number): Float32Array {
   });
 }
 
-test("block quantization: every weight within half a step of its value; padding stays out", () => {
-  for (const bits of [4, 8] as const) {
-    for (const [out, inDim] of [
-      [5, 64],
-      [3, 40], // a last block of 8 inputs, padded to a whole block
-    ]) {
-      const w = seeded(out * inDim, bits + inDim);
-      const q = quantizeBlocks(w, out, inDim, bits);
-      assert.equal(q.blocks, Math.ceil(inDim / quantBlock));
-      assert.equal(q.packed.length, (out * q.blocks * quantBlock * bits) / 8);
-      const back = dequantizeBlocks(q, out, inDim);
-      for (let o = 0; o < out; o++) {
-        for (let i = 0; i < inDim; i++) {
-          const step = q.scale[o * q.blocks + Math.floor(i / quantBlock)];
-          const e = Math.abs(back[o * inDim + i] - w[o * inDim + i]);
-          assert.ok(e <= step / 2 + 1e-6, `${bits} bits [${o}, ${i}]: error ${e}, step ${step}`);
-        }
-      }
-      // 4 bits keep ~1/16 of the block's range, 8 bits ~1/256
-      const rel = relativeError(back, w);
-      assert.ok(rel < (bits === 4 ? 0.08 : 0.005), `${bits} bits: ${rel}`);
+test("the rotation: blocks of the largest power of two dividing the width, orthogonal, undone by its transpose", () => {
+  assert.deepEqual([256, 768, 2048, 72, 3584].map(rotationBlock), [256, 256, 2048, 8, 512]);
+  const [rows, inDim] = [3, 96];
+  const x = seeded(rows * inDim, 11);
+  const y = rotateRows(x, rows, inDim);
+  for (let r = 0; r < rows; r++) {
+    const norm = (v: Float32Array) => Math.hypot(...v.subarray(r * inDim, (r + 1) * inDim));
+    assert.ok(Math.abs(norm(y) - norm(x)) < 1e-5 * norm(x), `row ${r}: norm kept`);
+  }
+  assert.ok(relativeError(y, x) > 0.5, "it moves the values");
+  assert.ok(relativeError(rotateRows(y, rows, inDim, true), x) < 1e-6);
+});
+
+test("int8 weights: W·R within half a step per output channel; dequantizeChannels gives W back closely", () => {
+  const [out, inDim] = [5, 48];
+  const w = seeded(out * inDim, 3);
+  w[7] = 9; // an outlier: the rotation spreads it over its block
+  const q = quantizeChannels(w, out, inDim);
+  const rotated = rotateRows(w, out, inDim);
+  for (let o = 0; o < out; o++) {
+    for (let i = 0; i < inDim; i++) {
+      const e = Math.abs(q.q[i * out + o] * q.scale[o] - rotated[o * inDim + i]);
+      assert.ok(e <= q.scale[o] / 2 + 1e-6, `[${o}, ${i}]: error ${e}, step ${q.scale[o]}`);
     }
+  }
+  assert.ok(relativeError(dequantizeChannels(q, out, inDim), w) < 0.01);
+});
+
+test("channelLinear (rotation, per-token int8, MatMulIntegerToFloat) equals its slow twin, and x @ Wᵀ closely", async () => {
+  const [batch, seq, inDim, out] = [2, 5, 72, 10];
+  const w = seeded(out * inDim, 5);
+  const x = seeded(batch * seq * inDim, 7);
+  for (let r = 0; r < batch * seq; r++) {
+    for (let i = 0; i < inDim; i++) x[r * inDim + i] *= 0.3 * (r + 1); // rows of other ranges
+  }
+  x.fill(0, 3 * inDim, 4 * inDim); // a row of zeros
+  const q = quantizeChannels(w, out, inDim);
+  const g = new Graph("int8");
+  const input = g.input("x", "float32", [batch, seq, inDim]);
+  g.output(
+    channelLinear(quantizeTokens(input), "w", out, inDim, () => q),
+    "y",
+  );
+  const session = await Session.fromGraph(g, { threads: 1 });
+  const { y } = await session.run({ x: floatTensor(x, [batch, seq, inDim]) });
+  await session.release();
+  assert.deepEqual(y.dims, [batch, seq, out]);
+  const twin = channelLinearReference(x, batch * seq, q, out, inDim);
+  assert.ok(relativeError(y.data as Float32Array, twin) < 1e-6);
+  const exact = new Float32Array(batch * seq * out);
+  for (let r = 0; r < batch * seq; r++) {
+    for (let o = 0; o < out; o++) {
+      let s = 0;
+      for (let i = 0; i < inDim; i++) s += x[r * inDim + i] * w[o * inDim + i];
+      exact[r * out + o] = s;
+    }
+  }
+  const err = relativeError(twin, exact);
+  assert.ok(err > 1e-5 && err < 2e-2, `twin against the float product: ${err}`);
+  for (let o = 0; o < out; o++) assert.equal(y.data[3 * out + o], 0, "the zero row stays zero");
+});
+
+test("int4 block quantization: every weight within half a step of its value; padding stays out", () => {
+  for (const [out, inDim] of [
+    [5, 64],
+    [3, 40], // a last block of 8 inputs, padded to a whole block
+  ]) {
+    const w = seeded(out * inDim, inDim);
+    const q = quantizeBlocks(w, out, inDim);
+    assert.equal(q.blocks, Math.ceil(inDim / quantBlock));
+    assert.equal(q.packed.length, (out * q.blocks * quantBlock) / 2);
+    const back = dequantizeBlocks(q, out, inDim);
+    for (let o = 0; o < out; o++) {
+      for (let i = 0; i < inDim; i++) {
+        const step = q.scale[o * q.blocks + Math.floor(i / quantBlock)];
+        const e = Math.abs(back[o * inDim + i] - w[o * inDim + i]);
+        assert.ok(e <= step / 2 + 1e-6, `[${o}, ${i}]: error ${e}, step ${step}`);
+      }
+    }
+    // 4 bits keep ~1/16 of the block's range
+    assert.ok(relativeError(back, w) < 0.08);
   }
 });
 
 test("MatMulNBits computes x @ Wᵀ of the dequantized weight (exactly in float, closely at int8 activations)", async () => {
-  for (const bits of [4, 8] as const) {
-    const [rows, inDim, out] = [6, 72, 10];
-    const w = seeded(out * inDim, 3 * bits);
-    const x = seeded(rows * inDim, 7);
-    const q = quantizeBlocks(w, out, inDim, bits);
-    const dq = dequantizeBlocks(q, out, inDim);
-    const expected = new Float32Array(rows * out);
-    for (let r = 0; r < rows; r++) {
-      for (let o = 0; o < out; o++) {
-        let s = 0;
-        for (let i = 0; i < inDim; i++) s += x[r * inDim + i] * dq[o * inDim + i];
-        expected[r * out + o] = s;
-      }
+  const [rows, inDim, out] = [6, 72, 10];
+  const w = seeded(out * inDim, 12);
+  const x = seeded(rows * inDim, 7);
+  const q = quantizeBlocks(w, out, inDim);
+  const dq = dequantizeBlocks(q, out, inDim);
+  const expected = new Float32Array(rows * out);
+  for (let r = 0; r < rows; r++) {
+    for (let o = 0; o < out; o++) {
+      let s = 0;
+      for (let i = 0; i < inDim; i++) s += x[r * inDim + i] * dq[o * inDim + i];
+      expected[r * out + o] = s;
     }
-    for (const accuracy of [0, 4] as const) {
-      const g = new Graph("nbits");
-      const input = g.input("x", "float32", [rows, inDim]);
-      g.output(
-        blockLinear(input, "w", bits, out, inDim, () => q, accuracy),
-        "y",
-      );
-      const session = await Session.fromGraph(g, { threads: 1 });
-      const { y } = await session.run({ x: floatTensor(x, [rows, inDim]) });
-      await session.release();
-      const err = relativeError(y.data as Float32Array, expected);
-      assert.ok(err < (accuracy === 0 ? 1e-5 : 2e-2), `${bits} bits, accuracy ${accuracy}: ${err}`);
-    }
+  }
+  for (const accuracy of [0, 4] as const) {
+    const g = new Graph("nbits");
+    const input = g.input("x", "float32", [rows, inDim]);
+    g.output(
+      blockLinear(input, "w", out, inDim, () => q, accuracy),
+      "y",
+    );
+    const session = await Session.fromGraph(g, { threads: 1 });
+    const { y } = await session.run({ x: floatTensor(x, [rows, inDim]) });
+    await session.release();
+    const err = relativeError(y.data as Float32Array, expected);
+    assert.ok(err < (accuracy === 0 ? 1e-5 : 2e-2), `accuracy ${accuracy}: ${err}`);
   }
 });
 
 test("a quantized engine agrees with the float64 reference of its dequantized weights", async () => {
-  const config = tinyModelConfig({ hidden_size: 32, intermediate_size: 64, head_dim: 8 });
+  // an untied head, which int8 quantizes apart from the embedding
+  const config = tinyModelConfig({
+    hidden_size: 32,
+    intermediate_size: 64,
+    head_dim: 8,
+    tie_word_embeddings: false,
+  });
   const weights = randomWeights(config, 9, 0.1);
   const tokens = Int32Array.from({ length: 12 }, (_, i) => (i * 5) % config.vocabSize);
   for (const quant of quantTypes) {
     const engine = await OnnxModel.create(config, weights, { threads: 1, quant });
     const dequantized: Weights = new Map(weights);
     for (const { name, shape } of parameterShapes(config)) {
-      if (!name.startsWith("model.layers.") || !name.endsWith("proj.weight")) continue;
+      const layer = name.startsWith("model.layers.") && name.endsWith("proj.weight");
+      if (!layer && !(quant === "int8" && name === "lm_head.weight")) continue;
       const [out, inDim] = shape;
-      const q = quantizeBlocks(weights.get(name)!, out, inDim, quantBits[quant]);
-      dequantized.set(name, dequantizeBlocks(q, out, inDim));
+      const w = weights.get(name)!;
+      dequantized.set(
+        name,
+        quant === "int8"
+          ? dequantizeChannels(quantizeChannels(w, out, inDim), out, inDim)
+          : dequantizeBlocks(quantizeBlocks(w, out, inDim), out, inDim),
+      );
     }
     const reference = new ReferenceModel(config, dequantized);
     const a = await engine.forward({ tokens, rows: 1 });
     const b = await reference.forward({ tokens, rows: 1 });
     await engine.dispose();
-    // the kernel's int8 activations are the only difference left
+    // the int8 activations are the only difference left
     const err = relativeError(a.logits, b.logits);
     assert.ok(err < 3e-2, `${quant}: ${err}`);
     // and the quantization is real: float32 weights give other logits

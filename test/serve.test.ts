@@ -672,6 +672,59 @@ test("unmask serve as a process: API key from the environment; SIGTERM mid-reque
   assert.match(stderr, /shutting down/);
 });
 
+test("unmask serve --quant --device --family: the models loaded so and served over HTTP; bad values are usage errors", async () => {
+  const { cli } = await import("./cli-helpers.js");
+  const pair = ["--model", join(dir, "tiny"), "--ar-model", join(dir, "tiny-ar")];
+  const child = spawn(
+    process.execPath,
+    [
+      main,
+      "serve",
+      "--port",
+      "0",
+      ...pair,
+      "--quant",
+      "int8",
+      "--device",
+      "cpu",
+      "--family",
+      "unmask",
+    ],
+    { stdio: ["ignore", "ignore", "pipe"] },
+  );
+  let stderr = "";
+  const exited = new Promise<number | null>((resolve) => child.on("close", resolve));
+  const url = await new Promise<string>((resolve, reject) => {
+    child.stderr.on("data", (d: Buffer) => {
+      stderr += d.toString();
+      const m = /listening on (http:\/\/[^ ]+)/.exec(stderr);
+      if (m) resolve(m[1]);
+    });
+    child.on("close", () => reject(new Error(stderr)));
+  });
+  assert.match(stderr, /models: tiny, tiny-ar; int8 weights; on cpu\)/);
+  for (const model of ["tiny", "tiny-ar"]) {
+    const r = await post(`${url}/v1/completions`, { model, prompt: "ab", max_tokens: 4, seed: 1 });
+    assert.equal(r.status, 200, r.text);
+    assert.equal(typeof r.json().choices[0].text, "string");
+  }
+  child.kill("SIGTERM");
+  assert.equal(await exited, 0, stderr);
+  for (const [flag, value, message] of [
+    ["--quant", "int3", /--quant: expected int8 or int4, got "int3"/],
+    ["--device", "tpu", /--device: expected cpu or cuda, got "tpu"/],
+    ["--family", "nope", /--family: expected one of unmask, .*, got "nope"/],
+  ] as const) {
+    const bad = await cli(["serve", "--port", "0", ...pair, flag, value]);
+    assert.equal(bad.code, 2, `${flag} ${value}: ${bad.stderr}`);
+    assert.match(bad.stderr, message);
+  }
+  // a family the checkpoint is not: the loader's typed error names its config.json
+  const wrong = await cli(["serve", "--port", "0", ...pair, "--family", "llada"]);
+  assert.notEqual(wrong.code, 0);
+  assert.match(wrong.stderr, /config\.json/);
+});
+
 test("bench serve --json: one client against eight, in one run", async () => {
   const { cli } = await import("./cli-helpers.js");
   const args = ["bench", "serve", "--model", join(dir, "tiny"), "--ar-model", join(dir, "tiny-ar")];

@@ -2,7 +2,8 @@
 // in speed. Agreement: the embedded diffusion model on held-out canvases (rows of the corpus's
 // valid split, a seeded half of each row's positions masked), the share of masked positions
 // whose top-1 token under quantized weights is float32's. Speed: one forward pass of the 110M
-// benchmark shape (random weights) at a 256-token canvas, float32 and quantized timed in turn.
+// benchmark shape (random weights) at a 256-token canvas, float32 and quantized timed in turn;
+// also at 32 tokens (`block_32`: the block a block-diffusion step runs).
 
 import { readFile } from "node:fs/promises";
 import type { Checkpoint } from "../format/checkpoint.js";
@@ -13,13 +14,20 @@ import { bench110M, benchWeights, compareMs, inTurn } from "./forward.js";
 
 type Progress = (message: string) => void;
 
-export interface QuantBenchResult {
+/** float32_ms, quant_ms and speedup (QuantSpeed's): the 256-token canvas. */
+export interface QuantBenchResult extends QuantSpeed {
   model: string;
   canvases: number;
   masked_positions: number;
   /** Per quant type: top-1 agreement with float32 at masked positions. */
   agreement: Record<QuantType, number>;
   speed_model: string;
+  /** The same at a 32-token canvas. */
+  block_32: QuantSpeed;
+}
+
+/** One forward pass of the speed model, float32 and quantized timed in turn. */
+export interface QuantSpeed {
   float32_ms: number;
   quant_ms: Record<QuantType, number>;
   /** float32_ms / quant_ms */
@@ -94,35 +102,43 @@ export async function benchQuant(o: {
 
   const runs = o.runs ?? 7;
   const w = benchWeights(bench110M);
-  const tokens = Int32Array.from({ length: 256 }, (_, i) => (i * 31) % bench110M.vocabSize);
   const float = await OnnxModel.create(bench110M, w, inTurn);
-  const quantMs = {} as Record<QuantType, number>;
-  const floatMs: number[] = [];
+  const models = new Map<QuantType, OnnxModel>();
   for (const quant of quantTypes) {
-    say(`speed: ${quant} against float32…`);
-    const model = await OnnxModel.create(bench110M, w, { ...inTurn, quant });
-    const [a, b] = await compareMs(
-      () => float.forward({ tokens, rows: 1 }),
-      () => model.forward({ tokens, rows: 1 }),
-      runs,
-    );
-    floatMs.push(a);
-    quantMs[quant] = b;
-    await model.dispose();
+    models.set(quant, await OnnxModel.create(bench110M, w, { ...inTurn, quant }));
   }
+  /** float32 against each quant type, in turn, on a canvas of `length` tokens. */
+  const speed = async (length: number): Promise<QuantSpeed> => {
+    const tokens = Int32Array.from({ length }, (_, i) => (i * 31) % bench110M.vocabSize);
+    const quantMs = {} as Record<QuantType, number>;
+    const floatMs: number[] = [];
+    for (const [quant, model] of models) {
+      say(`speed: ${quant} against float32, ${length} tokens…`);
+      const [a, b] = await compareMs(
+        () => float.forward({ tokens, rows: 1 }),
+        () => model.forward({ tokens, rows: 1 }),
+        runs,
+      );
+      floatMs.push(a);
+      quantMs[quant] = b;
+    }
+    const float32Ms = Math.min(...floatMs);
+    const speedup = {} as Record<QuantType, number>;
+    for (const quant of quantTypes) speedup[quant] = float32Ms / quantMs[quant];
+    return { float32_ms: float32Ms, quant_ms: quantMs, speedup };
+  };
+  const canvas = await speed(256);
+  const block = await speed(32);
+  for (const model of models.values()) await model.dispose();
   await float.dispose();
-  const float32Ms = Math.min(...floatMs);
-  const speedup = {} as Record<QuantType, number>;
-  for (const quant of quantTypes) speedup[quant] = float32Ms / quantMs[quant];
   return {
     model: o.checkpoint.dir,
     canvases: masked.length,
     masked_positions: positions,
     agreement,
     speed_model:
-      "110M (hidden 768, 12 layers, 12 heads, vocab 32000, tied head kept float32), canvas 256",
-    float32_ms: float32Ms,
-    quant_ms: quantMs,
-    speedup,
+      "110M (hidden 768, 12 layers, 12 heads, vocab 32000, tied head: int8 quantizes it, int4 keeps it float32), canvas 256",
+    ...canvas,
+    block_32: block,
   };
 }

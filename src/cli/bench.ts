@@ -418,6 +418,11 @@ const quant: Bench = {
           (q) =>
             `  ${q}: ${formatSeconds(r.quant_ms[q])} (${r.speedup[q].toFixed(2)}× float32's speed)`,
         ),
+        `a 32-token block: float32 ${formatSeconds(r.block_32.float32_ms)}`,
+        ...quantTypes.map(
+          (q) =>
+            `  ${q}: ${formatSeconds(r.block_32.quant_ms[q])} (${r.block_32.speedup[q].toFixed(2)}× float32's speed)`,
+        ),
       ],
     };
   },

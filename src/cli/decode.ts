@@ -49,28 +49,33 @@ export const modelOption: OptionSpec = {
     "checkpoint folder in the Hugging Face layout (config.json, model.safetensors, tokenizer.json); default: the embedded model models/unmask-code",
 };
 
+/** How a checkpoint is read and where it runs: options of the decoding commands and of serve. */
+export const loadOptions: OptionSpec[] = [
+  {
+    name: "quant",
+    type: "string",
+    value: "TYPE",
+    description: `quantize the model's linear layers while loading: ${quantTypes.join(" or ")} (default: as stored)`,
+  },
+  {
+    name: "device",
+    type: "string",
+    value: "NAME",
+    description: `where the model runs: cpu (default) or cuda (needs onnxruntime-node's CUDA binaries: ${cudaInstallHint})`,
+  },
+  {
+    name: "family",
+    type: "string",
+    value: "NAME",
+    description: `read the checkpoint as this family (${familyNames.join(", ")}; default: from its config.json; open-dcoder must be named)`,
+  },
+];
+
 /** The options of every decoding command; `length` describes what --length means there. */
 export function decodeOptions(length: string): OptionSpec[] {
   return [
     modelOption,
-    {
-      name: "quant",
-      type: "string",
-      value: "TYPE",
-      description: `quantize the model's linear layers while loading: ${quantTypes.join(" or ")} (default: as stored)`,
-    },
-    {
-      name: "device",
-      type: "string",
-      value: "NAME",
-      description: `where the model runs: cpu (default) or cuda (needs onnxruntime-node's CUDA binaries: ${cudaInstallHint})`,
-    },
-    {
-      name: "family",
-      type: "string",
-      value: "NAME",
-      description: `read the checkpoint as this family (${familyNames.join(", ")}; default: from its config.json; open-dcoder must be named)`,
-    },
+    ...loadOptions,
     {
       name: "strategy",
       type: "string",
@@ -153,10 +158,16 @@ export function strategiesSection(): [string, string] {
   return ["Strategies", lines.join("\n")];
 }
 
+/** --quant, --family and --device: how the checkpoint is read and where it runs. */
+export interface LoadFlags {
+  quant?: QuantType;
+  family?: FamilyName;
+  device?: Device;
+}
+
 export interface DecodeFlags {
   modelDir: string | undefined;
-  /** --quant, --family and --device: how the checkpoint is read and where it runs. */
-  load: { quant?: QuantType; family?: FamilyName; device?: Device };
+  load: LoadFlags;
   /** The AR twin's folder when --ar-model was given. */
   arModelDir: string | undefined;
   ar: boolean;
@@ -180,6 +191,39 @@ const flagOf: Record<string, string> = {
   temperature: "--temperature",
   seed: "--seed",
 };
+
+/** --quant, --device and --family, each checked against the values it takes. */
+export function loadFlags(parsed: Parsed): LoadFlags {
+  const load: LoadFlags = {};
+  const quant = stringOption(parsed, "quant");
+  if (quant !== undefined) {
+    if (!quantTypes.includes(quant as QuantType)) {
+      throw new UsageError(
+        `--quant: expected ${quantTypes.join(" or ")}, got ${JSON.stringify(quant)}`,
+      );
+    }
+    load.quant = quant as QuantType;
+  }
+  const device = stringOption(parsed, "device");
+  if (device !== undefined) {
+    if (!devices.includes(device as Device)) {
+      throw new UsageError(
+        `--device: expected ${devices.join(" or ")}, got ${JSON.stringify(device)}`,
+      );
+    }
+    load.device = device as Device;
+  }
+  const family = stringOption(parsed, "family");
+  if (family !== undefined) {
+    if (!familyNames.includes(family as FamilyName)) {
+      throw new UsageError(
+        `--family: expected one of ${familyNames.join(", ")}, got ${JSON.stringify(family)}`,
+      );
+    }
+    load.family = family as FamilyName;
+  }
+  return load;
+}
 
 /** Reads the decoding flags and checks them with the decode service's validator. */
 export function decodeFlags(parsed: Parsed): DecodeFlags {
@@ -210,34 +254,7 @@ export function decodeFlags(parsed: Parsed): DecodeFlags {
   } catch (error) {
     throw asUsageError(error, ar);
   }
-  const load: DecodeFlags["load"] = {};
-  const quant = stringOption(parsed, "quant");
-  if (quant !== undefined) {
-    if (!quantTypes.includes(quant as QuantType)) {
-      throw new UsageError(
-        `--quant: expected ${quantTypes.join(" or ")}, got ${JSON.stringify(quant)}`,
-      );
-    }
-    load.quant = quant as QuantType;
-  }
-  const device = stringOption(parsed, "device");
-  if (device !== undefined) {
-    if (!devices.includes(device as Device)) {
-      throw new UsageError(
-        `--device: expected ${devices.join(" or ")}, got ${JSON.stringify(device)}`,
-      );
-    }
-    load.device = device as Device;
-  }
-  const family = stringOption(parsed, "family");
-  if (family !== undefined) {
-    if (!familyNames.includes(family as FamilyName)) {
-      throw new UsageError(
-        `--family: expected one of ${familyNames.join(", ")}, got ${JSON.stringify(family)}`,
-      );
-    }
-    load.family = family as FamilyName;
-  }
+  const load = loadFlags(parsed);
   return {
     modelDir: stringOption(parsed, "model"),
     load,

@@ -15,7 +15,7 @@ import {
   UsageError,
 } from "./args.js";
 import type { Command, Context } from "./command.js";
-import { asUsageError } from "./decode.js";
+import { asUsageError, type LoadFlags, loadFlags, loadOptions } from "./decode.js";
 
 const spec: CommandSpec = {
   name: "serve",
@@ -56,6 +56,10 @@ stops taking requests, lets running ones finish (cancelled after 10 s) and exits
       value: "DIR",
       description: "checkpoint folder to serve instead of the embedded AR twin unmask-code-ar",
     },
+    // --family reads the --model folder only: the AR twin is of its own family
+    ...loadOptions.map((o) =>
+      o.name === "family" ? { ...o, description: `${o.description}; the --model folder only` } : o,
+    ),
     {
       name: "api-key",
       type: "string",
@@ -92,8 +96,11 @@ stops taking requests, lets running ones finish (cancelled after 10 s) and exits
   ],
 };
 
-/** The pair --model and --ar-model name (default: the embedded pair), loaded. */
-export async function loadPair(parsed: Parsed): Promise<LoadedModel[]> {
+/**
+ * The pair --model and --ar-model name (default: the embedded pair), loaded as `load` says
+ * (its family for the diffusion model only).
+ */
+export async function loadPair(parsed: Parsed, load: LoadFlags = {}): Promise<LoadedModel[]> {
   let dirs: string[];
   try {
     dirs = [
@@ -103,9 +110,8 @@ export async function loadPair(parsed: Parsed): Promise<LoadedModel[]> {
   } catch (error) {
     throw asUsageError(error);
   }
-  const models: LoadedModel[] = [];
-  for (const dir of dirs) models.push(await loadModel(dir));
-  return models;
+  const { family: _, ...engine } = load;
+  return [await loadModel(dirs[0], load), await loadModel(dirs[1], engine)];
 }
 
 async function run(argv: string[], context: Context): Promise<number> {
@@ -118,7 +124,8 @@ async function run(argv: string[], context: Context): Promise<number> {
     numberOption(parsed, "time-limit", (v) => (v > 0 ? null : "expected seconds > 0")) ?? 60;
   const apiKey = stringOption(parsed, "api-key") ?? process.env.UNMASK_API_KEY;
   if (apiKey === "") throw new UsageError("--api-key: empty (give a key, or leave it out)");
-  const models = await loadPair(parsed);
+  const load = loadFlags(parsed);
+  const models = await loadPair(parsed, load);
   const names = models.map((m) => m.name);
   if (new Set(names).size < names.length) {
     throw new UsageError(
@@ -145,7 +152,7 @@ async function run(argv: string[], context: Context): Promise<number> {
   }
   const shown = address.family === "IPv6" ? `[${address.address}]` : address.address;
   process.stderr.write(
-    `unmask serve: listening on http://${shown}:${address.port} (models: ${names.join(", ")}${apiKey === undefined ? "" : "; API key required"})\n`,
+    `unmask serve: listening on http://${shown}:${address.port} (models: ${names.join(", ")}${load.quant === undefined ? "" : `; ${load.quant} weights`}${load.device === undefined ? "" : `; on ${load.device}`}${apiKey === undefined ? "" : "; API key required"})\n`,
   );
   await new Promise<void>((resolve) => {
     const stop = () => resolve();

@@ -39,7 +39,8 @@ export class GraphError extends Error {
 export class Tensor {
   constructor(
     readonly graph: Graph,
-    readonly name: string,
+    /** Unique in its graph; a node's output may be renamed once, as it becomes a graph output. */
+    public name: string,
     readonly dtype: DType,
     readonly shape: Shape,
     /** The node that computes it; undefined for inputs and initializers. */
@@ -208,7 +209,11 @@ export class Graph {
     if (name !== undefined && name !== t.name) {
       if (this.names.has(name))
         throw new GraphError(`duplicate tensor name ${JSON.stringify(name)}`);
-      out = this.node("Identity", [t], [{ dtype: t.dtype, shape: t.shape, name }])[0];
+      if (t.producer !== undefined && !this.outputs.includes(t)) {
+        // the node writes the output itself: an Identity would copy it (32 MB of logits)
+        this.names.delete(t.name);
+        t.name = this.claim(name);
+      } else out = this.node("Identity", [t], [{ dtype: t.dtype, shape: t.shape, name }])[0];
     }
     this.outputs.push(out);
     return out;

@@ -79,6 +79,7 @@ export const lessOrEqual = (a: Operand, b: Operand): Tensor =>
   binary("LessOrEqual", ...pair(a, b), "bool");
 
 export const neg = (x: Tensor): Tensor => unary("Neg", x);
+export const abs = (x: Tensor): Tensor => unary("Abs", x);
 export const sqrt = (x: Tensor): Tensor => unary("Sqrt", x);
 export const reciprocal = (x: Tensor): Tensor => unary("Reciprocal", x);
 export const exp = (x: Tensor): Tensor => unary("Exp", x);

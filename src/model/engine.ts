@@ -13,7 +13,15 @@ import {
   type SessionOptions,
 } from "../runtime/session.js";
 import { type ModelConfig, parameterShapes, type WeightReader, type Weights } from "./config.js";
-import { blockLinear, type QuantType, quantBits, quantizeBlocks } from "./quant.js";
+import {
+  blockLinear,
+  channelLinear,
+  concatChannels,
+  type QuantType,
+  quantizeBlocks,
+  quantizeChannels,
+  quantizeTokens,
+} from "./quant.js";
 import { resolveForwardRequest, WeightsError } from "./request.js";
 import { statsFeeds, statsInputs, stepStatistics } from "./stats.js";
 import { lmHead, transformer } from "./transformer.js";
@@ -26,9 +34,10 @@ export interface EngineOptions extends SessionOptions {
    */
   weightType?: "float32" | "float16";
   /**
-   * Quantize the layers' linear weights while the graph is built (src/model/quant.ts): int8 or
-   * int4 in blocks of 16 inputs (MatMulNBits). Embeddings, norms and the LM head stay in
-   * weightType.
+   * Quantize linear weights while the graph is built (src/model/quant.ts): int8 (rotated, per
+   * output channel, activations per token: MatMulIntegerToFloat) for the layers and the LM head,
+   * or int4 in blocks of 16 inputs (MatMulNBits) for the layers. Embeddings and norms (and the
+   * head under int4) stay in weightType.
    */
   quant?: QuantType;
 }
@@ -69,13 +78,29 @@ export function buildInferenceGraph(
     }
     return t;
   };
-  /** A layer's linear weight, quantized when its turn comes (each is used once). */
-  const linearOf = (x: Tensor, name: string): Tensor | undefined => {
+  /**
+   * Linear weights in their quantized form, quantized when their turn comes: int8 for every
+   * linear layer and the LM head (the weights of one input as one product, split after), int4 for
+   * the layers' linear weights.
+   */
+  const linearOf = (x: Tensor, names: readonly string[]): Tensor[] | undefined => {
     if (quant === undefined) return undefined;
-    const read = reader(name);
-    const [out, inDim] = expected.get(name) as [number, number];
-    const bits = quantBits[quant];
-    return blockLinear(x, name, bits, out, inDim, () => quantizeBlocks(read(), out, inDim, bits));
+    if (quant === "int4" && !names[0].startsWith("model.layers.")) return undefined;
+    const inDim = expected.get(names[0])![1] as number;
+    const outs = names.map((name) => expected.get(name)![0] as number);
+    const reads = names.map(reader);
+    if (quant === "int4") {
+      return names.map((name, i) =>
+        blockLinear(x, name, outs[i], inDim, () => quantizeBlocks(reads[i](), outs[i], inDim)),
+      );
+    }
+    const weight = () =>
+      concatChannels(names.map((_, i) => quantizeChannels(reads[i](), outs[i], inDim)));
+    const total = outs.reduce((a, b) => a + b, 0);
+    const y = channelLinear(quantizeTokens(x), names.join("+"), total, inDim, weight); // [..., Σ out]
+    if (names.length === 1) return [y];
+    const starts = outs.map((_, i) => outs.slice(0, i).reduce((a, b) => a + b, 0));
+    return outs.map((out, i) => op.slice(y, [starts[i]], [starts[i] + out], [-1]));
   };
   const ids = g.input("input_ids", "int32", ["batch", "seq"]);
   const positions = g.input("position_ids", "int32", ["batch", "seq"]);
@@ -100,7 +125,7 @@ export function buildInferenceGraph(
   );
   // the logits of the rows asked for, [R, V] (R = rows × positions): one product, as the head's
   // weight is read from memory whatever the number of rows (8 MB for the embedded models)
-  const logits = op.reshape(lmHead(out), [-1, config.vocabSize]);
+  const logits = op.reshape(lmHead(out, param, linearOf), [-1, config.vocabSize]);
   const stats = stepStatistics(logits, config.vocabSize, statsInputs(g));
   // outputs renamed in place (an Identity would copy the logits and the K/V on every call)
   g.outputRenamed(logits, "logits");

@@ -1,56 +1,327 @@
-// Weight quantization of the layers' linear weights, done tensor by tensor while the graph is
-// built, and the graph node that computes with them: ONNX Runtime's MatMulNBits (com.microsoft).
-// Both int8 and int4 are block-wise along the input dimension and asymmetric: in each block of
-// 16 inputs of one output, W ≈ scale · (q − zero) with q, zero in [0, 2^bits − 1]. The kernel
-// runs at accuracy level 4: it quantizes the activations to int8 per block and multiplies in
-// integers (its fast path on CPUs).
-// Measured alternatives (bench quant, the embedded model): DynamicQuantizeMatMul with int8
-// weights per output channel agreed with float32 on 94.4% of masked positions (activations
-// quantized per tensor); blocks of 32 agreed on 98.7% (int8) and 94.9% (int4), blocks of 16 on
-// 99.2% and 95.5%.
-// The slow twin, `dequantizeBlocks`, states in plain arithmetic what the weights stand for.
+// Weight quantization of the linear layers, done tensor by tensor while the graph is built, and
+// the graph nodes that compute with them.
+//
+// int8 (`channelLinear`), every linear layer and the LM head: activations and weights rotated
+// by the same orthogonal map R (a Hadamard transform per block of inputs, so x·Wᵀ =
+// (x·R)·(W·R)ᵀ), then W·R in int8 symmetric per output channel and x·R in int8 per token
+// (s = max|x·R| / 127 per row), multiplied in integers by ONNX Runtime's MatMulIntegerToFloat
+// (com.microsoft), whose uint8 × int8 GEMM uses AVX512-VNNI / AVX-VNNI, and scaled back by
+// s · scale[o]. The rotation spreads a row's outliers over its block, so the per-token scale is
+// not set by a few channels (QuaRot, Ashkboos et al. 2024). The projections that read the same
+// activations (q, k, v; gate, up) are one product, their weights side by side (concatChannels).
+// int4 (`blockLinear`), the layers' linear weights: block-wise asymmetric 4-bit weights through
+// MatMulNBits at accuracy level 4 (activations quantized to int8 per block; its integer fast path
+// on CPUs): in each block of 16 inputs of one output, W ≈ scale · (q − zero), q, zero in [0, 15].
+//
+// Measured alternatives (AMD EPYC Zen 5 with AVX512-VNNI, 2 threads, onnxruntime-node 1.30, a
+// shared machine). One [256, 768] × [768, 3072] projection against float
+// MatMul, medians of interleaved runs at load 1.7 (under load 5–8 the ratios read higher and
+// scattered): MatMulIntegerToFloat with per-token scales (this form, rotation aside) 2.0–2.2×
+// float's speed; DynamicQuantizeMatMul (per-tensor activations) 2.5–2.6×; MatMulNBits 8 bits
+// at accuracy 4 1.15× in blocks of 32 (1.0–2.2× under load for blocks of 16 to 128), at
+// accuracy 0 0.8×; MatMulInteger with int8 activations (int8 × int8) 0.17× (no VNNI kernel for
+// it on this CPU); MatMulNBits 4 bits 0.9–1.8×. The whole 110M forward: see docs/BENCHMARKS.md
+// (on one thread int8 is 2.5× float32; on two it does not scale as float32 does).
+// Top-1 agreement with float32 at masked positions (bench quant: the embedded model, 16 canvases,
+// 2039 positions; "/64": 64 canvases, 8157): DynamicQuantizeMatMul (activations per tensor)
+// 94.4%; per-token activations without rotation 98.0%, the same with float weights 98.0% (the
+// activations were the error), int8 weights with float activations 99.6%; rotated, the head kept
+// float32 99.4% (99.1% /64) but the forward only 1.6–1.8× float32's speed (the float head is a
+// fifth of the work); rotated, every layer and the head (this form) 99.1% (98.8% /64); that with
+// the head's activations in two int8 parts (what the first leaves quantized again) 99.4% (99.0%
+// /64) at ~18% more time; also two parts for every layer 99.2% /64 (the int8 weights' floor);
+// exact float logits for the head's top 4 99.4% (99.1% /64) at twice the time (ScatterElements);
+// Hadamard blocks of at most 64 (one product each) 98.5–98.8%, random signs on the rotation
+// 98.8% (98.9% /64). MatMulNBits 8 bits with the head float32: 98.7% in blocks of
+// 32, 99.2% in blocks of 16 (1.05–1.33× float32's speed on the 110M shape). int4: 94.9% in
+// blocks of 32, 95.5% in blocks of 16.
+// The slow twins, `channelLinearReference` and `dequantizeBlocks`, state in plain arithmetic
+// what the nodes compute.
 
 import type { Tensor } from "../graph/graph.js";
+import * as op from "../graph/ops.js";
 
 export type QuantType = "int8" | "int4";
 export const quantTypes: readonly QuantType[] = ["int8", "int4"];
 
+// ---- int8: rotated, per output channel × per token -------------------------------------------
+
+/** An int8 weight, symmetric per output channel: (W·R)[o, i] ≈ scale[o] · q[i, o]. */
+export interface ChannelWeight {
+  /** [in, out] int8: transposed, the right-hand side of x @ Wᵀ */
+  q: Int8Array;
+  /** [out] */
+  scale: Float32Array;
+}
+
+/** The largest magnitude of an int8 value used: the range is symmetric, [−127, 127]. */
+const int8Top = 127;
+
+/** Keeps a row of zeros from a zero scale (far below any activation's own). */
+const tiny = 1e-30;
+
+/**
+ * Inputs per rotation block: the largest power of two that divides `inDim` (the graph's cost,
+ * two small products, hardly grows with it).
+ */
+export function rotationBlock(inDim: number): number {
+  let b = 1;
+  while (inDim % (2 * b) === 0) b *= 2;
+  return b;
+}
+
+/** The block b = b1 · b2 as two powers of two, b1 ≤ b2. */
+function factors(b: number): [number, number] {
+  const b1 = 2 ** Math.floor(Math.log2(b) / 2);
+  return [b1, b / b1];
+}
+
+/** The Sylvester–Hadamard matrix H_n / √n, [n, n] row-major: symmetric and orthogonal. */
+function hadamard(n: number): Float32Array {
+  const h = new Float32Array(n * n);
+  for (let i = 0; i < n; i++) {
+    for (let j = 0; j < n; j++) {
+      let parity = 0;
+      for (let k = i & j; k; k >>= 1) parity ^= k & 1;
+      h[i * n + j] = (parity ? -1 : 1) / Math.sqrt(n);
+    }
+  }
+  return h;
+}
+
+/**
+ * R, block by block of b = rotationBlock(in) inputs: a block as a matrix X [b1, b2] becomes
+ * (H_b1 · X · H_b2)ᵀ flattened, which is x·H_b (H_b = H_b1 ⊗ H_b2, by the fast Walsh–Hadamard
+ * transform) with index i1·b2 + i2 moved to i2·b1 + i1. `inverse` applies Rᵀ. Reads
+ * src[at, at + in), writes dst[at, at + in).
+ */
+function rotateRow(
+  src: ArrayLike<number>,
+  dst: Float32Array,
+  at: number,
+  inDim: number,
+  inverse = false,
+): void {
+  const b = rotationBlock(inDim);
+  const [b1, b2] = factors(b);
+  const block = new Float64Array(b);
+  for (let start = at; start < at + inDim; start += b) {
+    for (let i1 = 0; i1 < b1; i1++) {
+      for (let i2 = 0; i2 < b2; i2++) {
+        // Rᵀ = Pᵀ·H_b: undo the move first
+        block[i1 * b2 + i2] = src[start + (inverse ? i2 * b1 + i1 : i1 * b2 + i2)];
+      }
+    }
+    for (let half = 1; half < b; half *= 2) {
+      for (let i = 0; i < b; i += 2 * half) {
+        for (let j = i; j < i + half; j++) {
+          const u = block[j];
+          const v = block[j + half];
+          block[j] = u + v;
+          block[j + half] = u - v;
+        }
+      }
+    }
+    const norm = 1 / Math.sqrt(b);
+    for (let i1 = 0; i1 < b1; i1++) {
+      for (let i2 = 0; i2 < b2; i2++) {
+        dst[start + (inverse ? i1 * b2 + i2 : i2 * b1 + i1)] = block[i1 * b2 + i2] * norm;
+      }
+    }
+  }
+}
+
+/** x [rows, in] · R (or · Rᵀ), row by row. */
+export function rotateRows(
+  x: Float32Array,
+  rows: number,
+  inDim: number,
+  inverse = false,
+): Float32Array {
+  const y = new Float32Array(rows * inDim);
+  for (let r = 0; r < rows; r++) rotateRow(x, y, r * inDim, inDim, inverse);
+  return y;
+}
+
+/** x [..., in] · R in the graph: two small products and a transpose. */
+function rotate(x: Tensor): Tensor {
+  const g = x.graph;
+  const [b1, b2] = factors(rotationBlock(x.shape[x.rank - 1] as number));
+  const h = (n: number) =>
+    g.initializer(g.freeName(`hadamard${n}`), "float32", [n, n], hadamard(n));
+  const right = op.matmul(op.reshape(x, [-1, b1, b2]), h(b2)); // [blocks, b1, b2]: X·H_b2
+  const left = op.matmul(op.transpose(right, [0, 2, 1]), h(b1)); // [blocks, b2, b1]: (H_b1·X·H_b2)ᵀ
+  return op.reshapeAs(left, x); // [..., in]
+}
+
+/** W [out, in] (PyTorch layout) → W·R in int8 per output channel, one row at a time. */
+export function quantizeChannels(w: Float32Array, out: number, inDim: number): ChannelWeight {
+  const q = new Int8Array(inDim * out);
+  const scale = new Float32Array(out);
+  const row = new Float32Array(inDim);
+  for (let o = 0; o < out; o++) {
+    rotateRow(w.subarray(o * inDim, (o + 1) * inDim), row, 0, inDim);
+    let top = 0;
+    for (let i = 0; i < inDim; i++) top = Math.max(top, Math.abs(row[i]));
+    const s = top === 0 ? 1 : top / int8Top;
+    scale[o] = s;
+    for (let i = 0; i < inDim; i++) q[i * out + o] = Math.round(row[i] / s);
+  }
+  return { q, scale };
+}
+
+/** Weights of the same input side by side: the outputs of each in turn, [in, Σ out]. */
+export function concatChannels(ws: readonly ChannelWeight[]): ChannelWeight {
+  if (ws.length === 1) return ws[0];
+  const outs = ws.map((w) => w.scale.length);
+  const total = outs.reduce((a, b) => a + b, 0);
+  const inDim = ws[0].q.length / outs[0];
+  const q = new Int8Array(inDim * total);
+  const scale = new Float32Array(total);
+  let at = 0;
+  ws.forEach((w, k) => {
+    for (let i = 0; i < inDim; i++)
+      q.set(w.q.subarray(i * outs[k], (i + 1) * outs[k]), i * total + at);
+    scale.set(w.scale, at);
+    at += outs[k];
+  });
+  return { q, scale };
+}
+
+/** The float32 weight [out, in] a ChannelWeight stands for: its dequantized W·R, times Rᵀ. */
+export function dequantizeChannels(w: ChannelWeight, out: number, inDim: number): Float32Array {
+  const rotated = new Float32Array(out * inDim);
+  for (let o = 0; o < out; o++) {
+    for (let i = 0; i < inDim; i++) rotated[o * inDim + i] = w.q[i * out + o] * w.scale[o];
+  }
+  return rotateRows(rotated, out, inDim, true);
+}
+
+/** Rounds half to even, as QuantizeLinear does. */
+function roundEven(v: number): number {
+  const r = Math.round(v); // half up
+  return r - v === 0.5 && r % 2 !== 0 ? r - 1 : r;
+}
+
+/**
+ * The slow twin of quantizeTokens and channelLinear: x [rows, in] rotated and quantized per row
+ * in plain arithmetic, the integer product, and the two scales; returns [rows, out].
+ */
+export function channelLinearReference(
+  x: Float32Array,
+  rows: number,
+  w: ChannelWeight,
+  out: number,
+  inDim: number,
+): Float32Array {
+  const rotated = rotateRows(x, rows, inDim);
+  const y = new Float32Array(rows * out);
+  const q = new Int32Array(inDim);
+  for (let r = 0; r < rows; r++) {
+    let top = 0;
+    for (let i = 0; i < inDim; i++) top = Math.max(top, Math.abs(rotated[r * inDim + i]));
+    const s = Math.fround(Math.fround(top * Math.fround(1 / int8Top)) + tiny);
+    for (let i = 0; i < inDim; i++) q[i] = roundEven(Math.fround(rotated[r * inDim + i] / s));
+    for (let o = 0; o < out; o++) {
+      let sum = 0; // exact: |sum| < 2^31
+      for (let i = 0; i < inDim; i++) sum += q[i] * w.q[i * out + o];
+      y[r * out + o] = sum * s * w.scale[o];
+    }
+  }
+  return y;
+}
+
+/**
+ * Activations x [..., in] rotated and quantized per token for channelLinear: `q` uint8
+ * [..., in], x·R ≈ scale · (q − zero), `zero` 128, `scale` float32 [..., 1].
+ */
+export interface TokenQuant {
+  q: Tensor;
+  scale: Tensor;
+  zero: Tensor;
+}
+
+export function quantizeTokens(x: Tensor): TokenQuant {
+  const g = x.graph;
+  const inDim = x.shape[x.rank - 1] as number;
+  const rotated = rotate(x); // [..., in]
+  const scale = op.add(op.mul(op.reduceMax(op.abs(rotated), [-1]), 1 / int8Top), tiny); // [..., 1]
+  const rowScale = op.reshape(scale, [-1]); // [M]
+  const zero = g.scalar(128, "uint8");
+  const perRow = op.expand(zero, op.shapeOf(rowScale), rowScale.shape); // [M]
+  // QuantizeLinear takes one scale per row along axis 0 of a matrix: x as [M, in], back after
+  const rows = op.reshape(rotated, [-1, inDim]); // [M, in]
+  const q = g.node(
+    "QuantizeLinear",
+    [rows, rowScale, perRow],
+    [{ dtype: "uint8", shape: rows.shape }],
+    { axis: { i: 0 } },
+  )[0];
+  return { q: op.reshapeAs(q, x), scale, zero }; // [..., in]
+}
+
+/**
+ * x @ Wᵀ through MatMulIntegerToFloat for activations quantized by quantizeTokens and W by
+ * quantizeChannels. The weight is made by `weight` when the graph is serialised (a checkpoint's
+ * tensor read and quantized just then) and released once both its tensors are written.
+ */
+export function channelLinear(
+  x: TokenQuant,
+  name: string,
+  out: number,
+  inDim: number,
+  weight: () => ChannelWeight,
+): Tensor {
+  const g = x.q.graph;
+  let held: ChannelWeight | undefined;
+  const q = g.initializer(`${name}.q8`, "int8", [inDim, out], () => {
+    held = weight();
+    return held.q;
+  });
+  const scale = g.initializer(`${name}.scale`, "float32", [out], () => {
+    const values = (held ?? weight()).scale;
+    held = undefined;
+    return values;
+  });
+  const shape = [...x.q.shape.slice(0, -1), out];
+  return g.node(
+    "MatMulIntegerToFloat",
+    [x.q, q, x.scale, scale, x.zero],
+    [{ dtype: "float32", shape }],
+    {},
+    "com.microsoft",
+  )[0];
+}
+
+// ---- int4: blocks of 16 inputs, MatMulNBits ---------------------------------------------------
+
 /** Inputs per scale and zero point: 16, MatMulNBits' finest block. */
 export const quantBlock = 16;
 
-/** Bits of each quant type. */
-export const quantBits: Readonly<Record<QuantType, 4 | 8>> = { int8: 8, int4: 4 };
+const bits = 4;
+/** Values per byte. */
+const perByte = 8 / bits;
+const int4Top = 2 ** bits - 1;
 
 export interface BlockWeight {
-  bits: 4 | 8;
   /**
-   * [out, blocks, quantBlock · bits / 8] uint8; at 4 bits two values a byte, the lower index in
-   * the low nibble. A last block past the input width is padded with zero weights.
+   * [out, blocks, quantBlock / 2] uint8, two values a byte, the lower index in the low nibble.
+   * A last block past the input width is padded with zero weights.
    */
   packed: Uint8Array;
   /** [out · blocks] */
   scale: Float32Array;
-  /** [out · ⌈blocks · bits / 8⌉] uint8, packed like `packed` along the blocks of each output */
+  /** [out · ⌈blocks / 2⌉] uint8, packed like `packed` along the blocks of each output */
   zero: Uint8Array;
   blocks: number;
 }
 
-/** Values of `bits` bits per byte. */
-const perByte = (bits: 4 | 8) => 8 / bits;
-
-/** W [out, in] (PyTorch layout) → block-wise asymmetric `bits`-bit integers. */
-export function quantizeBlocks(
-  w: Float32Array,
-  out: number,
-  inDim: number,
-  bits: 4 | 8,
-): BlockWeight {
+/** W [out, in] (PyTorch layout) → block-wise asymmetric 4-bit integers. */
+export function quantizeBlocks(w: Float32Array, out: number, inDim: number): BlockWeight {
   const blocks = Math.ceil(inDim / quantBlock);
-  const k = perByte(bits);
-  const top = 2 ** bits - 1;
-  const zeroBytes = Math.ceil(blocks / k);
+  const zeroBytes = Math.ceil(blocks / perByte);
   const row = blocks * quantBlock; // padded inputs per output
-  const packed = new Uint8Array((out * row) / k);
+  const packed = new Uint8Array((out * row) / perByte);
   const scale = new Float32Array(out * blocks);
   const zero = new Uint8Array(out * zeroBytes);
   for (let o = 0; o < out; o++) {
@@ -65,33 +336,32 @@ export function quantizeBlocks(
         min = Math.min(min, value(i));
         max = Math.max(max, value(i));
       }
-      const s = max === min ? 1 : (max - min) / top;
-      const z = Math.min(top, Math.max(0, Math.round(-min / s)));
+      const s = max === min ? 1 : (max - min) / int4Top;
+      const z = Math.min(int4Top, Math.max(0, Math.round(-min / s)));
       scale[o * blocks + b] = s;
-      zero[o * zeroBytes + Math.floor(b / k)] |= z << ((b % k) * bits);
+      zero[o * zeroBytes + Math.floor(b / perByte)] |= z << ((b % perByte) * bits);
       for (let i = 0; i < quantBlock; i++) {
         const e = o * row + b * quantBlock + i;
-        const q = Math.min(top, Math.max(0, Math.round(value(i) / s) + z));
-        packed[Math.floor(e / k)] |= q << ((e % k) * bits);
+        const q = Math.min(int4Top, Math.max(0, Math.round(value(i) / s) + z));
+        packed[Math.floor(e / perByte)] |= q << ((e % perByte) * bits);
       }
     }
   }
-  return { bits, packed, scale, zero, blocks };
+  return { packed, scale, zero, blocks };
 }
 
 /** The float32 weight [out, in] a BlockWeight stands for. */
 export function dequantizeBlocks(w: BlockWeight, out: number, inDim: number): Float32Array {
   const x = new Float32Array(out * inDim);
-  const k = perByte(w.bits);
-  const mask = 2 ** w.bits - 1;
-  const zeroBytes = Math.ceil(w.blocks / k);
+  const zeroBytes = Math.ceil(w.blocks / perByte);
   const row = w.blocks * quantBlock;
   for (let o = 0; o < out; o++) {
     for (let i = 0; i < inDim; i++) {
       const e = o * row + i;
       const b = Math.floor(i / quantBlock);
-      const q = (w.packed[Math.floor(e / k)] >> ((e % k) * w.bits)) & mask;
-      const z = (w.zero[o * zeroBytes + Math.floor(b / k)] >> ((b % k) * w.bits)) & mask;
+      const q = (w.packed[Math.floor(e / perByte)] >> ((e % perByte) * bits)) & int4Top;
+      const z =
+        (w.zero[o * zeroBytes + Math.floor(b / perByte)] >> ((b % perByte) * bits)) & int4Top;
       x[o * inDim + i] = (q - z) * w.scale[o * w.blocks + b];
     }
   }
@@ -100,15 +370,13 @@ export function dequantizeBlocks(w: BlockWeight, out: number, inDim: number): Fl
 
 /**
  * x @ Wᵀ through MatMulNBits for x [..., in] and W quantized by quantizeBlocks. The weight is
- * made by `weight` when the graph is serialised (a checkpoint's tensor read and quantized just
- * then) and released once its three tensors are written. `accuracy` 4 (the engine's) quantizes
- * activations to int8 per block; 0 keeps them float32 (the exact twin of a float MatMul with the
- * dequantized weight, which the tests use).
+ * made by `weight` when the graph is serialised and released once its three tensors are written.
+ * `accuracy` 4 (the engine's) quantizes activations to int8 per block; 0 keeps them float32 (the
+ * exact twin of a float MatMul with the dequantized weight, which the tests use).
  */
 export function blockLinear(
   x: Tensor,
   name: string,
-  bits: 4 | 8,
   out: number,
   inDim: number,
   weight: () => BlockWeight,
@@ -116,7 +384,6 @@ export function blockLinear(
 ): Tensor {
   const g = x.graph;
   const blocks = Math.ceil(inDim / quantBlock);
-  const blob = (quantBlock * bits) / 8;
   let held: BlockWeight | undefined;
   let taken = 0;
   const part =
@@ -127,9 +394,10 @@ export function blockLinear(
       if (++taken % 3 === 0) held = undefined; // all three written: let it go
       return values;
     };
+  const blob = quantBlock / perByte;
   const b = g.initializer(`${name}.q${bits}`, "uint8", [out, blocks, blob], part("packed"));
   const scale = g.initializer(`${name}.scale`, "float32", [out * blocks], part("scale"));
-  const zeroBytes = out * Math.ceil(blocks / perByte(bits));
+  const zeroBytes = out * Math.ceil(blocks / perByte);
   const zero = g.initializer(`${name}.zero`, "uint8", [zeroBytes], part("zero"));
   const shape = [...x.shape.slice(0, -1), out];
   return g.node(

@@ -34,8 +34,8 @@ export interface TransformerInputs {
 export interface TransformerOutputs {
   /** float32 [B, P, H] (or [B, N, H] without logitIndex): the final norm's output. */
   hidden: Tensor;
-  /** float32 [V, H]: the LM head's weight (the embedding when tied); see `lmHead`. */
-  head: Tensor;
+  /** The LM head's weight [V, H] by name (the embedding when tied); see `lmHead`. */
+  head: string;
   /** Per layer float32 [B, Hkv, T, D]: context then fresh keys/values. */
   present: { key: Tensor; value: Tensor }[];
 }
@@ -44,10 +44,11 @@ export interface TransformerOutputs {
 export type ParameterSource = (name: string) => Tensor;
 
 /**
- * x @ Wᵀ for the layer weight `name` in a form of its own (quantized, src/model/quant.ts), or
- * undefined: then the float weight from the ParameterSource.
+ * x @ Wᵀ for each linear weight in `names` (the projections of one input: a layer's q, k and v,
+ * its gate and up, or one weight) in a form of their own (quantized, src/model/quant.ts), a
+ * tensor per name; or undefined: then the float weights from the ParameterSource.
  */
-export type LinearSource = (x: Tensor, name: string) => Tensor | undefined;
+export type LinearSource = (x: Tensor, names: readonly string[]) => Tensor[] | undefined;
 
 /**
  * cos and sin of the rotary angles of `positions` [B, N], [B, N, D] float32, HF "rotate_half"
@@ -149,20 +150,17 @@ export function transformer(
   for (let l = 0; l < config.numLayers; l++) {
     const p = `model.layers.${l}.`;
     /**
-     * The layer's projections `names` (of [out, in] weights `${name}.weight`) of x, with the
-     * attention's q/k/v biases when the config has them. Float weights go through one MatMul
-     * of their concatenation (one larger product runs faster than several small ones), sliced
-     * apart after; a LinearSource's each on its own.
+     * The layer's projections `names` (of [out, in] weights `${name}.weight`) of x, each plus its
+     * bias when `bias`: in their own form when the LinearSource has one (quantized, one product
+     * for the weights of one input), else float weights through one MatMul of their
+     * concatenation (one larger product runs faster than several small ones), sliced apart after.
      */
-    const project = (x: Tensor, ...names: string[]) => {
-      const own = names.map((name) => linearOf(x, `${p}${name}.weight`));
-      let ys: Tensor[];
-      if (own.every((y) => y !== undefined)) {
-        ys = own as Tensor[];
-      } else if (names.length === 1) {
-        ys = [linear(x, param(`${p}${names[0]}.weight`))];
-      } else {
-        const weights = names.map((name) => param(`${p}${name}.weight`));
+    const project = (x: Tensor, names: readonly string[], bias = false) => {
+      const full = names.map((name) => `${p}${name}.weight`);
+      let ys = linearOf(x, full);
+      if (ys === undefined && names.length === 1) ys = [linear(x, param(full[0]))];
+      if (ys === undefined) {
+        const weights = full.map((name) => param(name));
         const y = linear(x, op.concat(weights, 0));
         let at = 0;
         ys = weights.map((w) => {
@@ -171,8 +169,7 @@ export function transformer(
           return op.slice(y, [at - width], [at], [-1]);
         });
       }
-      const biased = (name: string) => config.qkvBias && /^self_attn\.[qkv]_proj$/.test(name);
-      return ys.map((y, i) => (biased(names[i]) ? op.add(y, param(`${p}${names[i]}.bias`)) : y));
+      return ys.map((y, i) => (bias ? op.add(y, param(`${p}${names[i]}.bias`)) : y));
     };
 
     // Attention, grouped-query: query head j uses kv head floor(j / groups).
@@ -183,15 +180,19 @@ export function transformer(
     let query = queries;
     const trimmed = trimLast && l === config.numLayers - 1;
     if (trimmed) {
-      [k0, v0] = project(a, "self_attn.k_proj", "self_attn.v_proj");
-      [q0] = project(rowsOf(a), "self_attn.q_proj");
+      [k0, v0] = project(a, ["self_attn.k_proj", "self_attn.v_proj"], config.qkvBias);
+      [q0] = project(rowsOf(a), ["self_attn.q_proj"], config.qkvBias);
       x = rowsOf(x); // [B, P, H]
       query = {
         cos: op.unsqueeze(rowsOf(angles.cos), [1, 2]), // [B, 1, 1, P, D]
         sin: op.unsqueeze(rowsOf(angles.sin), [1, 2]),
       };
     } else {
-      [q0, k0, v0] = project(a, "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj");
+      [q0, k0, v0] = project(
+        a,
+        ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"],
+        config.qkvBias,
+      );
     }
     const q1 = op.transpose(op.reshape(q0, [0, 0, hkv, groups, d]), [0, 2, 3, 1, 4]); // [B, Hkv, G, Q, D]
     const k1 = op.transpose(op.reshape(k0, [0, 0, hkv, d]), [0, 2, 1, 3]); // [B, Hkv, N, D]
@@ -209,18 +210,18 @@ export function transformer(
     const probs = op.softmax(scores, -1); // [B, Hkv, G, Q, T]
     const heads = op.matmul(probs, op.unsqueeze(v, [2])); // [B, Hkv, G, Q, D]
     const merged = op.reshape(op.transpose(heads, [0, 3, 1, 2, 4]), [0, 0, -1]); // [B, Q, Hq·D]
-    x = op.add(x, project(merged, "self_attn.o_proj")[0]); // [B, Q, H]
+    x = op.add(x, project(merged, ["self_attn.o_proj"])[0]); // [B, Q, H]
 
     // SwiGLU MLP: down(silu(gate(m)) · up(m)).
     const m = rmsNorm(x, param(`${p}post_attention_layernorm.weight`), eps); // [B, Q, H]
-    const [gate, up] = project(m, "mlp.gate_proj", "mlp.up_proj"); // [B, Q, I]
+    const [gate, up] = project(m, ["mlp.gate_proj", "mlp.up_proj"]); // [B, Q, I]
     const act = op.mul(op.mul(gate, op.sigmoid(gate)), up); // [B, Q, I]
-    x = op.add(x, project(act, "mlp.down_proj")[0]); // [B, Q, H]
+    x = op.add(x, project(act, ["mlp.down_proj"])[0]); // [B, Q, H]
   }
 
   let hidden = rmsNorm(x, param("model.norm.weight"), eps); // [B, N or P, H]
   if (index !== undefined && !trimLast) hidden = rowsOf(hidden); // [B, P, H]
-  const head = param(config.tieWordEmbeddings ? "model.embed_tokens.weight" : "lm_head.weight");
+  const head = config.tieWordEmbeddings ? "model.embed_tokens.weight" : "lm_head.weight";
   return { hidden, head, present };
 }
 
@@ -231,7 +232,11 @@ function expandRows(bias: Tensor, ids: Tensor, keys: Tensor): Tensor {
   return op.expand(bias, shape, [ids.shape[0], ids.shape[1], keys.shape[2]]);
 }
 
-/** The logits [B, P, V] of the transformer's output. */
-export function lmHead(out: TransformerOutputs): Tensor {
-  return linear(out.hidden, out.head);
+/** The logits [B, P, V] of the transformer's output: its head in the LinearSource's form, else float. */
+export function lmHead(
+  out: TransformerOutputs,
+  param: ParameterSource,
+  linearOf: LinearSource = () => undefined,
+): Tensor {
+  return (linearOf(out.hidden, [out.head]) ?? [linear(out.hidden, param(out.head))])[0];
 }

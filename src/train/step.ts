@@ -103,14 +103,15 @@ export function buildTrainGraph(config: ModelConfig, extra: StepLoss = {}): Grap
   const targets = g.input("targets", "int32", ["k"]);
   const weights = g.input("weights", "float32", ["k"]);
 
-  const out = transformer(g, config, (name) => params.get(name) as Tensor, {
+  const param = (name: string) => params.get(name) as Tensor;
+  const out = transformer(g, config, param, {
     ids,
     positions, // the config's mask is built from them in the graph
     bias,
     modelMask,
     logitIndex: lossIndex,
   });
-  const logits = lmHead(out); // [1, K, V]
+  const logits = lmHead(out, param); // [1, K, V]
   const logProbs = op.logSoftmax(logits, -1); // [1, K, V]
   const picked = op.gatherElements(logProbs, op.unsqueeze(op.unsqueeze(targets, [0]), [-1]), -1); // [1, K, 1]
   let loss = op.neg(op.reduceSum(op.mul(op.squeeze(picked, [-1]), weights), [0, 1], false)); // []
