@@ -237,25 +237,7 @@ describe("decodes joining and leaving a batch mid-run", () => {
       decodeAr(m, jobs[k].prompt, { maxTokens: jobs[k].maxTokens, stopAtEos: false });
     // the first two start together; the third joins after the first's 2nd token, the fourth
     // after its 5th (the second has left by then)
-    const late: Promise<DecodeResult>[] = [];
-    const together = await Promise.all([
-      drain(run(batching, 0), (step) => {
-        if (step === 1) late.push(drain(run(batching, 2)));
-        if (step === 4) late.push(drain(run(batching, 3)));
-      }),
-      drain(run(batching, 1)),
-    ]);
-    together.push(...(await Promise.all(late)));
-    for (const [k, got] of together.entries()) {
-      const alone = await drain(run(model, k));
-      assert.deepEqual(Array.from(got.canvas), Array.from(alone.canvas), `decode ${k}`);
-    }
-    const { calls, batches, stacked } = batching.stats;
-    assert.ok(batches < calls, "steps were shared");
-    assert.ok(
-      stacked < batches / 2,
-      `the kept cache was fed (${stacked} stacks, ${batches} calls)`,
-    );
+    await assertJoinedRunsAlone(model, batching, run, { 1: 2, 4: 3 }, 2);
   });
 
   it("dual-cache diffusion decodes, one joining mid-run, write what each writes alone", async () => {
@@ -272,24 +254,7 @@ describe("decodes joining and leaving a batch mid-run", () => {
         { tokens: canvas(k), openEnded: true, view: [4 + k, 20] },
         { preset: "fast-dllm-small", stopAtEos: false },
       );
-    const late: Promise<DecodeResult>[] = [];
-    const together = await Promise.all([
-      drain(run(batching, 0), (step) => {
-        if (step === 3) late.push(drain(run(batching, 2)));
-      }),
-      drain(run(batching, 1)),
-    ]);
-    together.push(...(await Promise.all(late)));
-    for (const [k, got] of together.entries()) {
-      const alone = await drain(run(model, k));
-      assert.deepEqual(Array.from(got.canvas), Array.from(alone.canvas), `decode ${k}`);
-    }
-    const { calls, batches, stacked } = batching.stats;
-    assert.ok(batches < calls, "steps were shared");
-    assert.ok(
-      stacked < batches / 4,
-      `the kept cache was fed (${stacked} stacks, ${batches} calls)`,
-    );
+    await assertJoinedRunsAlone(model, batching, run, { 3: 2 }, 4);
   });
 });
 
@@ -382,3 +347,35 @@ describe("which queued calls run next", () => {
     await Promise.all([c, d]);
   });
 });
+
+/**
+ * Runs decodes 0 and 1 together through `batching`, starting decode `joins[step]` when decode 0
+ * reaches that step; each must write what it writes alone on `model`, the steps must have been
+ * shared, and fewer than 1/`share` of the batched calls may have stacked their contexts anew.
+ */
+async function assertJoinedRunsAlone(
+  model: LanguageModel,
+  batching: BatchingModel,
+  run: (m: LanguageModel, k: number) => AsyncGenerator<StepEvent, DecodeResult, undefined>,
+  joins: Record<number, number>,
+  share: number,
+): Promise<void> {
+  const late: Promise<DecodeResult>[] = [];
+  const together = await Promise.all([
+    drain(run(batching, 0), (step) => {
+      if (joins[step] !== undefined) late.push(drain(run(batching, joins[step])));
+    }),
+    drain(run(batching, 1)),
+  ]);
+  together.push(...(await Promise.all(late)));
+  for (const [k, got] of together.entries()) {
+    const alone = await drain(run(model, k));
+    assert.deepEqual(Array.from(got.canvas), Array.from(alone.canvas), `decode ${k}`);
+  }
+  const { calls, batches, stacked } = batching.stats;
+  assert.ok(batches < calls, "steps were shared");
+  assert.ok(
+    stacked < batches / share,
+    `the kept cache was fed (${stacked} stacks, ${batches} calls)`,
+  );
+}

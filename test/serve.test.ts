@@ -624,31 +624,12 @@ test("load: 8 concurrent clients × 25 requests, every one answered once, memory
 });
 
 test("unmask serve as a process: API key from the environment; SIGTERM mid-request exits 0", async () => {
-  const child = spawn(
-    process.execPath,
-    [
-      main,
-      "serve",
-      "--port",
-      "0",
-      "--model",
-      join(dir, "slow"),
-      "--ar-model",
-      join(dir, "tiny-ar"),
-    ],
-    { env: { ...process.env, UNMASK_API_KEY: "k3y" }, stdio: ["ignore", "ignore", "pipe"] },
-  );
-  let stderr = "";
-  const exited = new Promise<number | null>((resolve) => child.on("close", resolve));
-  const url = await new Promise<string>((resolve, reject) => {
-    child.stderr.on("data", (d: Buffer) => {
-      stderr += d.toString();
-      const m = /listening on (http:\/\/[^ ]+)/.exec(stderr);
-      if (m) resolve(m[1]);
-    });
-    child.on("close", () => reject(new Error(stderr)));
+  const served = startServe(["--model", join(dir, "slow"), "--ar-model", join(dir, "tiny-ar")], {
+    env: { ...process.env, UNMASK_API_KEY: "k3y" },
+    stdio: ["ignore", "ignore", "pipe"],
   });
-  assert.match(stderr, /API key required/);
+  const url = await served.url;
+  assert.match(served.stderr(), /API key required/);
   assert.match(url, /^http:\/\/127\.0\.0\.1:/, "loopback by default");
   assert.equal((await post(`${url}/v1/completions`, { prompt: "a" })).status, 401);
   const res = await fetch(`${url}/v1/denoise`, {
@@ -660,7 +641,7 @@ test("unmask serve as a process: API key from the environment; SIGTERM mid-reque
   let seen = "";
   while (!seen.includes('"type":"step"'))
     seen += new TextDecoder().decode((await reader.read()).value);
-  child.kill("SIGTERM");
+  served.child.kill("SIGTERM");
   for (;;) {
     const { done, value } = await reader.read();
     if (done) break;
@@ -668,48 +649,25 @@ test("unmask serve as a process: API key from the environment; SIGTERM mid-reque
   }
   assert.match(seen, /"type":"result"/, "the request in flight was finished");
   assert.ok(seen.endsWith("data: [DONE]\n\n"));
-  assert.equal(await exited, 0, stderr);
-  assert.match(stderr, /shutting down/);
+  assert.equal(await served.exited, 0, served.stderr());
+  assert.match(served.stderr(), /shutting down/);
 });
 
 test("unmask serve --quant --device --family: the models loaded so and served over HTTP; bad values are usage errors", async () => {
   const { cli } = await import("./cli-helpers.js");
   const pair = ["--model", join(dir, "tiny"), "--ar-model", join(dir, "tiny-ar")];
-  const child = spawn(
-    process.execPath,
-    [
-      main,
-      "serve",
-      "--port",
-      "0",
-      ...pair,
-      "--quant",
-      "int8",
-      "--device",
-      "cpu",
-      "--family",
-      "unmask",
-    ],
-    { stdio: ["ignore", "ignore", "pipe"] },
-  );
-  let stderr = "";
-  const exited = new Promise<number | null>((resolve) => child.on("close", resolve));
-  const url = await new Promise<string>((resolve, reject) => {
-    child.stderr.on("data", (d: Buffer) => {
-      stderr += d.toString();
-      const m = /listening on (http:\/\/[^ ]+)/.exec(stderr);
-      if (m) resolve(m[1]);
-    });
-    child.on("close", () => reject(new Error(stderr)));
+  const served = startServe([...pair, "--quant", "int8", "--device", "cpu", "--family", "unmask"], {
+    stdio: ["ignore", "ignore", "pipe"],
   });
-  assert.match(stderr, /models: tiny, tiny-ar; int8 weights; on cpu\)/);
+  const url = await served.url;
+  assert.match(served.stderr(), /models: tiny, tiny-ar; int8 weights; on cpu\)/);
   for (const model of ["tiny", "tiny-ar"]) {
     const r = await post(`${url}/v1/completions`, { model, prompt: "ab", max_tokens: 4, seed: 1 });
     assert.equal(r.status, 200, r.text);
     assert.equal(typeof r.json().choices[0].text, "string");
   }
-  child.kill("SIGTERM");
-  assert.equal(await exited, 0, stderr);
+  served.child.kill("SIGTERM");
+  assert.equal(await served.exited, 0, served.stderr());
   for (const [flag, value, message] of [
     ["--quant", "int3", /--quant: expected int8 or int4, got "int3"/],
     ["--device", "tpu", /--device: expected cpu or cuda, got "tpu"/],
@@ -832,3 +790,19 @@ test("drawn pieces of characters split across tokens join to the canvas's text",
   assert.equal(split[e + 1], null);
   assert.equal(split.slice(0, e).join(""), tokenizer.decode(ids.slice(0, e)));
 });
+
+/** `unmask serve --port 0 …args` as a process: its listening URL (from its stderr), its exit code, its stderr so far. */
+function startServe(args: string[], options: Parameters<typeof spawn>[2]) {
+  const child = spawn(process.execPath, [main, "serve", "--port", "0", ...args], options);
+  let stderr = "";
+  const exited = new Promise<number | null>((resolve) => child.on("close", resolve));
+  const url = new Promise<string>((resolve, reject) => {
+    child.stderr!.on("data", (d: Buffer) => {
+      stderr += d.toString();
+      const m = /listening on (http:\/\/[^ ]+)/.exec(stderr);
+      if (m) resolve(m[1]);
+    });
+    child.on("close", () => reject(new Error(stderr)));
+  });
+  return { child, url, exited, stderr: () => stderr };
+}

@@ -195,34 +195,28 @@ const flagOf: Record<string, string> = {
 /** --quant, --device and --family, each checked against the values it takes. */
 export function loadFlags(parsed: Parsed): LoadFlags {
   const load: LoadFlags = {};
-  const quant = stringOption(parsed, "quant");
-  if (quant !== undefined) {
-    if (!quantTypes.includes(quant as QuantType)) {
-      throw new UsageError(
-        `--quant: expected ${quantTypes.join(" or ")}, got ${JSON.stringify(quant)}`,
-      );
-    }
-    load.quant = quant as QuantType;
-  }
-  const device = stringOption(parsed, "device");
-  if (device !== undefined) {
-    if (!devices.includes(device as Device)) {
-      throw new UsageError(
-        `--device: expected ${devices.join(" or ")}, got ${JSON.stringify(device)}`,
-      );
-    }
-    load.device = device as Device;
-  }
-  const family = stringOption(parsed, "family");
-  if (family !== undefined) {
-    if (!familyNames.includes(family as FamilyName)) {
-      throw new UsageError(
-        `--family: expected one of ${familyNames.join(", ")}, got ${JSON.stringify(family)}`,
-      );
-    }
-    load.family = family as FamilyName;
-  }
+  const quant = oneOfOption(parsed, "quant", quantTypes, " or ");
+  if (quant !== undefined) load.quant = quant;
+  const device = oneOfOption(parsed, "device", devices, " or ");
+  if (device !== undefined) load.device = device;
+  const family = oneOfOption(parsed, "family", familyNames, ", ", "one of ");
+  if (family !== undefined) load.family = family;
   return load;
+}
+
+/** A string option that must be one of `values` (a UsageError listing them otherwise). */
+function oneOfOption<T extends string>(
+  parsed: Parsed,
+  name: string,
+  values: readonly T[],
+  separator: string,
+  lead = "",
+): T | undefined {
+  const value = stringOption(parsed, name);
+  if (value === undefined || values.includes(value as T)) return value as T | undefined;
+  throw new UsageError(
+    `--${name}: expected ${lead}${values.join(separator)}, got ${JSON.stringify(value)}`,
+  );
 }
 
 /** Reads the decoding flags and checks them with the decode service's validator. */
