@@ -627,6 +627,38 @@ test("corpus → tokenizer → train (and resume) → generate and eval, on a ti
   ]);
   assert.equal(adapted.code, 0, adapted.stderr);
   assert.equal(JSON.parse(adapted.stdout).objective, "block");
+  // Distillation: the AR twin (here the model adapted to causal attention) continues corpus
+  // prompts greedily; block diffusion trains on those responses against their clean prompts.
+  const arConfig = join(base, "ar.json");
+  await writeFile(arConfig, JSON.stringify({ ...bdConfig, attention_mask: "causal" }));
+  const arArgs = trainArgs.map((a) => (a === config ? arConfig : a === run ? `${run}-ar` : a));
+  const arTrained = await cli([...arArgs, "--steps", "1", "--init", t.model]);
+  assert.equal(arTrained.code, 0, arTrained.stderr);
+  const set = join(base, "distill");
+  const distilled = await cli([
+    ...["distill", "--teacher", JSON.parse(arTrained.stdout).model, "--corpus", out],
+    ...["--out", set, "--rows", "6", "--valid-rows", "2", "--prompt", "8", "--response", "8"],
+    "--json",
+  ]);
+  assert.equal(distilled.code, 0, distilled.stderr);
+  const info = JSON.parse(distilled.stdout);
+  assert.deepEqual([info.train, info.valid, info.prompt, info.response], [6, 2, 8, 8]);
+  const distillArgs = ["train", "-c", bd, "--distill", set, "--run", `${run}-distill`, "-b", "2"];
+  const student = await cli([...distillArgs, "--steps", "2", "--block-context", "dual", "--json"]);
+  assert.equal(student.code, 0, student.stderr);
+  const st = JSON.parse(student.stdout);
+  assert.equal(st.tokens, 2 * 2 * 16);
+  assert.ok(Number.isFinite(st.valid_bits_per_byte), student.stdout);
+  assertFails(
+    await cli([...distillArgs, "--steps", "1", "--corpus", out]),
+    2,
+    /--distill: the set replaces the corpus/,
+  );
+  assertFails(
+    await cli(["train", "-c", config, "--distill", set, "--steps", "1", "--run", `${run}-x`]),
+    2,
+    /--distill trains block diffusion on the responses/,
+  );
   assertFails(
     await cli([...bdArgs, "--steps", "1", "--anneal-steps", "4"]),
     2,
