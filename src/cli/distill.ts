@@ -19,12 +19,11 @@ const spec: CommandSpec = {
   description: `
 Writes a distillation set: --rows prompts of --prompt tokens cut at seeded random points of the
 corpus's training split (and --valid-rows from its held-out split, for the held-out loss), in the
-teacher's tokens (its tokenizer.json), each
-continued by --response tokens of the teacher's greedy decoding (sequence-level knowledge
-distillation). 'unmask train --distill DIR' then trains a block-diffusion model on the responses
-against their clean prompts: a greedy teacher's text is a function of its prompt, so the student
-can learn to be sure of several tokens at once. The teacher is a causal model (the AR twin by
-default); --batch rows share each forward pass.`,
+teacher's tokens (its tokenizer.json), each continued by --response tokens of the teacher's greedy
+decoding (sequence-level knowledge distillation). 'unmask train --distill DIR' then trains a
+block-diffusion model on the responses against their clean prompts: a greedy teacher's text is a
+function of its prompt, so the student can learn to be sure of several tokens at once. The
+teacher is a causal model (the AR twin by default); --batch rows share each forward pass.`,
   options: [
     {
       name: "teacher",
