@@ -67,9 +67,7 @@ export async function tokenizeCorpus(o: TokenizeOptions): Promise<TokenStream> {
   const meta = `${stem}.json`;
   if (existsSync(meta) && existsSync(file)) {
     const info = JSON.parse(await readFile(meta, "utf8")) as Record<string, number>;
-    const raw = await readFile(file);
-    const copy = raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.byteLength);
-    const tokens = wide ? new Uint32Array(copy) : new Uint16Array(copy);
+    const tokens = await readIds(file, wide);
     if (tokens.length !== info.tokens) {
       throw new DataError(`${file}: holds ${tokens.length} tokens, ${meta} says ${info.tokens}`);
     }
@@ -131,6 +129,13 @@ async function cacheKey(corpus: string, tokenizer: BpeTokenizer, eosId: number):
   hash.update(`${FORMAT}\n${eosId}\n${JSON.stringify(tokenizer.model.merges)}\n`);
   for await (const chunk of createReadStream(corpus)) hash.update(chunk as Buffer);
   return hash.digest("hex").slice(0, 16);
+}
+
+/** A file of little-endian token ids, u32 when `wide`, else u16 (no header). */
+export async function readIds(file: string, wide: boolean): Promise<Uint16Array | Uint32Array> {
+  const raw = await readFile(file);
+  const copy = raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.byteLength);
+  return wide ? new Uint32Array(copy) : new Uint16Array(copy);
 }
 
 export async function writeAtomic(path: string, data: string | Uint8Array): Promise<void> {

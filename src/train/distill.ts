@@ -18,7 +18,7 @@ import { mkdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { Rng } from "../model/random.js";
 import type { LanguageModel } from "../model/types.js";
-import { DataError, PackedRows, type TokenArray, writeAtomic } from "./data.js";
+import { DataError, PackedRows, readIds, type TokenArray, writeAtomic } from "./data.js";
 
 const FORMAT = "unmask-distill-v1";
 /** The Rng stream of the cut points (the seed is the caller's). */
@@ -184,9 +184,7 @@ export async function readDistillSet(dir: string): Promise<DistillSet> {
   const L = info.prompt + info.response;
   const read = async (split: "train" | "valid") => {
     const file = join(dir, `${split}.u${info.bytesPerId * 8}`);
-    const raw = await readFile(file);
-    const copy = raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.byteLength);
-    const ids = info.bytesPerId === 4 ? new Uint32Array(copy) : new Uint16Array(copy);
+    const ids = await readIds(file, info.bytesPerId === 4);
     if (ids.length !== info[split] * L) {
       throw new DataError(
         `${file}: holds ${ids.length} ids, ${meta} says ${info[split]} rows of ${L}`,
