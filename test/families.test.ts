@@ -144,6 +144,69 @@ const dreamConfig = {
   tie_word_embeddings: false,
 };
 
+/** Fast_dLLM_v2_7B's config.json (model_type "Fast_dLLM_Qwen"), tiny sizes, bd_size 4 (32 there). */
+const fastDllmConfig = {
+  ...qwen2Keys,
+  architectures: ["Fast_dLLM_QwenForCausalLM"],
+  auto_map: {
+    AutoConfig: "configuration.Fast_dLLM_QwenConfig",
+    AutoModel: "modeling.Fast_dLLM_QwenModel",
+    AutoModelForCausalLM: "modeling.Fast_dLLM_QwenForCausalLM",
+  },
+  bd_size: 4,
+  bos_token_id: 0,
+  conplemenrary_mask: true,
+  eos_token_id: 2,
+  layer_types: ["full_attention", "full_attention"],
+  model_type: "Fast_dLLM_Qwen",
+  pad_token_id: 2,
+  tie_word_embeddings: false,
+};
+
+/** SDAR-4B-Chat's config.json (model_type "sdar", Qwen3 layers), tiny sizes; head_dim ≠ H / heads. */
+const sdarConfig = {
+  architectures: ["SDARForCausalLM"],
+  auto_map: {
+    AutoConfig: "configuration_sdar.SDARConfig",
+    AutoModel: "modeling_sdar.SDARModel",
+    AutoModelForCausalLM: "modeling_sdar.SDARForCausalLM",
+  },
+  attention_bias: false,
+  attention_dropout: 0.0,
+  attn_implementation: "flex_attention",
+  bos_token_id: 0,
+  debug: false,
+  eos_token_id: 0,
+  block_size: 4,
+  mask_token_id: 3,
+  ep_size: 1,
+  fuse_cross_entropy: true,
+  head_dim: 8,
+  hidden_act: "silu",
+  hidden_size: 16,
+  initializer_range: 0.02,
+  intermediate_size: 24,
+  max_position_embeddings: 64,
+  max_window_layers: 2,
+  micro_forward: false,
+  model_type: "sdar",
+  num_attention_heads: 4,
+  num_hidden_layers: 2,
+  num_key_value_heads: 2,
+  rms_norm_eps: 1e-6,
+  rope_scaling: null,
+  rope_theta: 1000000,
+  skip_checkpoint: false,
+  sliding_window: null,
+  tie_word_embeddings: false,
+  torch_dtype: "bfloat16",
+  transformers_version: "4.52.4",
+  use_cache: false,
+  use_deepep: false,
+  use_sliding_window: false,
+  vocab_size: VOCAB,
+};
+
 const layouts: Record<string, Layout> = {
   "LLaDA 8B": {
     family: "llada",
@@ -184,6 +247,39 @@ const layouts: Record<string, Layout> = {
     shards: ["model.safetensors"],
     dtype: "F32",
     asked: "open-dcoder",
+  },
+  "Fast-dLLM v2 (block diffusion on Qwen2.5, |<MASK>| from the tokenizer)": {
+    family: "fast-dllm-v2",
+    config: fastDllmConfig,
+    generation: { bos_token_id: 0, eos_token_id: 2, pad_token_id: 2 },
+    // Qwen2.5-Instruct's tokenizer_config.json with Fast-dLLM v2's added "|<MASK>|"
+    tokenizerConfig: { eos_token: "<|im_end|>", pad_token: "<|endoftext|>" },
+    specials: ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "|<MASK>|"],
+    shards: ["model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"],
+    dtype: "BF16",
+  },
+  "SDAR (block diffusion on Qwen3, q/k norms)": {
+    family: "sdar",
+    config: sdarConfig,
+    generation: {
+      bos_token_id: 0,
+      do_sample: true,
+      eos_token_id: [2, 0],
+      pad_token_id: 0,
+      temperature: 0.6,
+      top_k: 20,
+      top_p: 0.95,
+    },
+    tokenizerConfig: {
+      add_bos_token: false,
+      bos_token: null,
+      eos_token: "<|endoftext|>",
+      mask_token: "<|MASK|>",
+      pad_token: "<|endoftext|>",
+    },
+    specials: ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|MASK|>"],
+    shards: ["model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"],
+    dtype: "BF16",
   },
   "Qwen2.5-Coder (AR baseline)": {
     family: "qwen2",
@@ -305,9 +401,18 @@ for (const [label, layout] of Object.entries(layouts)) {
         }
         const { config } = ckpt;
         const causal = layout.family === "qwen2" || layout.family === "llama";
-        assert.equal(config.attention, causal ? "causal" : "full");
-        assert.equal(config.logitShift, ["dream", "open-dcoder"].includes(layout.family));
-        assert.equal(config.qkvBias, ["dream", "open-dcoder", "qwen2"].includes(layout.family));
+        const blocks = layout.family === "fast-dllm-v2" || layout.family === "sdar";
+        assert.equal(config.attention, causal ? "causal" : blocks ? "block_causal" : "full");
+        assert.equal(config.blockSize, blocks ? 4 : 0);
+        assert.equal(
+          config.logitShift,
+          ["dream", "open-dcoder", "fast-dllm-v2"].includes(layout.family),
+        );
+        assert.equal(
+          config.qkvBias,
+          ["dream", "open-dcoder", "fast-dllm-v2", "qwen2"].includes(layout.family),
+        );
+        assert.equal(config.qkNorm === true, layout.family === "sdar");
         assert.equal(config.maskTokenId, causal ? null : 3);
         assert.equal(config.modelType, layout.family);
         // the end-of-turn token joins EOS where the tokenizer has one
@@ -336,7 +441,11 @@ for (const [label, layout] of Object.entries(layouts)) {
           assert.equal(x.canvas.length, 11);
         } else {
           const spec = () => ({ tokens: Int32Array.from(tokens), openEnded: true });
-          const options = { blockLength: 6, temperature: 0 };
+          // block diffusion decodes the model's own blocks against the exact cache of the
+          // finished ones; the others in semi-autoregressive blocks of 6
+          const options = blocks
+            ? { preset: "block-diffusion" as const, temperature: 0 }
+            : { blockLength: 6, temperature: 0 };
           const [x, y] = [
             await collect(denoise(engine, spec(), options)),
             await collect(denoise(reference, spec(), options)),
@@ -456,4 +565,70 @@ test("our own format still loads without a model_type, and saves as family unmas
   const saved = configToJson(llada);
   assert.equal(saved.model_type, "unmask");
   assert.deepEqual({ ...parseModelConfig(saved), modelType: "llada" }, llada);
+});
+
+test("block-diffusion families attend to whole blocks of absolute positions, never a later one", async () => {
+  for (const raw of [fastDllmConfig, sdarConfig]) {
+    const config = parseModelConfig(raw);
+    const reference = new ReferenceModel(config, seededWeights(config, 3));
+    const base = [0, 4, 5, 6, 7, 8, 9, 4, 5, 6, 7, 8];
+    const logits = async (changes: Record<number, number>) => {
+      const tokens = Int32Array.from(base);
+      for (const [i, t] of Object.entries(changes)) tokens[Number(i)] = t;
+      return (await reference.forward({ tokens, rows: 1 })).logits;
+    };
+    const row = (l: Float32Array, i: number) => Array.from(l.subarray(i * VOCAB, (i + 1) * VOCAB));
+    const [same, later, inside] = [
+      await logits({}),
+      await logits({ 9: 5 }),
+      await logits({ 7: 6 }),
+    ];
+    // position 5 is in block 1 (positions 4-7; under Fast-dLLM's logit shift its row is the
+    // hidden state of position 4, in the same block): blind to block 2, sees all of its own
+    assert.deepEqual(row(later, 5), row(same, 5), config.modelType);
+    assert.notDeepEqual(row(inside, 5), row(same, 5), config.modelType);
+  }
+});
+
+test("block-diffusion configs: the block size is required, SDAR's o_proj bias is refused", () => {
+  const { bd_size: _, ...noBlock } = fastDllmConfig;
+  assert.equal(configError(noBlock).field, "bd_size");
+  assert.equal(configError({ ...fastDllmConfig, bd_size: 0 }).field, "bd_size");
+  assert.equal(configError({ ...sdarConfig, block_size: "4" }).field, "block_size");
+  assert.equal(configError({ ...sdarConfig, attention_bias: true }).field, "attention_bias");
+  assert.equal(
+    configError({ ...fastDllmConfig, layer_types: ["full_attention", "sliding_attention"] }).field,
+    "layer_types",
+  );
+  assert.equal(
+    configError({ ...sdarConfig, use_sliding_window: true }).field,
+    "use_sliding_window",
+  );
+  assert.equal(configError({ ...sdarConfig, something_new: 1 }).field, "something_new");
+  // their configs may not set the keys the family decides
+  assert.equal(configError({ ...sdarConfig, qk_norm: false }).field, "qk_norm");
+  assert.equal(configError({ ...fastDllmConfig, logit_shift: false }).field, "logit_shift");
+  // written back in our keys, the q/k norms, block size and logit shift survive
+  for (const raw of [fastDllmConfig, sdarConfig]) {
+    const config = parseModelConfig(raw);
+    assert.deepEqual(
+      { ...parseModelConfig(configToJson(config)), modelType: config.modelType },
+      config,
+    );
+  }
+});
+
+test("Fast-dLLM v2 needs its tokenizer's |<MASK>|", async () => {
+  const layout = layouts["Fast-dLLM v2 (block diffusion on Qwen2.5, |<MASK>| from the tokenizer)"];
+  await withTempDir(async (dir) => {
+    await writeLayout(dir, {
+      ...layout,
+      specials: ["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
+    });
+    await assert.rejects(load(dir, layout), (e: unknown) => {
+      assert.ok(e instanceof ConfigError);
+      assert.equal(e.field, "mask_token");
+      return true;
+    });
+  });
 });

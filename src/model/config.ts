@@ -22,6 +22,11 @@ export interface ModelConfig {
   tieWordEmbeddings: boolean;
   /** Bias on the q, k and v projections (Qwen2 family). */
   qkvBias: boolean;
+  /**
+   * RMSNorm over each query and key head (weights [headDim]) after the q/k projections, before
+   * the rotary embedding (Qwen3, SDAR); absent: none.
+   */
+  qkNorm?: boolean;
   /** full: bidirectional (diffusion); causal: the AR baseline; block_causal: block diffusion. */
   attention: AttentionKind;
   /** Block size of block-causal attention (BD3-LM); 0 otherwise. */
@@ -99,6 +104,7 @@ const knownKeys = new Set([
   "attention_mask",
   "block_size",
   "logit_shift",
+  "qk_norm",
 ]);
 
 const supportedActivations = ["silu"];
@@ -264,6 +270,7 @@ export function parseFamilyConfig(
   };
   const eot = tokenId("eot_token_id");
   if (eot !== null) config.eotTokenId = eot;
+  if (bool("qk_norm", false)) config.qkNorm = true;
   checkTokenIds(config, file);
   return { config, family };
 }
@@ -313,6 +320,7 @@ export function configToJson(config: ModelConfig): Record<string, unknown> {
     attention_mask: config.attention,
     block_size: config.blockSize,
     logit_shift: config.logitShift,
+    ...(config.qkNorm === true ? { qk_norm: true } : {}),
     mask_token_id: config.maskTokenId,
     pad_token_id: config.padTokenId,
     bos_token_id: config.bosTokenId,
@@ -368,6 +376,10 @@ export function parameterShapes(config: ModelConfig): ParameterShape[] {
       out.push({ name: `${p}self_attn.q_proj.bias`, shape: [numHeads * d] });
       out.push({ name: `${p}self_attn.k_proj.bias`, shape: [numKvHeads * d] });
       out.push({ name: `${p}self_attn.v_proj.bias`, shape: [numKvHeads * d] });
+    }
+    if (config.qkNorm === true) {
+      out.push({ name: `${p}self_attn.q_norm.weight`, shape: [d] });
+      out.push({ name: `${p}self_attn.k_norm.weight`, shape: [d] });
     }
     out.push({ name: `${p}self_attn.o_proj.weight`, shape: [h, numHeads * d] });
     out.push({ name: `${p}post_attention_layernorm.weight`, shape: [h] });

@@ -1,7 +1,8 @@
 // The forward pass of the model family as an ONNX graph: a LLaMA/Qwen2-style decoder whose
 // attention mask is data (full for diffusion, causal for AR, block-causal for block diffusion).
-// Reads top to bottom like the paper: embed; per layer RMSNorm → attention → residual →
-// RMSNorm → SwiGLU MLP → residual; final norm at the chosen positions; LM head (`lmHead`).
+// Reads top to bottom like the paper: embed; per layer RMSNorm → attention (q/k head norms where
+// the config has them) → residual → RMSNorm → SwiGLU MLP → residual; final norm at the chosen
+// positions; LM head (`lmHead`).
 // B = rows, N = fresh tokens, C = cached context positions, T = C + N, P = positions with logits.
 
 import type { Graph, Tensor } from "../graph/graph.js";
@@ -194,8 +195,13 @@ export function transformer(
         config.qkvBias,
       );
     }
-    const q1 = op.transpose(op.reshape(q0, [0, 0, hkv, groups, d]), [0, 2, 3, 1, 4]); // [B, Hkv, G, Q, D]
-    const k1 = op.transpose(op.reshape(k0, [0, 0, hkv, d]), [0, 2, 1, 3]); // [B, Hkv, N, D]
+    let q1 = op.transpose(op.reshape(q0, [0, 0, hkv, groups, d]), [0, 2, 3, 1, 4]); // [B, Hkv, G, Q, D]
+    let k1 = op.transpose(op.reshape(k0, [0, 0, hkv, d]), [0, 2, 1, 3]); // [B, Hkv, N, D]
+    if (config.qkNorm === true) {
+      // Qwen3 / SDAR: RMSNorm over each head's D values, before the rotary embedding
+      q1 = rmsNorm(q1, param(`${p}self_attn.q_norm.weight`), eps); // [B, Hkv, G, Q, D]
+      k1 = rmsNorm(k1, param(`${p}self_attn.k_norm.weight`), eps); // [B, Hkv, N, D]
+    }
     const v1 = op.transpose(op.reshape(v0, [0, 0, hkv, d]), [0, 2, 1, 3]); // [B, Hkv, N, D]
     const q = op.mul(rotate(q1, query.cos, query.sin, d), scale); // [B, Hkv, G, Q, D]
     const kNew = rotate(k1, cosK, sinK, d); // [B, Hkv, N, D]
