@@ -7,12 +7,17 @@ import assert from "node:assert/strict";
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, describe, test } from "node:test";
+import { complete, streamInfillAr } from "../src/diffusion/api.js";
 import { decodeAr } from "../src/diffusion/ar.js";
 import { denoise } from "../src/diffusion/denoise.js";
 import type { DecodeResult, StepEvent } from "../src/diffusion/types.js";
 import { type Checkpoint, loadCheckpoint } from "../src/format/checkpoint.js";
 import { f32ToBF16 } from "../src/format/half.js";
 import { type TensorEntry, writeSafetensors } from "../src/format/safetensors.js";
+import { fimTokens } from "../src/format/template.js";
+import { planInfill, settle, supervise } from "../src/host/decode.js";
+import { WrongModelError } from "../src/host/errors.js";
+import { loadModel } from "../src/host/models.js";
 import {
   ConfigError,
   configToJson,
@@ -129,6 +134,14 @@ const qwen2Keys = {
 };
 
 const qwenSpecials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|mask|>"];
+const qwenFim = [
+  "<|fim_prefix|>",
+  "<|fim_middle|>",
+  "<|fim_suffix|>",
+  "<|fim_pad|>",
+  "<|repo_name|>",
+  "<|file_sep|>",
+];
 
 /** Dream-v0-Instruct-7B's config.json (model_type "Dream", DreamModel), tiny sizes. */
 const dreamConfig = {
@@ -291,7 +304,8 @@ const layouts: Record<string, Layout> = {
     },
     generation: { bos_token_id: 0, eos_token_id: 0, max_new_tokens: 2048 },
     tokenizerConfig: { eos_token: "<|endoftext|>" },
-    specials: qwenSpecials.slice(0, 3),
+    // Qwen2.5-Coder's added tokens in their order (ids 151643-151664 there), those around FIM
+    specials: [...qwenSpecials.slice(0, 3), ...qwenFim],
     shards: ["model.safetensors"],
     dtype: "BF16",
   },
@@ -630,5 +644,56 @@ test("Fast-dLLM v2 needs its tokenizer's |<MASK>|", async () => {
       assert.equal(e.field, "mask_token");
       return true;
     });
+  });
+});
+
+test("Qwen2.5-Coder fills a hole through its FIM tokens; a causal model without them is refused", async () => {
+  const layout = layouts["Qwen2.5-Coder (AR baseline)"];
+  await withTempDir(async (dir) => {
+    await writeLayout(dir, layout);
+    const loaded = await loadModel(dir, { threads: 1 });
+    models.push(loaded.model);
+    const { tokenizer } = loaded;
+    const id = (spelling: string) => tokenizer.tokenToId(spelling)!;
+    const fim = fimTokens(tokenizer)!;
+    // the sentinels, and every token Qwen2.5-Coder's README stops a middle at
+    assert.deepEqual(
+      [fim.prefix, fim.suffix, fim.middle],
+      [id("<|fim_prefix|>"), id("<|fim_suffix|>"), id("<|fim_middle|>")],
+    );
+    assert.deepEqual([...fim.stops].sort(), qwenFim.map(id).sort());
+    const [prefix, suffix] = ["ab a", "c\nb"];
+    const settings = { decoder: "autoregressive" as const, temperature: 0 };
+    const plan = planInfill(loaded, settings, [prefix, { hole: 6 }, suffix], "trim");
+    // <|fim_prefix|> prefix <|fim_suffix|> suffix <|fim_middle|>, as the README writes it
+    const prompt = [
+      id("<|fim_prefix|>"),
+      ...tokenizer.encode(prefix),
+      id("<|fim_suffix|>"),
+      ...tokenizer.encode(suffix),
+      id("<|fim_middle|>"),
+    ];
+    assert.deepEqual(Array.from(plan.initial), prompt);
+    assert.deepEqual(plan.view, [prompt.length, prompt.length + 6]);
+    const { result } = await settle(supervise(plan.start));
+    // the float64 reference writes the same middle from the same prompt
+    const ckpt = await load(dir, layout);
+    const reference = new ReferenceModel(ckpt.config, ckpt.weights);
+    const parts = [tokenizer.encode(prefix), { hole: 6 }, tokenizer.encode(suffix)];
+    const expected = await complete(streamInfillAr(reference, parts, { fim, temperature: 0 }));
+    assert.deepEqual(Array.from(result.canvas), Array.from(expected.canvas));
+    assert.deepEqual(result.fills, expected.fills);
+    assert.ok(result.fills[0].length <= 6);
+    assert.deepEqual(Array.from(result.canvas.subarray(0, prompt.length)), prompt);
+  });
+  // LLaMA's tokenizer here has no FIM tokens: a typed error naming the model
+  await withTempDir(async (dir) => {
+    await writeLayout(dir, layouts["LLaMA (AR baseline)"]);
+    const loaded = await loadModel(dir, { threads: 1 });
+    models.push(loaded.model);
+    assert.throws(
+      () => planInfill(loaded, { decoder: "autoregressive" }, ["a", { hole: 2 }], "trim"),
+      (e: unknown) => e instanceof WrongModelError && e.parameter === "model",
+    );
   });
 });
