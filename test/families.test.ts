@@ -309,6 +309,41 @@ const layouts: Record<string, Layout> = {
     shards: ["model.safetensors"],
     dtype: "BF16",
   },
+  "Qwen3 (AR baseline, q/k norms)": {
+    family: "qwen3",
+    config: {
+      architectures: ["Qwen3ForCausalLM"],
+      attention_bias: false,
+      attention_dropout: 0.0,
+      bos_token_id: 0,
+      eos_token_id: 2,
+      head_dim: 8,
+      hidden_act: "silu",
+      hidden_size: 16,
+      initializer_range: 0.02,
+      intermediate_size: 24,
+      max_position_embeddings: 64,
+      max_window_layers: 2,
+      model_type: "qwen3",
+      num_attention_heads: 4,
+      num_hidden_layers: 2,
+      num_key_value_heads: 2,
+      rms_norm_eps: 1e-6,
+      rope_scaling: null,
+      rope_theta: 1000000,
+      sliding_window: null,
+      tie_word_embeddings: true,
+      torch_dtype: "bfloat16",
+      transformers_version: "4.51.0",
+      use_cache: true,
+      use_sliding_window: false,
+      vocab_size: VOCAB,
+    },
+    tokenizerConfig: { eos_token: "<|im_end|>", pad_token: "<|endoftext|>" },
+    specials: qwenSpecials.slice(0, 3),
+    shards: ["model.safetensors"],
+    dtype: "BF16",
+  },
   "LLaMA (AR baseline)": {
     family: "llama",
     config: {
@@ -414,7 +449,7 @@ for (const [label, layout] of Object.entries(layouts)) {
           assert.ok(ckpt.weights.has(name), name);
         }
         const { config } = ckpt;
-        const causal = layout.family === "qwen2" || layout.family === "llama";
+        const causal = ["qwen2", "qwen3", "llama"].includes(layout.family);
         const blocks = layout.family === "fast-dllm-v2" || layout.family === "sdar";
         assert.equal(config.attention, causal ? "causal" : blocks ? "block_causal" : "full");
         assert.equal(config.blockSize, blocks ? 4 : 0);
@@ -426,7 +461,7 @@ for (const [label, layout] of Object.entries(layouts)) {
           config.qkvBias,
           ["dream", "open-dcoder", "fast-dllm-v2", "qwen2"].includes(layout.family),
         );
-        assert.equal(config.qkNorm === true, layout.family === "sdar");
+        assert.equal(config.qkNorm === true, ["sdar", "qwen3"].includes(layout.family));
         assert.equal(config.maskTokenId, causal ? null : 3);
         assert.equal(config.modelType, layout.family);
         // the end-of-turn token joins EOS where the tokenizer has one
@@ -604,12 +639,14 @@ test("block-diffusion families attend to whole blocks of absolute positions, nev
   }
 });
 
-test("block-diffusion configs: the block size is required, SDAR's o_proj bias is refused", () => {
+test("block-diffusion configs: the block size is required; Qwen3's and SDAR's o_proj bias is refused", () => {
   const { bd_size: _, ...noBlock } = fastDllmConfig;
   assert.equal(configError(noBlock).field, "bd_size");
   assert.equal(configError({ ...fastDllmConfig, bd_size: 0 }).field, "bd_size");
   assert.equal(configError({ ...sdarConfig, block_size: "4" }).field, "block_size");
   assert.equal(configError({ ...sdarConfig, attention_bias: true }).field, "attention_bias");
+  const qwen3 = layouts["Qwen3 (AR baseline, q/k norms)"].config;
+  assert.equal(configError({ ...qwen3, attention_bias: true }).field, "attention_bias");
   assert.equal(
     configError({ ...fastDllmConfig, layer_types: ["full_attention", "sliding_attention"] }).field,
     "layer_types",

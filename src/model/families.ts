@@ -43,6 +43,9 @@
 //            bidirectional inside a block; the mask token is the tokenizer's mask_token <|MASK|>
 //            when --mask_id is not given; block_length 4, denoising_steps 4, low_confidence_dynamic
 //            with threshold 0.85; stop at generation_config.json's eos_token_id).
+//   Qwen3 as an AR baseline: transformers' Qwen3Attention (q_norm / k_norm = Qwen3RMSNorm over
+//            head_dim, applied before RoPE; attention_bias on q, k, v and o_proj alike), the layer
+//            SDAR's modeling_sdar.py copies, with the same config keys.
 //   Qwen2 / Qwen2.5(-Coder) and LLaMA as AR baselines: transformers' Qwen2Config/LlamaConfig
 //            (Qwen2 q/k/v projections always carry a bias; LLaMA's attention_bias also adds one
 //            to o_proj, which this engine does not have).
@@ -56,6 +59,7 @@ export type FamilyName =
   | "open-dcoder"
   | "fast-dllm-v2"
   | "sdar"
+  | "qwen3"
   | "qwen2"
   | "llama";
 
@@ -252,18 +256,41 @@ const sdarTraining = [
   "use_deepep",
 ];
 
+/** Qwen3 layers (SDAR's too): attention_bias would also put a bias on o_proj. */
+const qwen3Layout = (raw: Readonly<Record<string, unknown>>, file: string) => {
+  if (raw.attention_bias === true) {
+    throw new ConfigError(
+      file,
+      "attention_bias",
+      "Qwen3's attention_bias also puts a bias on o_proj, which is not implemented",
+    );
+  }
+  return raw;
+};
+
+const qwen3: Family = {
+  name: "qwen3",
+  modelTypes: ["qwen3"],
+  architectures: ["Qwen3ForCausalLM"],
+  toCanonical(raw, file) {
+    return hfCanonical(
+      qwen3Layout(raw, file),
+      { attention_mask: "causal", qk_norm: true },
+      file,
+      familyDecided,
+    );
+  },
+  tensorName: identity,
+  endOfTurn: ["<|im_end|>"],
+  maskFromTokenizer: false,
+};
+
 const sdar: Family = {
   name: "sdar",
   modelTypes: ["sdar"],
   architectures: ["SDARForCausalLM"],
   toCanonical(raw, file) {
-    if (raw.attention_bias === true) {
-      throw new ConfigError(
-        file,
-        "attention_bias",
-        "SDAR's attention_bias also puts a bias on o_proj, which is not implemented",
-      );
-    }
+    qwen3Layout(raw, file);
     const rest = Object.fromEntries(
       Object.entries(raw).filter(([k]) => k !== "block_size" && !sdarTraining.includes(k)),
     );
@@ -431,6 +458,7 @@ export const families: readonly Family[] = [
   openDCoder,
   fastDllmV2,
   sdar,
+  qwen3,
   qwen2,
   llama,
 ];
