@@ -639,6 +639,34 @@ test("block-diffusion families attend to whole blocks of absolute positions, nev
   }
 });
 
+test("block diffusion's exact cache: the same tokens as the whole canvas each step, blocks aligned", async () => {
+  for (const raw of [fastDllmConfig, sdarConfig]) {
+    // Fast-dLLM's mask comes from its tokenizer (3 in the layouts above)
+    const config = { ...parseModelConfig(raw), maskTokenId: 3 };
+    const weights = seededWeights(config, 5);
+    const engine = await OnnxModel.create(config, weights, { threads: 1 });
+    const reference = new ReferenceModel(config, weights);
+    models.push(engine, reference);
+    // the prompt ends on a block boundary: the next block's first token comes, under
+    // Fast-dLLM's logit shift, from the prompt's last position (its generate()'s next_token)
+    const tokens = Int32Array.from([0, 4, 5, 6, 3, 3, 3, 3, 3, 3, 3, 3]);
+    const spec = () => ({ tokens: Int32Array.from(tokens), openEnded: true });
+    const cached = await collect(
+      denoise(engine, spec(), { preset: "block-diffusion", temperature: 0 }),
+    );
+    const whole = await collect(
+      denoise(reference, spec(), {
+        preset: "block-diffusion",
+        cache: "none",
+        blockLength: 4,
+        temperature: 0,
+      }),
+    );
+    assert.deepEqual(Array.from(cached.canvas), Array.from(whole.canvas), config.modelType);
+    assert.ok(!Array.from(cached.canvas).includes(3), "masks left");
+  }
+});
+
 test("block-diffusion configs: the block size is required; Qwen3's and SDAR's o_proj bias is refused", () => {
   const { bd_size: _, ...noBlock } = fastDllmConfig;
   assert.equal(configError(noBlock).field, "bd_size");
