@@ -164,7 +164,7 @@ test("AR options and models are validated; an abort stops before the next pass",
 
 test("FIM infill on a model whose answer is known: the PSM prompt, the middle, where it ends", async () => {
   const [PRE, SUF, MID] = [26, 27, 28];
-  const fim = { prefix: PRE, suffix: SUF, middle: MID, stops: [PRE, SUF, MID] };
+  const fim = { lead: [], prefix: PRE, suffix: SUF, middle: MID, stops: [PRE, SUF, MID] };
   const file = Array.from(targetSequence(14));
   const [before, middle, after] = [file.slice(0, 5), file.slice(5, 9), file.slice(9)];
   const prompt = [PRE, ...before, SUF, ...after, MID];

@@ -50,6 +50,8 @@ interface Layout {
   dtype: "F32" | "BF16";
   /** Passed to loadCheckpoint where the config cannot tell the family. */
   asked?: FamilyName;
+  /** tokenizer.json's post_processor (none: null). */
+  postProcessor?: Record<string, unknown>;
 }
 
 const VOCAB = 16; // tokenizer ids 0..9, padded to 16 as the real ones pad to multiples of 64/128
@@ -134,6 +136,15 @@ const qwen2Keys = {
 };
 
 const qwenSpecials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|mask|>"];
+/** DeepSeek-Coder's special tokens (ids 32013-32021 there) that FIM and its ends use. */
+const deepseekSpecials = [
+  "<｜begin▁of▁sentence｜>",
+  "<｜end▁of▁sentence｜>",
+  "<｜fim▁hole｜>",
+  "<｜fim▁begin｜>",
+  "<｜fim▁end｜>",
+  "<|EOT|>",
+];
 const qwenFim = [
   "<|fim_prefix|>",
   "<|fim_middle|>",
@@ -344,6 +355,60 @@ const layouts: Record<string, Layout> = {
     shards: ["model.safetensors"],
     dtype: "BF16",
   },
+  "DeepSeek-Coder (LLaMA layout, linear RoPE scaling, FIM tokens, BOS added)": {
+    family: "llama",
+    // deepseek-coder-1.3b-base's config.json, tiny sizes
+    config: {
+      architectures: ["LlamaForCausalLM"],
+      bos_token_id: 0,
+      eos_token_id: 1,
+      hidden_act: "silu",
+      hidden_size: 16,
+      initializer_range: 0.02,
+      intermediate_size: 24,
+      max_position_embeddings: 64,
+      model_type: "llama",
+      num_attention_heads: 4,
+      num_hidden_layers: 2,
+      num_key_value_heads: 4,
+      pretraining_tp: 1,
+      rms_norm_eps: 1e-6,
+      rope_scaling: { factor: 4.0, type: "linear" },
+      rope_theta: 100000,
+      tie_word_embeddings: false,
+      torch_dtype: "bfloat16",
+      transformers_version: "4.33.1",
+      use_cache: true,
+      vocab_size: VOCAB,
+    },
+    tokenizerConfig: {
+      add_bos_token: true,
+      bos_token: "<｜begin▁of▁sentence｜>",
+      eos_token: "<｜end▁of▁sentence｜>",
+    },
+    specials: deepseekSpecials,
+    shards: ["model.safetensors"],
+    dtype: "BF16",
+    postProcessor: {
+      type: "TemplateProcessing",
+      single: [
+        { SpecialToken: { id: "<｜begin▁of▁sentence｜>", type_id: 0 } },
+        { Sequence: { id: "A", type_id: 0 } },
+      ],
+      pair: [
+        { SpecialToken: { id: "<｜begin▁of▁sentence｜>", type_id: 0 } },
+        { Sequence: { id: "A", type_id: 0 } },
+        { Sequence: { id: "B", type_id: 1 } },
+      ],
+      special_tokens: {
+        "<｜begin▁of▁sentence｜>": {
+          id: "<｜begin▁of▁sentence｜>",
+          ids: [0],
+          tokens: ["<｜begin▁of▁sentence｜>"],
+        },
+      },
+    },
+  },
   "LLaMA (AR baseline)": {
     family: "llama",
     config: {
@@ -417,7 +482,9 @@ async function writeLayout(dir: string, layout: Layout) {
   await writeFile(join(dir, "config.json"), json(layout.config));
   if (layout.generation)
     await writeFile(join(dir, "generation_config.json"), json(layout.generation));
-  await writeFile(join(dir, "tokenizer.json"), JSON.stringify(tinyTokenizerJson(layout.specials)));
+  const tokenizer = tinyTokenizerJson(layout.specials);
+  if (layout.postProcessor) tokenizer.post_processor = layout.postProcessor;
+  await writeFile(join(dir, "tokenizer.json"), JSON.stringify(tokenizer));
   await writeFile(join(dir, "tokenizer_config.json"), json(layout.tokenizerConfig));
   return { tensors };
 }
@@ -751,6 +818,34 @@ test("Qwen2.5-Coder fills a hole through its FIM tokens; a causal model without 
     assert.ok(result.fills[0].length <= 6);
     assert.deepEqual(Array.from(result.canvas.subarray(0, prompt.length)), prompt);
   });
+  // DeepSeek-Coder (a LLaMA): <｜fim▁begin｜> prefix <｜fim▁hole｜> suffix <｜fim▁end｜>, after the
+  // BOS its tokenizer adds to any text (its README tokenizes the prompt with special tokens)
+  await withTempDir(async (dir) => {
+    await writeLayout(
+      dir,
+      layouts["DeepSeek-Coder (LLaMA layout, linear RoPE scaling, FIM tokens, BOS added)"],
+    );
+    const loaded = await loadModel(dir, { threads: 1 });
+    models.push(loaded.model);
+    const { tokenizer } = loaded;
+    const id = (spelling: string) => tokenizer.tokenToId(spelling)!;
+    const plan = planInfill(
+      loaded,
+      { decoder: "autoregressive" },
+      ["ab", { hole: 3 }, "c"],
+      "trim",
+    );
+    assert.deepEqual(Array.from(plan.initial), [
+      id("<｜begin▁of▁sentence｜>"),
+      id("<｜fim▁begin｜>"),
+      ...tokenizer.encode("ab"),
+      id("<｜fim▁hole｜>"),
+      ...tokenizer.encode("c"),
+      id("<｜fim▁end｜>"),
+    ]);
+    const { result } = await settle(supervise(plan.start));
+    assert.ok(result.fills[0].length <= 3);
+  });
   // LLaMA's tokenizer here has no FIM tokens: a typed error naming the model
   await withTempDir(async (dir) => {
     await writeLayout(dir, layouts["LLaMA (AR baseline)"]);
@@ -761,4 +856,34 @@ test("Qwen2.5-Coder fills a hole through its FIM tokens; a causal model without 
       (e: unknown) => e instanceof WrongModelError && e.parameter === "model",
     );
   });
+});
+
+test("linear RoPE scaling is position interpolation: factor f at position p is factor 1 at p / f", async () => {
+  const base = { ...layouts["LLaMA (AR baseline)"].config };
+  const scaled = parseModelConfig({ ...base, rope_scaling: { rope_type: "linear", factor: 2 } });
+  const plain = parseModelConfig(base);
+  assert.equal(scaled.ropeLinearFactor, 2);
+  assert.equal(plain.ropeLinearFactor, undefined);
+  const weights = seededWeights(plain, 9);
+  const tokens = Int32Array.from([0, 4, 5, 6, 7, 8]);
+  const at = (m: ReferenceModel, positions: number[]) =>
+    m.forward({ tokens, rows: 1, positions: Int32Array.from(positions) });
+  const a = await at(new ReferenceModel(scaled, weights), [0, 2, 4, 6, 8, 10]);
+  const b = await at(new ReferenceModel(plain, weights), [0, 1, 2, 3, 4, 5]);
+  assert.ok(relativeError(a.logits, b.logits) < 1e-6);
+  // the engine's graph agrees with the reference under scaling
+  const engine = await OnnxModel.create(scaled, weights, { threads: 1 });
+  models.push(engine);
+  const c = await engine.forward({ tokens, rows: 1 });
+  const d = await new ReferenceModel(scaled, weights).forward({ tokens, rows: 1 });
+  assert.ok(relativeError(c.logits, d.logits) < 1e-4);
+  // any other scaling is refused, and a "type" that contradicts "rope_type"
+  for (const rope_scaling of [
+    { rope_type: "dynamic", factor: 2 },
+    { type: "linear", rope_type: "yarn", factor: 2 },
+    { rope_type: "linear" },
+    { rope_type: "linear", factor: 2, original_max_position_embeddings: 64 },
+  ]) {
+    assert.equal(configError({ ...base, rope_scaling }).field, "rope_scaling");
+  }
 });

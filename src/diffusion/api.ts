@@ -335,14 +335,14 @@ function filled(
 /**
  * The PSM prompt of Bavarian et al. 2022 ("Efficient Training of Language Models to Fill in the
  * Middle"), as Qwen2.5-Coder's README writes it: `<|fim_prefix|>` prefix `<|fim_suffix|>` suffix
- * `<|fim_middle|>`; the model continues with the middle.
+ * `<|fim_middle|>` (after the tokenizer's lead, e.g. a BOS); the model continues with the middle.
  */
 export function fimPrompt(
   fim: FimTokens,
   prefix: readonly number[],
   suffix: readonly number[],
 ): number[] {
-  return [fim.prefix, ...prefix, fim.suffix, ...suffix, fim.middle];
+  return [...fim.lead, fim.prefix, ...prefix, fim.suffix, ...suffix, fim.middle];
 }
 
 /**

@@ -83,8 +83,10 @@ const fimStopSpellings = [
 
 /**
  * The FIM sentinels of a tokenizer (its `specialTokens`: Qwen2.5-Coder's <|fim_prefix|>,
- * <|fim_suffix|>, <|fim_middle|>, StarCoder's <fim_prefix>..., our own [FIM_PREFIX]...), or null
- * when its vocabulary lacks any of the three.
+ * <|fim_suffix|>, <|fim_middle|>, StarCoder's <fim_prefix>..., DeepSeek-Coder's <｜fim▁begin｜>...,
+ * our own [FIM_PREFIX]...), or null when its vocabulary lacks any of the three. The prompt leads
+ * with what the tokenizer's post-processor adds to a text (a BOS), as the model cards tokenize
+ * the prompt's text with the special tokens.
  */
 export function fimTokens(tokenizer: Tokenizer): FimTokens | null {
   const { fimPrefix, fimSuffix, fimMiddle } = tokenizer.specialTokens;
@@ -93,6 +95,7 @@ export function fimTokens(tokenizer: Tokenizer): FimTokens | null {
     .map((s) => tokenizer.tokenToId(s))
     .filter((id): id is number => id !== null);
   return {
+    lead: tokenizer.encode("", { addSpecialTokens: true }),
     prefix: fimPrefix,
     suffix: fimSuffix,
     middle: fimMiddle,

@@ -17,6 +17,11 @@ export interface ModelConfig {
   headDim: number;
   intermediateSize: number;
   ropeTheta: number;
+  /**
+   * Linear RoPE scaling (`rope_scaling: {rope_type: "linear", factor}`, transformers'
+   * _compute_linear_scaling_rope_parameters: inv_freq / factor); absent: 1.
+   */
+  ropeLinearFactor?: number;
   rmsNormEps: number;
   maxPositions: number;
   tieWordEmbeddings: boolean;
@@ -81,11 +86,32 @@ const ignoredKeys = new Set([
  * other value is a ConfigError, never ignored.
  */
 const inertValues: Record<string, (v: unknown) => boolean> = {
-  rope_scaling: (v) => v === null,
+  rope_scaling: (v) => v === null || linearRopeFactor(v) !== null,
   use_sliding_window: (v) => v === false,
   mlp_bias: (v) => v === false,
   layer_types: (v) => Array.isArray(v) && v.every((t) => t === "full_attention"),
 };
+
+/**
+ * The factor of a linear `rope_scaling` ({rope_type or, before transformers 4.45, type:
+ * "linear" or "default", factor > 0}, nothing else); null for any other value.
+ */
+function linearRopeFactor(v: unknown): number | null {
+  if (typeof v !== "object" || v === null || Array.isArray(v)) return null;
+  const { rope_type, type, factor, ...rest } = v as Record<string, unknown>;
+  const kind = rope_type ?? type;
+  if (
+    Object.keys(rest).length > 0 ||
+    (type !== undefined && rope_type !== undefined && type !== rope_type)
+  ) {
+    return null;
+  }
+  if (kind === "default" && factor === undefined) return 1;
+  if (kind !== "linear" || typeof factor !== "number" || !(factor > 0 && factor < Infinity)) {
+    return null;
+  }
+  return factor;
+}
 
 const knownKeys = new Set([
   "vocab_size",
@@ -271,6 +297,8 @@ export function parseFamilyConfig(
   const eot = tokenId("eot_token_id");
   if (eot !== null) config.eotTokenId = eot;
   if (bool("qk_norm", false)) config.qkNorm = true;
+  const ropeFactor = c.rope_scaling == null ? 1 : linearRopeFactor(c.rope_scaling)!;
+  if (ropeFactor !== 1) config.ropeLinearFactor = ropeFactor;
   checkTokenIds(config, file);
   return { config, family };
 }
@@ -312,6 +340,9 @@ export function configToJson(config: ModelConfig): Record<string, unknown> {
     head_dim: config.headDim,
     intermediate_size: config.intermediateSize,
     rope_theta: config.ropeTheta,
+    ...(config.ropeLinearFactor === undefined
+      ? {}
+      : { rope_scaling: { rope_type: "linear", factor: config.ropeLinearFactor } }),
     rms_norm_eps: config.rmsNormEps,
     max_position_embeddings: config.maxPositions,
     tie_word_embeddings: config.tieWordEmbeddings,

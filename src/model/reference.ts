@@ -186,10 +186,12 @@ export class ReferenceModel implements LanguageModel {
         k = rmsNorm(k, T * KV, D, w("self_attn.k_norm.weight"), eps); // [R, n, KV, D]
       }
 
-      // rotary embeddings on q and k at each token's absolute position
+      // rotary embeddings on q and k at each token's absolute position (divided by the linear
+      // scaling factor: the same angles as transformers' inv_freq / factor)
       for (let t = 0; t < T; t++) {
-        for (let h = 0; h < NH; h++) applyRotary(q, (t * NH + h) * D, D, positions[t], theta);
-        for (let g = 0; g < KV; g++) applyRotary(k, (t * KV + g) * D, D, positions[t], theta);
+        const at = positions[t] / (cfg.ropeLinearFactor ?? 1);
+        for (let h = 0; h < NH; h++) applyRotary(q, (t * NH + h) * D, D, at, theta);
+        for (let g = 0; g < KV; g++) applyRotary(k, (t * KV + g) * D, D, at, theta);
       }
 
       // all keys and values of each row, context first: [R, KV, L, D]

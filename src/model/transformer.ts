@@ -53,7 +53,8 @@ export type LinearSource = (x: Tensor, names: readonly string[]) => Tensor[] | u
 
 /**
  * cos and sin of the rotary angles of `positions` [B, N], [B, N, D] float32, HF "rotate_half"
- * layout: angle = position · θ^(−2i/D) for i < D/2, duplicated over both halves. The product is
+ * layout: angle = position · θ^(−2i/D) / f for i < D/2 (f: the linear scaling factor, 1 without),
+ * duplicated over both halves. The product is
  * taken in float64 and reduced modulo 2π before the float32 cos/sin, so a position of 100k keeps
  * the table's precision (~1e-7) without a table sized by max_position_embeddings.
  */
@@ -61,8 +62,9 @@ export function rotary(config: ModelConfig, positions: Tensor): { cos: Tensor; s
   const g = positions.graph;
   const d = config.headDim;
   const inverse = new Float64Array(d);
+  const factor = config.ropeLinearFactor ?? 1; // linear RoPE scaling divides the frequencies
   for (let i = 0; i < d / 2; i++)
-    inverse[i] = inverse[i + d / 2] = config.ropeTheta ** ((-2 * i) / d);
+    inverse[i] = inverse[i + d / 2] = config.ropeTheta ** ((-2 * i) / d) / factor;
   const frequencies = g.initializer(g.freeName("rope.inv_freq"), "float64", [d], inverse);
   const angle = op.mul(op.unsqueeze(op.cast(positions, "float64"), [2]), frequencies); // [B, N, D]
   const reduced = op.cast(op.fmod(angle, 2 * Math.PI), "float32"); // [B, N, D]
