@@ -93,8 +93,8 @@ const inertValues: Record<string, (v: unknown) => boolean> = {
 };
 
 /**
- * The factor of a linear `rope_scaling` ({rope_type or, before transformers 4.45, type:
- * "linear" or "default", factor > 0}, nothing else); null for any other value.
+ * The factor of a linear `rope_scaling` ({rope_type, or its older spelling type, "linear" with
+ * a factor > 0; or "default" alone: 1}, nothing else); null for any other value.
  */
 function linearRopeFactor(v: unknown): number | null {
   if (typeof v !== "object" || v === null || Array.isArray(v)) return null;

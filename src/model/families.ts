@@ -29,7 +29,8 @@
 //            vendored in Satgoy152/DualDiffusion FastDLLM_inferencing/Fast_dLLM_v2_7B/modeling.py):
 //            Qwen2 layers with q/k/v bias hard-coded True and o_proj bias False whatever the
 //            config says; at inference (eval_block_diff_mask) query i sees key j iff
-//            ⌊j / bd_size⌋ ≤ ⌊i / bd_size⌋ by absolute position, bidirectional inside a block;
+//            ⌊j / b⌋ ≤ ⌊i / b⌋ by absolute position, bidirectional inside a block, b being
+//            generate()'s block_size (default 32: the bd_size the model was trained with);
 //            generate() shifts logits (cat([logits[:, :1], logits[:, :-1]])), uses mask_id 151665
 //            (the tokenizer's "|<MASK>|", which config.json does not name), stop_token 151645
 //            (<|im_end|>), block_size 32, small_block_size 8, threshold 0.9 (NVlabs/Fast-dLLM
