@@ -49,10 +49,11 @@ than the model's context is filled through a window around its holes: the holes 
 between them whole, the lines before and after as many as fit.
 
 With --ar (an autoregressive checkpoint with --ar-model) the one hole is filled through the
-model's fill-in-the-middle tokens (<|fim_prefix|>, <|fim_suffix|>, <|fim_middle|>, as Qwen2.5-Coder
-has them, or their StarCoder or [FIM_PREFIX] spellings): the code before and after the hole
-become the prompt, and the model writes the middle left to right until its end token, at most
-the hole's length. A causal model without such tokens is refused.`,
+model's fill-in-the-middle tokens (Qwen2.5-Coder's <|fim_prefix|>, <|fim_suffix|>,
+<|fim_middle|>, or the StarCoder, DeepSeek-Coder or [FIM_PREFIX] spellings): the code before
+and after the hole become the prompt, and the model writes the middle left to right until its
+end token, at most the hole's length. A causal model without such tokens is refused; the
+embedded twin has them but was not trained on FIM, so its middles are not meant to fit.`,
   options: [
     { name: "prefix", type: "string", value: "TEXT", description: "the code before the hole" },
     { name: "suffix", type: "string", value: "TEXT", description: "the code after the hole" },
