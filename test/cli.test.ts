@@ -62,7 +62,7 @@ const decodingOptions = [
 
 const commands: Record<string, string[]> = {
   generate: [...decodingOptions, "--file", "--ar", "--ar-model"],
-  infill: [...decodingOptions, "--prefix", "--suffix", "--trim", "--write"],
+  infill: [...decodingOptions, "--prefix", "--suffix", "--trim", "--write", "--ar", "--ar-model"],
   edit: [...decodingOptions, "--lines", "--write", "--diff"],
   fix: [...decodingOptions.filter((o) => o !== "--length"), "--below", "--max-fraction", "--write"],
   bench: [
@@ -298,6 +298,22 @@ test("infill: <FILL> and <FILL:n> holes in a file, --prefix/--suffix, --write", 
   const p = JSON.parse(pair.stdout);
   assert.equal(p.text, `ab ${p.fills[0]} c`);
   assert.deepEqual(p.holes, [4]);
+});
+
+test("infill --ar: a causal model fills one hole through its FIM tokens", async () => {
+  const args = ["infill", "--ar-model", arModel, "--prefix", "ab ", "--suffix", " c", "-n", "4"];
+  const r = await cli([...args, "--temperature", "0", "--json"]);
+  assert.equal(r.code, 0, r.stderr);
+  const out = JSON.parse(r.stdout);
+  assert.equal(out.decoder, "autoregressive");
+  assert.equal(out.text, `ab ${out.fills[0]} c`);
+  assert.ok(out.steps >= 1 && out.steps <= 4);
+  assert.equal(out.forward_passes, out.steps);
+  // FIM fills one hole; a strategy is the diffusion decoder's
+  const file = join(dir, "two-holes.txt");
+  await writeFile(file, "ab <FILL:2> c <FILL:2>\n");
+  assertFails(await cli(["infill", "--ar-model", arModel, file]), 2, /one hole/);
+  assertFails(await cli([...args, "--strategy", "llada"]), 2, /--strategy/);
 });
 
 test("edit --lines: the other lines never change; --diff shows the change", async () => {
