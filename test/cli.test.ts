@@ -657,7 +657,28 @@ test("corpus → tokenizer → train (and resume) → generate and eval, on a ti
   assertFails(
     await cli(["train", "-c", config, "--distill", set, "--steps", "1", "--run", `${run}-x`]),
     2,
-    /--distill trains block diffusion on the responses/,
+    /--distill trains block diffusion or the next-token loss on the responses/,
+  );
+  // TiDAR's one-model drafting: the causal model trains to draft blocks of 4 masks beside its
+  // next-token loss, on the same set; the held-out bits per byte stay the next-token loss's.
+  const drafter = await cli([
+    ...["train", "-c", arConfig, "--distill", set, "--run", `${run}-draft`, "-b", "2"],
+    ...["--init", JSON.parse(arTrained.stdout).model, "--steps", "2", "--draft", "4"],
+    ...["--draft-weight", "0.5", "--json"],
+  ]);
+  assert.equal(drafter.code, 0, drafter.stderr);
+  const dr = JSON.parse(drafter.stdout);
+  assert.equal(dr.objective, "ar");
+  assert.ok(Number.isFinite(dr.valid_bits_per_byte), drafter.stdout);
+  assertFails(
+    await cli([...distillArgs, "--steps", "1", "--draft", "4"]),
+    2,
+    /--draft: one-model drafting trains a causal model/,
+  );
+  assertFails(
+    await cli([...arArgs, "--steps", "1", "--draft-weight", "2"]),
+    2,
+    /--draft-weight: it weighs the --draft loss/,
   );
   assertFails(
     await cli([...bdArgs, "--steps", "1", "--anneal-steps", "4"]),

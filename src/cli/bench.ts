@@ -512,7 +512,7 @@ ${benches.map((b) => `  ${b.name.padEnd(9)}${b.summary}`).join("\n")}`,
       short: "m",
       value: "DIR",
       description:
-        "decode: the diffusion checkpoint (with --ar-model; default: the embedded pair, or random weights of their shape); claim: diffusion checkpoints, comma-separated (default: the embedded one); quant: the model (default: the embedded one)",
+        "decode: the diffusion checkpoint (with --ar-model; default: the embedded pair, or random weights of their shape); claim: diffusion checkpoints, or causal ones trained with --draft (the one-model speculative decoder), comma-separated (default: the embedded one); quant: the model (default: the embedded one)",
     },
     {
       name: "ar-model",

@@ -14,6 +14,17 @@
 // approximate: computed while later positions were masks) and runs only the new tokens and the
 // masks; "none" runs the whole canvas every round. The cache changes only the drafts, never the
 // text.
+//
+// One model (draft === verifier: TiDAR's form, arXiv:2511.08923): a causal model with a mask
+// token, trained to draft (`unmask train --draft K`, src/train/objective.ts draftBatch), drafts
+// and verifies in the SAME forward pass. A round feeds the tokens not yet in its cache (the text's
+// last token, then the draft being checked) under causal attention, followed by `blockLength`
+// masks that see all of them and each other: the causal rows give the greedy tokens (keep the
+// longest agreeing prefix of the draft, plus the model's own next token), the masks the next
+// draft — made assuming the whole draft is kept, so it is used only when it was; otherwise the
+// next round drafts anew after the model's own token, which that round also yields. A round
+// yields 1 to blockLength + 1 tokens for ONE forward pass, and the text is exactly the model's
+// own greedy AR decoding.
 
 import type { ForwardRequest, KvCache, LanguageModel } from "../model/types.js";
 import { DecodeAbortedError, DecodeOptionError } from "./errors.js";
@@ -59,7 +70,14 @@ export function decodeSpeculative(
   }
   const d = draft.config;
   const v = verifier.config;
-  if (d.attention !== "full" || d.maskTokenId === null) {
+  if (draft === verifier) {
+    if (v.maskTokenId === null) {
+      throw new DecodeOptionError(
+        "draft",
+        "one model as drafter and verifier needs a mask token (a model trained with --draft)",
+      );
+    }
+  } else if (d.attention !== "full" || d.maskTokenId === null) {
     throw new DecodeOptionError(
       "draft",
       `the drafter must be a full-attention diffusion model with a mask token; this one is ${d.attention}`,
@@ -94,21 +112,24 @@ export function decodeSpeculative(
       `${start.length} prompt tokens + ${maxTokens} exceed the models' context of ${context}`,
     );
   }
-  return loop(
-    draft,
-    verifier,
-    start,
-    { blockLength, maxTokens, stopAtEos, draftCache },
-    options.decode,
-    signal,
-  );
+  const o = { blockLength, maxTokens, stopAtEos, draftCache };
+  return draft === verifier
+    ? oneModelLoop(verifier, start, o, options.decode, signal)
+    : loop(draft, verifier, start, o, options.decode, signal);
+}
+
+interface LoopOptions {
+  blockLength: number;
+  maxTokens: number;
+  stopAtEos: boolean;
+  draftCache: "prefix" | "none";
 }
 
 async function* loop(
   draft: LanguageModel,
   verifier: LanguageModel,
   start: number[],
-  o: { blockLength: number; maxTokens: number; stopAtEos: boolean; draftCache: "prefix" | "none" },
+  o: LoopOptions,
   decode: DecodeText | undefined,
   signal: AbortSignal | undefined,
 ): AsyncGenerator<StepEvent, DecodeResult, undefined> {
@@ -226,4 +247,116 @@ async function* loop(
     cache = null;
     draftKv = null;
   }
+}
+
+/**
+ * The one-model form (see the module comment): each round one forward pass over [the text not in
+ * the cache ; the draft ; blockLength masks] under `oneModelBias`.
+ */
+async function* oneModelLoop(
+  model: LanguageModel,
+  start: number[],
+  o: LoopOptions,
+  decode: DecodeText | undefined,
+  signal: AbortSignal | undefined,
+): AsyncGenerator<StepEvent, DecodeResult, undefined> {
+  const cfg = model.config;
+  const maskId = cfg.maskTokenId!;
+  const eos = cfg.eosTokenId;
+  const sequence = new Int32Array(start.length + o.maxTokens);
+  sequence.set(start);
+  let length = start.length;
+  let cache: KvCache | null = null;
+  let fed = 0; // positions whose K/V the cache holds
+  let drafted = new Int32Array(0); // the draft of positions length, length + 1, …
+  let forwards = 0;
+  const result = (stopReason: StopReason): DecodeResult => {
+    const r: DecodeResult = {
+      canvas: sequence.slice(0, length),
+      steps: forwards,
+      forwards,
+      remasks: 0,
+      stopReason,
+    };
+    if (decode !== undefined) r.text = decode(sequence.subarray(start.length, length));
+    return r;
+  };
+  // scratch, allocated once
+  const feed = new Int32Array(start.length + 2 * o.blockLength);
+  const positions = new Int32Array(feed.length);
+  const logitsAt = new Int32Array(2 * o.blockLength + 1);
+  while (length - start.length < o.maxTokens) {
+    if (signal?.aborted) throw new DecodeAbortedError(result("complete"), { cause: signal.reason });
+    const room = o.maxTokens - (length - start.length); // tokens still to write, ≥ 1
+    const m = Math.min(drafted.length, room - 1); // draft tokens checked (room for the own token)
+    const k = Math.min(o.blockLength, room - m - 1); // masks: the next draft, if any room is left
+    const text = length - fed; // causal rows of the text (its last token at least)
+    const causal = text + m;
+    const n = causal + k;
+    const tokens = feed.subarray(0, n);
+    tokens.set(sequence.subarray(fed, length));
+    tokens.set(drafted.subarray(0, m), text);
+    tokens.fill(maskId, causal);
+    for (let i = 0; i < n; i++) positions[i] = fed + i;
+    // the greedy token after the text's last token and after each draft token, then every mask's
+    for (let j = 0; j < m + 1 + k; j++) logitsAt[j] = text - 1 + j;
+    const request: ForwardRequest = {
+      tokens,
+      rows: 1,
+      positions: positions.subarray(0, n),
+      attentionBias: oneModelBias(fed, causal, k),
+      logitsAt: logitsAt.subarray(0, m + 1 + k),
+      logits: false,
+      // no exclusions: the causal rows' argmax is greedy AR decoding's exactly
+      stats: { topK: 1 },
+      returnKv: true,
+    };
+    if (cache !== null) request.context = cache;
+    const out = await model.forward(request);
+    forwards++;
+    const greedy = out.stats!.ids; // [m + 1 + k]: m + 1 greedy tokens, then k drafted ones
+    let accepted = 0;
+    while (accepted < m && drafted[accepted] === greedy[accepted]) accepted++;
+    cache = sliceKv(cfg, out.kv!, [[0, length + accepted]]);
+    fed = length + accepted;
+    const revealed: PositionChange[] = [];
+    let ended = false;
+    for (let j = 0; j <= accepted && !ended; j++) {
+      const token = greedy[j];
+      revealed.push({ position: length, token, confidence: Math.exp(out.stats!.logProbs[j]) });
+      sequence[length++] = token;
+      ended = o.stopAtEos && token === eos;
+    }
+    // the masks drafted the positions after the whole draft and the own token after it
+    drafted = accepted === m ? greedy.slice(m + 1, m + 1 + k) : new Int32Array(0);
+    const event: StepEvent = {
+      step: forwards - 1,
+      block: 0,
+      canvas: sequence.slice(0, length),
+      revealed,
+      remasked: [],
+      masked: 0,
+      forwards,
+    };
+    if (decode !== undefined) event.text = decode(sequence.subarray(start.length, length));
+    yield event;
+    if (ended) return result("eos");
+  }
+  return result("max_tokens");
+}
+
+/**
+ * The one-model round's attention [1, causal + masks, context + causal + masks] (0 visible, −∞
+ * not): the cached context and the causal rows as a causal model sees them; each mask sees the
+ * context, every causal row and every mask (one drafting block, as draftMask trains it).
+ */
+export function oneModelBias(context: number, causal: number, masks: number): Float32Array {
+  const n = causal + masks;
+  const width = context + n;
+  const bias = new Float32Array(n * width).fill(Number.NEGATIVE_INFINITY);
+  for (let q = 0; q < n; q++) {
+    const visible = q < causal ? context + q + 1 : width;
+    bias.fill(0, q * width, q * width + visible);
+  }
+  return bias;
 }
