@@ -498,7 +498,7 @@ ${benches.map((b) => `  ${b.name.padEnd(9)}${b.summary}`).join("\n")}`,
       type: "string",
       value: "N",
       description:
-        "timed runs per measurement, the median reported; serve: requests per client (default 4)",
+        "timed runs per measurement, the median reported; serve: requests per client (default 4); rows: rounds of 3 calls a case (default 10), the fastest tenth reported",
     },
     {
       name: "positions",
