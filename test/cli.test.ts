@@ -411,7 +411,7 @@ test("bench: train --json on a small config; an unknown benchmark is a usage err
   assertFails(
     await cli(["bench", "nope"]),
     2,
-    /unknown benchmark "nope" \(valid: forward, decode, train, serve, sizes, load, claim, quant, all\)/,
+    /unknown benchmark "nope" \(valid: forward, decode, train, serve, sizes, rows, load, claim, quant, all\)/,
   );
   assertFails(await cli(["bench"]), 2, /which benchmark/);
   assertFails(
