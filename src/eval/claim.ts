@@ -128,7 +128,7 @@ export interface ClaimReport {
  * with γ 0.1 and 1; speculative decoding with drafts of 4 and 8. A block-causal model (block
  * diffusion, exact block cache, blocks of its block size): one token per step, the threshold
  * rule (0.9, 0.7, 0.5), the factor rule and EB-sampler ("bd-…"). A causal model trained to draft
- * (`train --draft`): the one-model speculative decoder with 4 and 8 masks ("tidar-…"). Names
+ * (`train --draft`): the one-model speculative decoder with 1, 2 and 4 masks ("tidar-…"). Names
  * stay short for the plot's legend.
  */
 export function claimSettings(
@@ -147,7 +147,7 @@ export function claimSettings(
       },
     });
     if (config.attention === "causal") {
-      for (const blockLength of [4, 8]) {
+      for (const blockLength of [1, 2, 4]) {
         out.push({
           name: `${tag}tidar-${blockLength}`,
           decoder: { kind: "speculative", model, blockLength, self: true },
