@@ -8,7 +8,9 @@
 //                    infill-tasks.ts), the model writes `lineTokens` tokens, its first line is
 //                    scored — exact match (the same words) and edit similarity (fuzz.ratio / 100).
 //   infill           single-line holes of held-out files at their true token length, filled by
-//                    the setting (diffusion only): exact match and edit similarity.
+//                    the setting (diffusion; the AR twin by a beam of that length reranked by
+//                    the suffix's likelihood, src/eval/rerank.ts): exact match and edit
+//                    similarity. `infillExactMatch` is the diffusion models' best.
 //   parse rate       continuations of file beginnings (`sampleTokens` tokens) that parse up to
 //                    their end (src/eval/evaluate.ts).
 //   AR judge         the continuation's mean negative log-likelihood under the AR twin, and its
@@ -328,14 +330,21 @@ class Tally {
     const { o, s } = this;
     const d = s.decoder;
     let infill: SettingScore["infill"] = null;
-    if (d.kind === "diffusion") {
-      const r = await scoreInfill(o.models[d.model].model, o.tokenizer, holes, {
-        holeLength: "fixed",
-        seed: this.n.seed,
-        signal: o.signal,
-        onProgress: (done, total) => o.onProgress?.(s.name, "infill", done, total),
-        decoding: (masked) => this.optionsFor(masked),
-      });
+    if (d.kind === "diffusion" || d.kind === "ar") {
+      const r = await scoreInfill(
+        d.kind === "ar" ? o.ar : o.models[d.model].model,
+        o.tokenizer,
+        holes,
+        {
+          holeLength: "fixed",
+          seed: this.n.seed,
+          signal: o.signal,
+          onProgress: (done, total) => o.onProgress?.(s.name, "infill", done, total),
+          decoding: (masked) => this.optionsFor(masked),
+          // the AR twin: a beam of the hole's length, reranked by the suffix's likelihood
+          ...(d.kind === "ar" ? { rerank: {} } : {}),
+        },
+      );
       infill = {
         tasks: r.tasks,
         exactMatch: r.exactShare ?? 0,
@@ -459,7 +468,7 @@ export function matchedSpeedup(
 function bestInfill(settings: readonly SettingScore[]): ClaimReport["infillExactMatch"] {
   let best: SettingScore | null = null;
   for (const s of settings) {
-    if (s.infill === null) continue;
+    if (s.infill === null || s.decoder === "ar") continue; // the diffusion models' figure
     if (
       best === null ||
       s.infill.exactMatch > best.infill!.exactMatch ||

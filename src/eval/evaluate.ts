@@ -35,6 +35,7 @@ import {
   type InfillTask,
   type SourceDocument,
 } from "./infill-tasks.js";
+import { type RerankOptions, rerankFill } from "./rerank.js";
 import { checkSyntax, editSimilarity, matchInfill, sampleText } from "./score.js";
 
 export interface EvaluateOptions {
@@ -262,9 +263,14 @@ export interface ScoreInfillOptions {
   onProgress?: (done: number, total: number) => void;
   /** The decoding setting for a hole of so many tokens (default: `infill`'s, the llada preset). */
   decoding?: (holeTokens: number) => DiffusionOptions;
+  /**
+   * A causal model fills the hole by `rerankFill` (src/eval/rerank.ts) with these options
+   * instead of diffusion infilling (the true length; `holeLength` and `decoding` are not read).
+   */
+  rerank?: RerankOptions;
 }
 
-/** Fills every task's hole with `infill` and scores the fills against the middles. */
+/** Fills every task's hole with `infill` (or `rerankFill`) and scores the fills against the middles. */
 export async function scoreInfill(
   model: LanguageModel,
   tokenizer: TextCodec,
@@ -277,15 +283,27 @@ export async function scoreInfill(
   for (const task of tasks) {
     o.signal?.throwIfAborted();
     const t0 = performance.now();
-    const r = await infill(model, [task.prefix, { hole: task.holeTokens }, task.suffix], {
-      ...o.decoding?.(task.holeTokens),
-      tokenizer,
-      holeLength: o.holeLength,
-      seed: o.seed,
-      ...(o.signal ? { signal: o.signal } : {}),
-    });
+    const fill =
+      o.rerank === undefined
+        ? ((
+            await infill(model, [task.prefix, { hole: task.holeTokens }, task.suffix], {
+              ...o.decoding?.(task.holeTokens),
+              tokenizer,
+              holeLength: o.holeLength,
+              seed: o.seed,
+              ...(o.signal ? { signal: o.signal } : {}),
+            })
+          ).fillTexts?.[0] ?? "")
+        : tokenizer.decode(
+            await rerankFill(
+              model,
+              tokenizer.encode(task.prefix),
+              task.holeTokens,
+              tokenizer.encode(task.suffix),
+              o.rerank,
+            ),
+          );
     seconds += (performance.now() - t0) / 1000;
-    const fill = r.fillTexts?.[0] ?? "";
     const match = matchInfill(task.middle, fill);
     outcomes.push({
       id: task.id,
