@@ -13,6 +13,7 @@ import {
   type SessionOptions,
 } from "../runtime/session.js";
 import { type ModelConfig, parameterShapes, type WeightReader, type Weights } from "./config.js";
+import { foldedConfig, foldResidual, readsRotated } from "./fold.js";
 import {
   blockLinear,
   channelLinear,
@@ -54,6 +55,11 @@ export function buildInferenceGraph(
   quant?: QuantType,
 ): Graph {
   const g = new Graph("unmask-forward");
+  if (quant === "int8") {
+    // the residual stream rotated offline: q/k/v, gate/up and the head read it as it is
+    weights = foldResidual(config, weights);
+    config = foldedConfig(config);
+  }
   const expected = new Map(parameterShapes(config).map((p) => [p.name, p.shape]));
   const made = new Map<string, Tensor>();
   /** The weight's values, read when called (checked to exist now). */
@@ -94,10 +100,12 @@ export function buildInferenceGraph(
         blockLinear(x, name, outs[i], inDim, () => quantizeBlocks(reads[i](), outs[i], inDim)),
       );
     }
+    const rotate = !readsRotated(names[0]);
     const weight = () =>
-      concatChannels(names.map((_, i) => quantizeChannels(reads[i](), outs[i], inDim)));
+      concatChannels(names.map((_, i) => quantizeChannels(reads[i](), outs[i], inDim, rotate)));
     const total = outs.reduce((a, b) => a + b, 0);
-    const y = channelLinear(quantizeTokens(x), names.join("+"), total, inDim, weight); // [..., Σ out]
+    const x8 = quantizeTokens(x, rotate);
+    const y = channelLinear(x8, names.join("+"), total, inDim, weight); // [..., Σ out]
     if (names.length === 1) return [y];
     const starts = outs.map((_, i) => outs.slice(0, i).reduce((a, b) => a + b, 0));
     return outs.map((out, i) => op.slice(y, [starts[i]], [starts[i] + out], [-1]));

@@ -154,13 +154,23 @@ function rotate(x: Tensor): Tensor {
   return op.reshapeAs(left, x); // [..., in]
 }
 
-/** W [out, in] (PyTorch layout) → W·R in int8 per output channel, one row at a time. */
-export function quantizeChannels(w: Float32Array, out: number, inDim: number): ChannelWeight {
+/**
+ * W [out, in] (PyTorch layout) → W·R in int8 per output channel, one row at a time; W itself
+ * with `rotate` false (a weight whose input comes rotated already, src/model/fold.ts).
+ */
+export function quantizeChannels(
+  w: Float32Array,
+  out: number,
+  inDim: number,
+  rotate = true,
+): ChannelWeight {
   const q = new Int8Array(inDim * out);
   const scale = new Float32Array(out);
   const row = new Float32Array(inDim);
   for (let o = 0; o < out; o++) {
-    rotateRow(w.subarray(o * inDim, (o + 1) * inDim), row, 0, inDim);
+    const values = w.subarray(o * inDim, (o + 1) * inDim);
+    if (rotate) rotateRow(values, row, 0, inDim);
+    else row.set(values);
     let top = 0;
     for (let i = 0; i < inDim; i++) top = Math.max(top, Math.abs(row[i]));
     const s = top === 0 ? 1 : top / int8Top;
@@ -188,13 +198,21 @@ export function concatChannels(ws: readonly ChannelWeight[]): ChannelWeight {
   return { q, scale };
 }
 
-/** The float32 weight [out, in] a ChannelWeight stands for: its dequantized W·R, times Rᵀ. */
-export function dequantizeChannels(w: ChannelWeight, out: number, inDim: number): Float32Array {
+/**
+ * The float32 weight [out, in] a ChannelWeight stands for: its dequantized W·R, times Rᵀ (or as
+ * it is, for one quantized with `rotate` false).
+ */
+export function dequantizeChannels(
+  w: ChannelWeight,
+  out: number,
+  inDim: number,
+  rotate = true,
+): Float32Array {
   const rotated = new Float32Array(out * inDim);
   for (let o = 0; o < out; o++) {
     for (let i = 0; i < inDim; i++) rotated[o * inDim + i] = w.q[i * out + o] * w.scale[o];
   }
-  return rotateRows(rotated, out, inDim, true);
+  return rotate ? rotateRows(rotated, out, inDim, true) : rotated;
 }
 
 /** Rounds half to even, as QuantizeLinear does. */
@@ -204,8 +222,9 @@ function roundEven(v: number): number {
 }
 
 /**
- * The slow twin of quantizeTokens and channelLinear: x [rows, in] rotated and quantized per row
- * in plain arithmetic, the integer product, and the two scales; returns [rows, out].
+ * The slow twin of quantizeTokens and channelLinear: x [rows, in] rotated (unless `rotate` is
+ * false) and quantized per row in plain arithmetic, the integer product, and the two scales;
+ * returns [rows, out].
  */
 export function channelLinearReference(
   x: Float32Array,
@@ -213,8 +232,9 @@ export function channelLinearReference(
   w: ChannelWeight,
   out: number,
   inDim: number,
+  rotate = true,
 ): Float32Array {
-  const rotated = rotateRows(x, rows, inDim);
+  const rotated = rotate ? rotateRows(x, rows, inDim) : x;
   const y = new Float32Array(rows * out);
   const q = new Int32Array(inDim);
   for (let r = 0; r < rows; r++) {
@@ -232,8 +252,9 @@ export function channelLinearReference(
 }
 
 /**
- * Activations x [..., in] rotated and quantized per token for channelLinear: `q` uint8
- * [..., in], x·R ≈ scale · (q − zero), `zero` 128, `scale` float32 [..., 1].
+ * Activations x [..., in] rotated (unless `rotate` is false: an input that comes rotated) and
+ * quantized per token for channelLinear: `q` uint8 [..., in], x·R ≈ scale · (q − zero), `zero`
+ * 128, `scale` float32 [..., 1].
  */
 export interface TokenQuant {
   q: Tensor;
@@ -241,10 +262,10 @@ export interface TokenQuant {
   zero: Tensor;
 }
 
-export function quantizeTokens(x: Tensor): TokenQuant {
+export function quantizeTokens(x: Tensor, rotateInput = true): TokenQuant {
   const g = x.graph;
   const inDim = x.shape[x.rank - 1] as number;
-  const rotated = rotate(x); // [..., in]
+  const rotated = rotateInput ? rotate(x) : x; // [..., in]
   const scale = op.add(op.mul(op.reduceMax(op.abs(rotated), [-1]), 1 / int8Top), tiny); // [..., 1]
   const rowScale = op.reshape(scale, [-1]); // [M]
   const zero = g.scalar(128, "uint8");
