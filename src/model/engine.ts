@@ -132,8 +132,10 @@ export function buildInferenceGraph(
     linearOf,
   );
   // the logits of the rows asked for, [R, V] (R = rows × positions): one product, as the head's
-  // weight is read from memory whatever the number of rows (8 MB for the embedded models)
-  const logits = op.reshape(lmHead(out, param, linearOf), [-1, config.vocabSize]);
+  // weight is read from memory whatever the number of rows (8 MB for the embedded models); the
+  // hidden states made [R, H] before it, as a Reshape of the logits after copied them
+  const rows = op.reshape(out.hidden, [-1, config.hiddenSize]); // [R, H]
+  const logits = lmHead({ ...out, hidden: rows }, param, linearOf); // [R, V]
   const stats = stepStatistics(logits, config.vocabSize, statsInputs(g));
   // outputs renamed in place (an Identity would copy the logits and the K/V on every call)
   g.outputRenamed(logits, "logits");
