@@ -17,7 +17,6 @@ import { foldedConfig, foldResidual, readsRotated } from "./fold.js";
 import {
   blockLinear,
   channelLinear,
-  concatChannels,
   type QuantType,
   quantizeBlocks,
   quantizeChannels,
@@ -100,15 +99,14 @@ export function buildInferenceGraph(
         blockLinear(x, name, outs[i], inDim, () => quantizeBlocks(reads[i](), outs[i], inDim)),
       );
     }
+    // one quantization of the shared input, a product per weight (no split copies after)
     const rotate = !readsRotated(names[0]);
-    const weight = () =>
-      concatChannels(names.map((_, i) => quantizeChannels(reads[i](), outs[i], inDim, rotate)));
-    const total = outs.reduce((a, b) => a + b, 0);
     const x8 = quantizeTokens(x, rotate);
-    const y = channelLinear(x8, names.join("+"), total, inDim, weight); // [..., Σ out]
-    if (names.length === 1) return [y];
-    const starts = outs.map((_, i) => outs.slice(0, i).reduce((a, b) => a + b, 0));
-    return outs.map((out, i) => op.slice(y, [starts[i]], [starts[i] + out], [-1]));
+    return names.map((name, i) =>
+      channelLinear(x8, name, outs[i], inDim, () =>
+        quantizeChannels(reads[i](), outs[i], inDim, rotate),
+      ),
+    );
   };
   const ids = g.input("input_ids", "int32", ["batch", "seq"]);
   const positions = g.input("position_ids", "int32", ["batch", "seq"]);

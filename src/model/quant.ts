@@ -7,8 +7,12 @@
 // (s = max|x·R| / 127 per row), multiplied in integers by ONNX Runtime's MatMulIntegerToFloat
 // (com.microsoft), whose uint8 × int8 GEMM uses AVX512-VNNI / AVX-VNNI, and scaled back by
 // s · scale[o]. The rotation spreads a row's outliers over its block, so the per-token scale is
-// not set by a few channels (QuaRot, Ashkboos et al. 2024). The projections that read the same
-// activations (q, k, v; gate, up) are one product, their weights side by side (concatChannels).
+// not set by a few channels (QuaRot, Ashkboos et al. 2024). The engine rotates the residual
+// stream offline (src/model/fold.ts): the inputs of q/k/v, gate/up and the head come rotated and
+// skip R in the graph (`rotate` false); those of o_proj and down_proj are rotated here. The
+// projections that read the same activations (q, k, v; gate, up) share one quantization of
+// them, a product each (one product of the weights side by side, sliced after, spent ~10-40 ms
+// of a forward copying the slices).
 // int4 (`blockLinear`), the layers' linear weights: block-wise asymmetric 4-bit weights through
 // MatMulNBits at accuracy level 4 (activations quantized to int8 per block; its integer fast path
 // on CPUs): in each block of 16 inputs of one output, W ≈ scale · (q − zero), q, zero in [0, 15].
@@ -177,24 +181,6 @@ export function quantizeChannels(
     scale[o] = s;
     for (let i = 0; i < inDim; i++) q[i * out + o] = Math.round(row[i] / s);
   }
-  return { q, scale };
-}
-
-/** Weights of the same input side by side: the outputs of each in turn, [in, Σ out]. */
-export function concatChannels(ws: readonly ChannelWeight[]): ChannelWeight {
-  if (ws.length === 1) return ws[0];
-  const outs = ws.map((w) => w.scale.length);
-  const total = outs.reduce((a, b) => a + b, 0);
-  const inDim = ws[0].q.length / outs[0];
-  const q = new Int8Array(inDim * total);
-  const scale = new Float32Array(total);
-  let at = 0;
-  ws.forEach((w, k) => {
-    for (let i = 0; i < inDim; i++)
-      q.set(w.q.subarray(i * outs[k], (i + 1) * outs[k]), i * total + at);
-    scale.set(w.scale, at);
-    at += outs[k];
-  });
   return { q, scale };
 }
 
