@@ -85,8 +85,8 @@ export function buildInferenceGraph(
   };
   /**
    * Linear weights in their quantized form, quantized when their turn comes: int8 for every
-   * linear layer and the LM head (the weights of one input as one product, split after), int4 for
-   * the layers' linear weights.
+   * linear layer and the LM head of the folded model (the weights of one input share one
+   * quantization of it), int4 for the layers' linear weights.
    */
   const linearOf = (x: Tensor, names: readonly string[]): Tensor[] | undefined => {
     if (quant === undefined) return undefined;
