@@ -294,13 +294,18 @@ export function channelLinear(
     return values;
   });
   const shape = [...x.q.shape.slice(0, -1), out];
-  return g.node(
+  // The node takes the per-token scales as a scale of 1 and a Mul after: given a non-scalar
+  // a_scale, onnxruntime scales the output in a second pass on one thread (ScaleOutput in
+  // dynamic_quantize_matmul.cc), which kept the int8 forward from using the second core. The same
+  // products in the same order: the same values.
+  const y = g.node(
     "MatMulIntegerToFloat",
-    [x.q, q, x.scale, scale, x.zero],
+    [x.q, q, g.scalar(1), scale, x.zero],
     [{ dtype: "float32", shape }],
     {},
     "com.microsoft",
   )[0];
+  return op.mul(y, x.scale);
 }
 
 // ---- int4: blocks of 16 inputs, MatMulNBits ---------------------------------------------------
