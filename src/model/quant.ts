@@ -25,7 +25,8 @@
 // at accuracy 4 1.15× in blocks of 32 (1.0–2.2× under load for blocks of 16 to 128), at
 // accuracy 0 0.8×; MatMulInteger with int8 activations (int8 × int8) 0.17× (no VNNI kernel for
 // it on this CPU); MatMulNBits 4 bits 0.9–1.8×. The whole 110M forward: see docs/BENCHMARKS.md
-// (on one thread int8 is 2.5× float32; on two it does not scale as float32 does).
+// (on one thread int8 is 2.3–2.6× float32; with the per-token scale given to the node it did
+// not scale to two threads as float32 does: see channelLinear).
 // Top-1 agreement with float32 at masked positions (bench quant: the embedded model, 16 canvases,
 // 2039 positions; "/64": 64 canvases, 8157): DynamicQuantizeMatMul (activations per tensor)
 // 94.4%; per-token activations without rotation 98.0%, the same with float weights 98.0% (the
