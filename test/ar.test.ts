@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
+import { complete, fimPrompt, streamInfillAr } from "../src/diffusion/api.js";
 import { decodeAr } from "../src/diffusion/ar.js";
 import { DecodeAbortedError, DecodeOptionError } from "../src/diffusion/errors.js";
 import type { DecodeResult, StepEvent } from "../src/diffusion/types.js";
@@ -159,4 +160,44 @@ test("AR options and models are validated; an abort stops before the next pass",
     (e: unknown) => e instanceof DecodeAbortedError && e.partial.steps === 2,
   );
   assert.equal(model.calls.length, 2);
+});
+
+test("FIM infill on a model whose answer is known: the PSM prompt, the middle, where it ends", async () => {
+  const [PRE, SUF, MID] = [26, 27, 28];
+  const fim = { lead: [], prefix: PRE, suffix: SUF, middle: MID, stops: [PRE, SUF, MID] };
+  const file = Array.from(targetSequence(14));
+  const [before, middle, after] = [file.slice(0, 5), file.slice(5, 9), file.slice(9)];
+  const prompt = [PRE, ...before, SUF, ...after, MID];
+  assert.deepEqual(fimPrompt(fim, before, after), prompt);
+  /** Knows the file: shown exactly the PSM prompt of its cut, writes the middle, then `end`. */
+  const fimOracle =
+    (end: number): Predictor =>
+    (position, view, out) => {
+      for (const [i, t] of prompt.entries()) assert.equal(view.tokens.get(i), t, `at ${i}`);
+      const k = position + 1 - prompt.length; // the middle's index of the next token
+      out[k < middle.length ? middle[k] : end] = logitFor(0.9);
+    };
+  const model = (end: number) =>
+    new FakeModel(fakeConfig({ attention: "causal", maskTokenId: null }), fimOracle(end));
+  const parts = [before, { hole: 8 }, after];
+  for (const end of [EOS, PRE, MID]) {
+    // the model's end token or a FIM sentinel ends the middle, and is not part of it
+    const r = await complete(streamInfillAr(model(end), parts, { fim }));
+    assert.deepEqual(r.fills, [middle], `end ${end}`);
+    assert.equal(r.stopReason, "eos");
+    assert.deepEqual(Array.from(r.canvas), [...prompt, ...middle, end]);
+  }
+  // the hole's size is the budget
+  const short = await complete(streamInfillAr(model(EOS), [before, { hole: 2 }, after], { fim }));
+  assert.deepEqual(short.fills, [middle.slice(0, 2)]);
+  assert.equal(short.stopReason, "max_tokens");
+  // one hole only
+  assert.throws(
+    () => streamInfillAr(model(EOS), [before, { hole: 2 }, after, { hole: 1 }], { fim }),
+    (e: unknown) => e instanceof DecodeOptionError && e.parameter === "parts[3]",
+  );
+  assert.throws(
+    () => streamInfillAr(model(EOS), [before], { fim }),
+    (e: unknown) => e instanceof DecodeOptionError && e.parameter === "parts",
+  );
 });

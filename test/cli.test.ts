@@ -62,7 +62,7 @@ const decodingOptions = [
 
 const commands: Record<string, string[]> = {
   generate: [...decodingOptions, "--file", "--ar", "--ar-model"],
-  infill: [...decodingOptions, "--prefix", "--suffix", "--trim", "--write"],
+  infill: [...decodingOptions, "--prefix", "--suffix", "--trim", "--write", "--ar", "--ar-model"],
   edit: [...decodingOptions, "--lines", "--write", "--diff"],
   fix: [...decodingOptions.filter((o) => o !== "--length"), "--below", "--max-fraction", "--write"],
   bench: [
@@ -300,6 +300,22 @@ test("infill: <FILL> and <FILL:n> holes in a file, --prefix/--suffix, --write", 
   assert.deepEqual(p.holes, [4]);
 });
 
+test("infill --ar: a causal model fills one hole through its FIM tokens", async () => {
+  const args = ["infill", "--ar-model", arModel, "--prefix", "ab ", "--suffix", " c", "-n", "4"];
+  const r = await cli([...args, "--temperature", "0", "--json"]);
+  assert.equal(r.code, 0, r.stderr);
+  const out = JSON.parse(r.stdout);
+  assert.equal(out.decoder, "autoregressive");
+  assert.equal(out.text, `ab ${out.fills[0]} c`);
+  assert.ok(out.steps >= 1 && out.steps <= 4);
+  assert.equal(out.forward_passes, out.steps);
+  // FIM fills one hole; a strategy is the diffusion decoder's
+  const file = join(dir, "two-holes.txt");
+  await writeFile(file, "ab <FILL:2> c <FILL:2>\n");
+  assertFails(await cli(["infill", "--ar-model", arModel, file]), 2, /one hole/);
+  assertFails(await cli([...args, "--strategy", "llada"]), 2, /--strategy/);
+});
+
 test("edit --lines: the other lines never change; --diff shows the change", async () => {
   const file = join(dir, "edit.txt");
   const source = "ab\nc c\nab ab\nc\n";
@@ -395,7 +411,7 @@ test("bench: train --json on a small config; an unknown benchmark is a usage err
   assertFails(
     await cli(["bench", "nope"]),
     2,
-    /unknown benchmark "nope" \(valid: forward, decode, train, serve, sizes, load, claim, quant, all\)/,
+    /unknown benchmark "nope" \(valid: forward, decode, train, serve, sizes, rows, load, claim, quant, all\)/,
   );
   assertFails(await cli(["bench"]), 2, /which benchmark/);
   assertFails(
@@ -657,7 +673,28 @@ test("corpus → tokenizer → train (and resume) → generate and eval, on a ti
   assertFails(
     await cli(["train", "-c", config, "--distill", set, "--steps", "1", "--run", `${run}-x`]),
     2,
-    /--distill trains block diffusion on the responses/,
+    /--distill trains block diffusion or the next-token loss on the responses/,
+  );
+  // TiDAR's one-model drafting: the causal model trains to draft blocks of 4 masks beside its
+  // next-token loss, on the same set; the held-out bits per byte stay the next-token loss's.
+  const drafter = await cli([
+    ...["train", "-c", arConfig, "--distill", set, "--run", `${run}-draft`, "-b", "2"],
+    ...["--init", JSON.parse(arTrained.stdout).model, "--steps", "2", "--draft", "4"],
+    ...["--draft-weight", "0.5", "--json"],
+  ]);
+  assert.equal(drafter.code, 0, drafter.stderr);
+  const dr = JSON.parse(drafter.stdout);
+  assert.equal(dr.objective, "ar");
+  assert.ok(Number.isFinite(dr.valid_bits_per_byte), drafter.stdout);
+  assertFails(
+    await cli([...distillArgs, "--steps", "1", "--draft", "4"]),
+    2,
+    /--draft: one-model drafting trains a causal model/,
+  );
+  assertFails(
+    await cli([...arArgs, "--steps", "1", "--draft-weight", "2"]),
+    2,
+    /--draft-weight: it weighs the --draft loss/,
   );
   assertFails(
     await cli([...bdArgs, "--steps", "1", "--anneal-steps", "4"]),

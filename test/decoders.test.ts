@@ -11,7 +11,14 @@ import { selectEntropyBounded } from "../src/diffusion/sampling.js";
 import type { DecodeResult, StepEvent } from "../src/diffusion/types.js";
 import { OnnxModel } from "../src/model/engine.js";
 import { randomWeights } from "../src/model/random.js";
-import { FakeModel, fakeConfig, oracle, promptCanvas, targetSequence } from "./fake-models.js";
+import {
+  FakeModel,
+  fakeConfig,
+  MASK,
+  oracle,
+  promptCanvas,
+  targetSequence,
+} from "./fake-models.js";
 import { tinyModelConfig } from "./tiny-config.js";
 
 async function run(gen: AsyncGenerator<StepEvent, DecodeResult, undefined>) {
@@ -191,10 +198,71 @@ describe("speculative decoding", () => {
     assert.equal(n.steps, 27, "one token per round");
   });
 
+  it("one model (TiDAR's form): its text equals its own greedy AR decoding's on tiny random models", async () => {
+    const config = tinyModelConfig({
+      vocab_size: 23,
+      mask_token_id: 22,
+      eos_token_id: 21,
+      attention_mask: "causal",
+    });
+    for (const seed of [1, 2]) {
+      const model = await OnnxModel.create(config, randomWeights(config, seed, 0.5), {
+        threads: 1,
+      });
+      models.push(model);
+      const prompt = [1, 2, 3 + seed, 4];
+      const expected = await generateAr(model, prompt, { maxTokens: 40, stopAtEos: false });
+      for (const blockLength of [1, 3, 8]) {
+        const r = await generateSpeculative(model, model, prompt, {
+          blockLength,
+          maxTokens: 40,
+          stopAtEos: false,
+        });
+        assert.deepEqual(r.tokens, expected.tokens, `seed ${seed}, blocks of ${blockLength}`);
+        assert.ok(r.forwards <= 40);
+      }
+    }
+  });
+
+  it("one model: masks that draft the text yield blockLength + 1 tokens per pass; wrong drafts, one", async () => {
+    const target = targetSequence(64);
+    target.set(PROMPT);
+    // causal rows predict the next token of the target; masks draft it (or a token never in it)
+    const model = (drafts: boolean) =>
+      new FakeModel(fakeConfig({ attention: "causal" }), (position, view, out) => {
+        if (view.tokens.get(position) === MASK && !drafts) out[28] = 10;
+        else oracle(target)(position + 1, view, out);
+      });
+    const expected = [...target.subarray(PROMPT.length, PROMPT.length + 27)];
+    const good = model(true);
+    const a = await generateSpeculative(good, good, PROMPT, { blockLength: 8, maxTokens: 27 });
+    assert.deepEqual(a.tokens, expected);
+    assert.equal(a.forwards, 4, "1 token and a draft, then 9, 9 and the last 8");
+    // each pass: the text not in the cache, the draft, then the masks
+    assert.deepEqual(
+      good.calls.map((c) => [c.contextLength, c.n]),
+      [
+        [0, PROMPT.length + 8],
+        [PROMPT.length, 1 + 8 + 8],
+        [PROMPT.length + 9, 1 + 8 + 8],
+        [PROMPT.length + 18, 1 + 7],
+      ],
+    );
+    const bad = model(false);
+    const n = await generateSpeculative(bad, bad, PROMPT, { blockLength: 8, maxTokens: 27 });
+    assert.deepEqual(n.tokens, expected, "still its own greedy text");
+    assert.equal(n.forwards, 27, "one token per pass");
+  });
+
   it("refuses a wrong drafter or verifier, naming it", async () => {
     const full = new FakeModel(fakeConfig(), oracle(targetSequence(8)));
     const causal = new FakeModel(fakeConfig({ attention: "causal" }), oracle(targetSequence(8)));
-    await assert.rejects(generateSpeculative(causal, causal, PROMPT), /draft/);
+    const unmasked = new FakeModel(
+      fakeConfig({ attention: "causal", maskTokenId: null }),
+      oracle(targetSequence(8)),
+    );
+    await assert.rejects(generateSpeculative(causal, full, PROMPT), /draft/);
+    await assert.rejects(generateSpeculative(unmasked, unmasked, PROMPT), /draft.*mask token/);
     await assert.rejects(generateSpeculative(full, full, PROMPT), /verifier/);
     await assert.rejects(generateSpeculative(full, causal, []), /prompt/);
     await assert.rejects(

@@ -92,7 +92,10 @@ function checkRequest(cfg: ModelConfig, request: ForwardRequest) {
   const logitsAt = request.logitsAt ?? Int32Array.from({ length: rows * n }, (_, i) => i % n);
   if (logitsAt.length % rows !== 0) fail("logitsAt", `length ${logitsAt.length}`);
   for (const i of logitsAt) if (i < 0 || i >= n) fail("logitsAt", `index ${i}`);
-  if (request.attentionBias !== undefined) fail("attentionBias", "the decoders never need one");
+  // a row sees its whole view whatever the bias says (only the one-model speculative decoder
+  // sends one); its shape is checked
+  const bias = request.attentionBias;
+  if (bias !== undefined && bias.length !== rows * n * (C + n)) fail("attentionBias", "shape");
   return { rows, n, contextLength: C, positions, logitsAt, p: logitsAt.length / rows };
 }
 

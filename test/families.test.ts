@@ -7,12 +7,17 @@ import assert from "node:assert/strict";
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, describe, test } from "node:test";
+import { complete, streamInfillAr } from "../src/diffusion/api.js";
 import { decodeAr } from "../src/diffusion/ar.js";
 import { denoise } from "../src/diffusion/denoise.js";
 import type { DecodeResult, StepEvent } from "../src/diffusion/types.js";
 import { type Checkpoint, loadCheckpoint } from "../src/format/checkpoint.js";
 import { f32ToBF16 } from "../src/format/half.js";
 import { type TensorEntry, writeSafetensors } from "../src/format/safetensors.js";
+import { fimTokens } from "../src/format/template.js";
+import { planInfill, settle, supervise } from "../src/host/decode.js";
+import { WrongModelError } from "../src/host/errors.js";
+import { loadModel } from "../src/host/models.js";
 import {
   ConfigError,
   configToJson,
@@ -45,6 +50,8 @@ interface Layout {
   dtype: "F32" | "BF16";
   /** Passed to loadCheckpoint where the config cannot tell the family. */
   asked?: FamilyName;
+  /** tokenizer.json's post_processor (none: null). */
+  postProcessor?: Record<string, unknown>;
 }
 
 const VOCAB = 16; // tokenizer ids 0..9, padded to 16 as the real ones pad to multiples of 64/128
@@ -129,6 +136,23 @@ const qwen2Keys = {
 };
 
 const qwenSpecials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|mask|>"];
+/** DeepSeek-Coder's special tokens (ids 32013-32021 there) that FIM and its ends use. */
+const deepseekSpecials = [
+  "<｜begin▁of▁sentence｜>",
+  "<｜end▁of▁sentence｜>",
+  "<｜fim▁hole｜>",
+  "<｜fim▁begin｜>",
+  "<｜fim▁end｜>",
+  "<|EOT|>",
+];
+const qwenFim = [
+  "<|fim_prefix|>",
+  "<|fim_middle|>",
+  "<|fim_suffix|>",
+  "<|fim_pad|>",
+  "<|repo_name|>",
+  "<|file_sep|>",
+];
 
 /** Dream-v0-Instruct-7B's config.json (model_type "Dream", DreamModel), tiny sizes. */
 const dreamConfig = {
@@ -142,6 +166,69 @@ const dreamConfig = {
   model_type: "Dream",
   pad_token_id: 0,
   tie_word_embeddings: false,
+};
+
+/** Fast_dLLM_v2_7B's config.json (model_type "Fast_dLLM_Qwen"), tiny sizes, bd_size 4 (32 there). */
+const fastDllmConfig = {
+  ...qwen2Keys,
+  architectures: ["Fast_dLLM_QwenForCausalLM"],
+  auto_map: {
+    AutoConfig: "configuration.Fast_dLLM_QwenConfig",
+    AutoModel: "modeling.Fast_dLLM_QwenModel",
+    AutoModelForCausalLM: "modeling.Fast_dLLM_QwenForCausalLM",
+  },
+  bd_size: 4,
+  bos_token_id: 0,
+  conplemenrary_mask: true,
+  eos_token_id: 2,
+  layer_types: ["full_attention", "full_attention"],
+  model_type: "Fast_dLLM_Qwen",
+  pad_token_id: 2,
+  tie_word_embeddings: false,
+};
+
+/** SDAR-4B-Chat's config.json (model_type "sdar", Qwen3 layers), tiny sizes; head_dim ≠ H / heads. */
+const sdarConfig = {
+  architectures: ["SDARForCausalLM"],
+  auto_map: {
+    AutoConfig: "configuration_sdar.SDARConfig",
+    AutoModel: "modeling_sdar.SDARModel",
+    AutoModelForCausalLM: "modeling_sdar.SDARForCausalLM",
+  },
+  attention_bias: false,
+  attention_dropout: 0.0,
+  attn_implementation: "flex_attention",
+  bos_token_id: 0,
+  debug: false,
+  eos_token_id: 0,
+  block_size: 4,
+  mask_token_id: 3,
+  ep_size: 1,
+  fuse_cross_entropy: true,
+  head_dim: 8,
+  hidden_act: "silu",
+  hidden_size: 16,
+  initializer_range: 0.02,
+  intermediate_size: 24,
+  max_position_embeddings: 64,
+  max_window_layers: 2,
+  micro_forward: false,
+  model_type: "sdar",
+  num_attention_heads: 4,
+  num_hidden_layers: 2,
+  num_key_value_heads: 2,
+  rms_norm_eps: 1e-6,
+  rope_scaling: null,
+  rope_theta: 1000000,
+  skip_checkpoint: false,
+  sliding_window: null,
+  tie_word_embeddings: false,
+  torch_dtype: "bfloat16",
+  transformers_version: "4.52.4",
+  use_cache: false,
+  use_deepep: false,
+  use_sliding_window: false,
+  vocab_size: VOCAB,
 };
 
 const layouts: Record<string, Layout> = {
@@ -185,6 +272,39 @@ const layouts: Record<string, Layout> = {
     dtype: "F32",
     asked: "open-dcoder",
   },
+  "Fast-dLLM v2 (block diffusion on Qwen2.5, |<MASK>| from the tokenizer)": {
+    family: "fast-dllm-v2",
+    config: fastDllmConfig,
+    generation: { bos_token_id: 0, eos_token_id: 2, pad_token_id: 2 },
+    // Qwen2.5-Instruct's tokenizer_config.json with Fast-dLLM v2's added "|<MASK>|"
+    tokenizerConfig: { eos_token: "<|im_end|>", pad_token: "<|endoftext|>" },
+    specials: ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "|<MASK>|"],
+    shards: ["model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"],
+    dtype: "BF16",
+  },
+  "SDAR (block diffusion on Qwen3, q/k norms)": {
+    family: "sdar",
+    config: sdarConfig,
+    generation: {
+      bos_token_id: 0,
+      do_sample: true,
+      eos_token_id: [2, 0],
+      pad_token_id: 0,
+      temperature: 0.6,
+      top_k: 20,
+      top_p: 0.95,
+    },
+    tokenizerConfig: {
+      add_bos_token: false,
+      bos_token: null,
+      eos_token: "<|endoftext|>",
+      mask_token: "<|MASK|>",
+      pad_token: "<|endoftext|>",
+    },
+    specials: ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|MASK|>"],
+    shards: ["model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"],
+    dtype: "BF16",
+  },
   "Qwen2.5-Coder (AR baseline)": {
     family: "qwen2",
     config: {
@@ -195,9 +315,99 @@ const layouts: Record<string, Layout> = {
     },
     generation: { bos_token_id: 0, eos_token_id: 0, max_new_tokens: 2048 },
     tokenizerConfig: { eos_token: "<|endoftext|>" },
+    // Qwen2.5-Coder's added tokens in their order (ids 151643-151664 there), those around FIM
+    specials: [...qwenSpecials.slice(0, 3), ...qwenFim],
+    shards: ["model.safetensors"],
+    dtype: "BF16",
+  },
+  "Qwen3 (AR baseline, q/k norms)": {
+    family: "qwen3",
+    config: {
+      architectures: ["Qwen3ForCausalLM"],
+      attention_bias: false,
+      attention_dropout: 0.0,
+      bos_token_id: 0,
+      eos_token_id: 2,
+      head_dim: 8,
+      hidden_act: "silu",
+      hidden_size: 16,
+      initializer_range: 0.02,
+      intermediate_size: 24,
+      max_position_embeddings: 64,
+      max_window_layers: 2,
+      model_type: "qwen3",
+      num_attention_heads: 4,
+      num_hidden_layers: 2,
+      num_key_value_heads: 2,
+      rms_norm_eps: 1e-6,
+      rope_scaling: null,
+      rope_theta: 1000000,
+      sliding_window: null,
+      tie_word_embeddings: true,
+      torch_dtype: "bfloat16",
+      transformers_version: "4.51.0",
+      use_cache: true,
+      use_sliding_window: false,
+      vocab_size: VOCAB,
+    },
+    tokenizerConfig: { eos_token: "<|im_end|>", pad_token: "<|endoftext|>" },
     specials: qwenSpecials.slice(0, 3),
     shards: ["model.safetensors"],
     dtype: "BF16",
+  },
+  "DeepSeek-Coder (LLaMA layout, linear RoPE scaling, FIM tokens, BOS added)": {
+    family: "llama",
+    // deepseek-coder-1.3b-base's config.json, tiny sizes
+    config: {
+      architectures: ["LlamaForCausalLM"],
+      bos_token_id: 0,
+      eos_token_id: 1,
+      hidden_act: "silu",
+      hidden_size: 16,
+      initializer_range: 0.02,
+      intermediate_size: 24,
+      max_position_embeddings: 64,
+      model_type: "llama",
+      num_attention_heads: 4,
+      num_hidden_layers: 2,
+      num_key_value_heads: 4,
+      pretraining_tp: 1,
+      rms_norm_eps: 1e-6,
+      rope_scaling: { factor: 4.0, type: "linear" },
+      rope_theta: 100000,
+      tie_word_embeddings: false,
+      torch_dtype: "bfloat16",
+      transformers_version: "4.33.1",
+      use_cache: true,
+      vocab_size: VOCAB,
+    },
+    tokenizerConfig: {
+      add_bos_token: true,
+      bos_token: "<｜begin▁of▁sentence｜>",
+      eos_token: "<｜end▁of▁sentence｜>",
+    },
+    specials: deepseekSpecials,
+    shards: ["model.safetensors"],
+    dtype: "BF16",
+    postProcessor: {
+      type: "TemplateProcessing",
+      single: [
+        { SpecialToken: { id: "<｜begin▁of▁sentence｜>", type_id: 0 } },
+        { Sequence: { id: "A", type_id: 0 } },
+      ],
+      pair: [
+        { SpecialToken: { id: "<｜begin▁of▁sentence｜>", type_id: 0 } },
+        { Sequence: { id: "A", type_id: 0 } },
+        { Sequence: { id: "B", type_id: 1 } },
+      ],
+      special_tokens: {
+        "<｜begin▁of▁sentence｜>": {
+          id: "<｜begin▁of▁sentence｜>",
+          ids: [0],
+          tokens: ["<｜begin▁of▁sentence｜>"],
+        },
+      },
+    },
   },
   "LLaMA (AR baseline)": {
     family: "llama",
@@ -272,7 +482,9 @@ async function writeLayout(dir: string, layout: Layout) {
   await writeFile(join(dir, "config.json"), json(layout.config));
   if (layout.generation)
     await writeFile(join(dir, "generation_config.json"), json(layout.generation));
-  await writeFile(join(dir, "tokenizer.json"), JSON.stringify(tinyTokenizerJson(layout.specials)));
+  const tokenizer = tinyTokenizerJson(layout.specials);
+  if (layout.postProcessor) tokenizer.post_processor = layout.postProcessor;
+  await writeFile(join(dir, "tokenizer.json"), JSON.stringify(tokenizer));
   await writeFile(join(dir, "tokenizer_config.json"), json(layout.tokenizerConfig));
   return { tensors };
 }
@@ -304,10 +516,19 @@ for (const [label, layout] of Object.entries(layouts)) {
           assert.ok(ckpt.weights.has(name), name);
         }
         const { config } = ckpt;
-        const causal = layout.family === "qwen2" || layout.family === "llama";
-        assert.equal(config.attention, causal ? "causal" : "full");
-        assert.equal(config.logitShift, ["dream", "open-dcoder"].includes(layout.family));
-        assert.equal(config.qkvBias, ["dream", "open-dcoder", "qwen2"].includes(layout.family));
+        const causal = ["qwen2", "qwen3", "llama"].includes(layout.family);
+        const blocks = layout.family === "fast-dllm-v2" || layout.family === "sdar";
+        assert.equal(config.attention, causal ? "causal" : blocks ? "block_causal" : "full");
+        assert.equal(config.blockSize, blocks ? 4 : 0);
+        assert.equal(
+          config.logitShift,
+          ["dream", "open-dcoder", "fast-dllm-v2"].includes(layout.family),
+        );
+        assert.equal(
+          config.qkvBias,
+          ["dream", "open-dcoder", "fast-dllm-v2", "qwen2"].includes(layout.family),
+        );
+        assert.equal(config.qkNorm === true, ["sdar", "qwen3"].includes(layout.family));
         assert.equal(config.maskTokenId, causal ? null : 3);
         assert.equal(config.modelType, layout.family);
         // the end-of-turn token joins EOS where the tokenizer has one
@@ -336,7 +557,11 @@ for (const [label, layout] of Object.entries(layouts)) {
           assert.equal(x.canvas.length, 11);
         } else {
           const spec = () => ({ tokens: Int32Array.from(tokens), openEnded: true });
-          const options = { blockLength: 6, temperature: 0 };
+          // block diffusion decodes the model's own blocks against the exact cache of the
+          // finished ones; the others in semi-autoregressive blocks of 6
+          const options = blocks
+            ? { preset: "block-diffusion" as const, temperature: 0 }
+            : { blockLength: 6, temperature: 0 };
           const [x, y] = [
             await collect(denoise(engine, spec(), options)),
             await collect(denoise(reference, spec(), options)),
@@ -456,4 +681,209 @@ test("our own format still loads without a model_type, and saves as family unmas
   const saved = configToJson(llada);
   assert.equal(saved.model_type, "unmask");
   assert.deepEqual({ ...parseModelConfig(saved), modelType: "llada" }, llada);
+});
+
+test("block-diffusion families attend to whole blocks of absolute positions, never a later one", async () => {
+  for (const raw of [fastDllmConfig, sdarConfig]) {
+    const config = parseModelConfig(raw);
+    const reference = new ReferenceModel(config, seededWeights(config, 3));
+    const base = [0, 4, 5, 6, 7, 8, 9, 4, 5, 6, 7, 8];
+    const logits = async (changes: Record<number, number>) => {
+      const tokens = Int32Array.from(base);
+      for (const [i, t] of Object.entries(changes)) tokens[Number(i)] = t;
+      return (await reference.forward({ tokens, rows: 1 })).logits;
+    };
+    const row = (l: Float32Array, i: number) => Array.from(l.subarray(i * VOCAB, (i + 1) * VOCAB));
+    const [same, later, inside] = [
+      await logits({}),
+      await logits({ 9: 5 }),
+      await logits({ 7: 6 }),
+    ];
+    // position 5 is in block 1 (positions 4-7; under Fast-dLLM's logit shift its row is the
+    // hidden state of position 4, in the same block): blind to block 2, sees all of its own
+    assert.deepEqual(row(later, 5), row(same, 5), config.modelType);
+    assert.notDeepEqual(row(inside, 5), row(same, 5), config.modelType);
+  }
+});
+
+test("block diffusion's exact cache: the same tokens as the whole canvas each step, blocks aligned", async () => {
+  for (const raw of [fastDllmConfig, sdarConfig]) {
+    // Fast-dLLM's mask comes from its tokenizer (3 in the layouts above)
+    const config = { ...parseModelConfig(raw), maskTokenId: 3 };
+    const weights = seededWeights(config, 5);
+    const engine = await OnnxModel.create(config, weights, { threads: 1 });
+    const reference = new ReferenceModel(config, weights);
+    models.push(engine, reference);
+    // the prompt ends on a block boundary: the next block's first token comes, under
+    // Fast-dLLM's logit shift, from the prompt's last position (its generate()'s next_token)
+    const tokens = Int32Array.from([0, 4, 5, 6, 3, 3, 3, 3, 3, 3, 3, 3]);
+    const spec = () => ({ tokens: Int32Array.from(tokens), openEnded: true });
+    const cached = await collect(
+      denoise(engine, spec(), { preset: "block-diffusion", temperature: 0 }),
+    );
+    const whole = await collect(
+      denoise(reference, spec(), {
+        preset: "block-diffusion",
+        cache: "none",
+        blockLength: 4,
+        temperature: 0,
+      }),
+    );
+    assert.deepEqual(Array.from(cached.canvas), Array.from(whole.canvas), config.modelType);
+    assert.ok(!Array.from(cached.canvas).includes(3), "masks left");
+  }
+});
+
+test("block-diffusion configs: the block size is required; Qwen3's and SDAR's o_proj bias is refused", () => {
+  const { bd_size: _, ...noBlock } = fastDllmConfig;
+  assert.equal(configError(noBlock).field, "bd_size");
+  assert.equal(configError({ ...fastDllmConfig, bd_size: 0 }).field, "bd_size");
+  assert.equal(configError({ ...sdarConfig, block_size: "4" }).field, "block_size");
+  assert.equal(configError({ ...sdarConfig, attention_bias: true }).field, "attention_bias");
+  const qwen3 = layouts["Qwen3 (AR baseline, q/k norms)"].config;
+  assert.equal(configError({ ...qwen3, attention_bias: true }).field, "attention_bias");
+  assert.equal(
+    configError({ ...fastDllmConfig, layer_types: ["full_attention", "sliding_attention"] }).field,
+    "layer_types",
+  );
+  assert.equal(
+    configError({ ...sdarConfig, use_sliding_window: true }).field,
+    "use_sliding_window",
+  );
+  assert.equal(configError({ ...sdarConfig, something_new: 1 }).field, "something_new");
+  // their configs may not set the keys the family decides
+  assert.equal(configError({ ...sdarConfig, qk_norm: false }).field, "qk_norm");
+  assert.equal(configError({ ...fastDllmConfig, logit_shift: false }).field, "logit_shift");
+  // written back in our keys, the q/k norms, block size and logit shift survive
+  for (const raw of [fastDllmConfig, sdarConfig]) {
+    const config = parseModelConfig(raw);
+    assert.deepEqual(
+      { ...parseModelConfig(configToJson(config)), modelType: config.modelType },
+      config,
+    );
+  }
+});
+
+test("Fast-dLLM v2 needs its tokenizer's |<MASK>|", async () => {
+  const layout = layouts["Fast-dLLM v2 (block diffusion on Qwen2.5, |<MASK>| from the tokenizer)"];
+  await withTempDir(async (dir) => {
+    await writeLayout(dir, {
+      ...layout,
+      specials: ["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
+    });
+    await assert.rejects(load(dir, layout), (e: unknown) => {
+      assert.ok(e instanceof ConfigError);
+      assert.equal(e.field, "mask_token");
+      return true;
+    });
+  });
+});
+
+test("Qwen2.5-Coder fills a hole through its FIM tokens; a causal model without them is refused", async () => {
+  const layout = layouts["Qwen2.5-Coder (AR baseline)"];
+  await withTempDir(async (dir) => {
+    await writeLayout(dir, layout);
+    const loaded = await loadModel(dir, { threads: 1 });
+    models.push(loaded.model);
+    const { tokenizer } = loaded;
+    const id = (spelling: string) => tokenizer.tokenToId(spelling)!;
+    const fim = fimTokens(tokenizer)!;
+    // the sentinels, and every token Qwen2.5-Coder's README stops a middle at
+    assert.deepEqual(
+      [fim.prefix, fim.suffix, fim.middle],
+      [id("<|fim_prefix|>"), id("<|fim_suffix|>"), id("<|fim_middle|>")],
+    );
+    assert.deepEqual([...fim.stops].sort(), qwenFim.map(id).sort());
+    const [prefix, suffix] = ["ab a", "c\nb"];
+    const settings = { decoder: "autoregressive" as const, temperature: 0 };
+    const plan = planInfill(loaded, settings, [prefix, { hole: 6 }, suffix], "trim");
+    // <|fim_prefix|> prefix <|fim_suffix|> suffix <|fim_middle|>, as the README writes it
+    const prompt = [
+      id("<|fim_prefix|>"),
+      ...tokenizer.encode(prefix),
+      id("<|fim_suffix|>"),
+      ...tokenizer.encode(suffix),
+      id("<|fim_middle|>"),
+    ];
+    assert.deepEqual(Array.from(plan.initial), prompt);
+    assert.deepEqual(plan.view, [prompt.length, prompt.length + 6]);
+    const { result } = await settle(supervise(plan.start));
+    // the float64 reference writes the same middle from the same prompt
+    const ckpt = await load(dir, layout);
+    const reference = new ReferenceModel(ckpt.config, ckpt.weights);
+    const parts = [tokenizer.encode(prefix), { hole: 6 }, tokenizer.encode(suffix)];
+    const expected = await complete(streamInfillAr(reference, parts, { fim, temperature: 0 }));
+    assert.deepEqual(Array.from(result.canvas), Array.from(expected.canvas));
+    assert.deepEqual(result.fills, expected.fills);
+    assert.ok(result.fills[0].length <= 6);
+    assert.deepEqual(Array.from(result.canvas.subarray(0, prompt.length)), prompt);
+  });
+  // DeepSeek-Coder (a LLaMA): <｜fim▁begin｜> prefix <｜fim▁hole｜> suffix <｜fim▁end｜>, after the
+  // BOS its tokenizer adds to any text (its README tokenizes the prompt with special tokens)
+  await withTempDir(async (dir) => {
+    await writeLayout(
+      dir,
+      layouts["DeepSeek-Coder (LLaMA layout, linear RoPE scaling, FIM tokens, BOS added)"],
+    );
+    const loaded = await loadModel(dir, { threads: 1 });
+    models.push(loaded.model);
+    const { tokenizer } = loaded;
+    const id = (spelling: string) => tokenizer.tokenToId(spelling)!;
+    const plan = planInfill(
+      loaded,
+      { decoder: "autoregressive" },
+      ["ab", { hole: 3 }, "c"],
+      "trim",
+    );
+    assert.deepEqual(Array.from(plan.initial), [
+      id("<｜begin▁of▁sentence｜>"),
+      id("<｜fim▁begin｜>"),
+      ...tokenizer.encode("ab"),
+      id("<｜fim▁hole｜>"),
+      ...tokenizer.encode("c"),
+      id("<｜fim▁end｜>"),
+    ]);
+    const { result } = await settle(supervise(plan.start));
+    assert.ok(result.fills[0].length <= 3);
+  });
+  // LLaMA's tokenizer here has no FIM tokens: a typed error naming the model
+  await withTempDir(async (dir) => {
+    await writeLayout(dir, layouts["LLaMA (AR baseline)"]);
+    const loaded = await loadModel(dir, { threads: 1 });
+    models.push(loaded.model);
+    assert.throws(
+      () => planInfill(loaded, { decoder: "autoregressive" }, ["a", { hole: 2 }], "trim"),
+      (e: unknown) => e instanceof WrongModelError && e.parameter === "model",
+    );
+  });
+});
+
+test("linear RoPE scaling is position interpolation: factor f at position p is factor 1 at p / f", async () => {
+  const base = { ...layouts["LLaMA (AR baseline)"].config };
+  const scaled = parseModelConfig({ ...base, rope_scaling: { rope_type: "linear", factor: 2 } });
+  const plain = parseModelConfig(base);
+  assert.equal(scaled.ropeLinearFactor, 2);
+  assert.equal(plain.ropeLinearFactor, undefined);
+  const weights = seededWeights(plain, 9);
+  const tokens = Int32Array.from([0, 4, 5, 6, 7, 8]);
+  const at = (m: ReferenceModel, positions: number[]) =>
+    m.forward({ tokens, rows: 1, positions: Int32Array.from(positions) });
+  const a = await at(new ReferenceModel(scaled, weights), [0, 2, 4, 6, 8, 10]);
+  const b = await at(new ReferenceModel(plain, weights), [0, 1, 2, 3, 4, 5]);
+  assert.ok(relativeError(a.logits, b.logits) < 1e-6);
+  // the engine's graph agrees with the reference under scaling
+  const engine = await OnnxModel.create(scaled, weights, { threads: 1 });
+  models.push(engine);
+  const c = await engine.forward({ tokens, rows: 1 });
+  const d = await new ReferenceModel(scaled, weights).forward({ tokens, rows: 1 });
+  assert.ok(relativeError(c.logits, d.logits) < 1e-4);
+  // any other scaling is refused, and a "type" that contradicts "rope_type"
+  for (const rope_scaling of [
+    { rope_type: "dynamic", factor: 2 },
+    { type: "linear", rope_type: "yarn", factor: 2 },
+    { rope_type: "linear" },
+    { rope_type: "linear", factor: 2, original_max_position_embeddings: 64 },
+  ]) {
+    assert.equal(configError({ ...base, rope_scaling }).field, "rope_scaling");
+  }
 });

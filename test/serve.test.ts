@@ -239,6 +239,22 @@ test("/infill as llama.cpp serves it, with the warm-up request, streamed and not
       "invalid_value",
       "n_predict",
     );
+
+    // a causal model fills the hole through its FIM tokens, left to right, the hole its budget
+    const ar = await post(`${url}/infill`, { ...body, model: "tiny-ar", temperature: 0 });
+    assert.equal(ar.status, 200, ar.text);
+    const a = ar.json();
+    assert.equal(a.model, "tiny-ar");
+    assert.ok(a.tokens_predicted <= 6);
+    assert.ok(["eos", "limit"].includes(a.stop_type));
+    const arStreamed = await post(`${url}/infill`, {
+      ...body,
+      model: "tiny-ar",
+      temperature: 0,
+      stream: true,
+    });
+    const arEvents = sseData(arStreamed.text).map((d) => JSON.parse(d));
+    assert.equal(arEvents.map((e) => e.content).join(""), a.content);
   } finally {
     await server.shutdown();
   }

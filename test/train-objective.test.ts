@@ -176,6 +176,15 @@ describe("nextTokenBatch (AR)", () => {
     assert.deepEqual([...b.targets], [11, 12, 13, 21, 22, 23]);
     assert.ok(b.weights.every((w) => w === Math.fround(1 / 6)));
   });
+
+  it("from a prompt's end: only the response's tokens are targets", () => {
+    const clean = Int32Array.from([10, 11, 12, 13, 20, 21, 22, 23]);
+    const b = nextTokenBatch(clean, 2, 4, undefined, 2);
+    assert.deepEqual([...b.lossIndex], [1, 2, 5, 6]);
+    assert.deepEqual([...b.targets], [12, 13, 22, 23]);
+    assert.ok(b.weights.every((w) => w === Math.fround(1 / 4)));
+    assert.throws(() => nextTokenBatch(clean, 2, 4, undefined, 4), /from 4/);
+  });
 });
 
 describe("applyFim (PSM)", () => {

@@ -3,10 +3,13 @@
 //   - the logit shift (Dream): the loss of a masked token is read where inference reads it;
 //   - BD3-LM's vectorized [x_t ; x_0] trainer (with complementary masks, Fast-dLLM v2) equals the
 //     loss of running every block separately after its clean predecessors;
-//   - DiffuLLaMA's attention-mask annealing, from causal to full.
+//   - DiffuLLaMA's attention-mask annealing, from causal to full;
+//   - TiDAR's one-model drafting: the [x_0 ; masks] trainer equals the next-token loss plus each
+//     mask block run as the one-model decoder runs it (src/diffusion/speculative.ts).
 
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
+import { oneModelBias } from "../src/diffusion/speculative.js";
 import type { ModelConfig, Weights } from "../src/model/config.js";
 import { Rng, randomWeights } from "../src/model/random.js";
 import { ReferenceModel } from "../src/model/reference.js";
@@ -16,6 +19,8 @@ import {
   annealRatio,
   blockDiffusionBatch,
   blockDualMask,
+  draftBatch,
+  draftMask,
   maskedDiffusionBatch,
 } from "../src/train/objective.js";
 import { createTrainStep, type LossBatch, parameterLayout } from "../src/train/step.js";
@@ -413,4 +418,72 @@ describe("certainty forcing (dParallel)", () => {
 
     assertGradientsMatch(layout, params, grad, referenceLoss, { seed: 12 });
   });
+});
+
+describe("TiDAR's one-model drafting over [x_0 ; masks] (train --draft)", () => {
+  it("the mask: x_0 causal; a mask block sees the clean tokens before it and itself", () => {
+    // L = 5, blocks of 2, from 1: queries x_00..x_04, then masks of positions 1..4; 1 = visible
+    const expected = [
+      [1, 0, 0, 0, 0, 0, 0, 0, 0],
+      [1, 1, 0, 0, 0, 0, 0, 0, 0],
+      [1, 1, 1, 0, 0, 0, 0, 0, 0],
+      [1, 1, 1, 1, 0, 0, 0, 0, 0],
+      [1, 1, 1, 1, 1, 0, 0, 0, 0],
+      [1, 0, 0, 0, 0, 1, 1, 0, 0],
+      [1, 0, 0, 0, 0, 1, 1, 0, 0],
+      [1, 1, 1, 0, 0, 0, 0, 1, 1],
+      [1, 1, 1, 0, 0, 0, 0, 1, 1],
+    ];
+    assert.deepEqual(
+      [...draftMask(5, 2, 1)].map((b) => (b === 0 ? 1 : 0)),
+      expected.flat(),
+    );
+  });
+
+  for (const [S, from, weight] of [
+    [2, 0, 1],
+    [3, 2, 0.5],
+  ] as const) {
+    it(`blocks of ${S}, drafts from ${from}, weight ${weight}: the loss is the next-token loss plus each block as the decoder runs it (float64)`, async () => {
+      const L = 7;
+      const rows = 2;
+      const config = tiny({ attention_mask: "causal" });
+      const weights = randomWeights(config, 7, 0.3);
+      const clean = cleanRows(rows, L, 5);
+      const batch = draftBatch(clean, rows, L, { blockSize: S, maskId: MASK, weight, from });
+      const { loss } = await stepLoss(config, weights, batch);
+
+      const reference = new ReferenceModel(config, weights);
+      const first = 1;
+      let next = 0; // the next-token loss at every position: causal logits at i − 1 for target i
+      let draft = 0; // each mask block after the clean tokens before it, under oneModelBias
+      let drafted = 0;
+      for (let r = 0; r < rows; r++) {
+        const row = clean.subarray(r * L, (r + 1) * L);
+        const at = Int32Array.from({ length: L - first }, (_, i) => first - 1 + i);
+        const out = reference.forward64({ tokens: row, rows: 1, logitsAt: at });
+        at.forEach((i, s) => {
+          next += crossEntropy(out.logits.subarray(s * V, (s + 1) * V), row[i + 1]);
+        });
+        for (let start = from; start < L - 1; start += S) {
+          const masks = Math.min(S, L - start);
+          const tokens = Int32Array.from([...row.subarray(0, start), ...Array(masks).fill(MASK)]);
+          const q = Array.from({ length: Math.min(masks, L - 1 - start) }, (_, i) => start + i);
+          const o = reference.forward64({
+            tokens,
+            rows: 1,
+            attentionBias: oneModelBias(0, start, masks),
+            logitsAt: Int32Array.from(q),
+          });
+          q.forEach((p, s) => {
+            draft += crossEntropy(o.logits.subarray(s * V, (s + 1) * V), row[p + 1]);
+            drafted++;
+          });
+        }
+      }
+      assert.equal(drafted, rows * (L - 1 - from));
+      const expected = next / (rows * (L - first)) + (weight * draft) / drafted;
+      assert.ok(Math.abs(loss - expected) < 1e-4, `step ${loss}, reference ${expected}`);
+    });
+  }
 });

@@ -134,9 +134,13 @@ export async function compareMs(
 
 /**
  * One fp32 MatMul of size³ (constant right-hand side, as model weights): the engine's peak,
- * timed in alternation with the workload it is compared against.
+ * timed in alternation with the workload it is compared against; `threads` intra-op threads
+ * (default: the session default).
  */
-export async function matmulPeakRunner(size = 2048): Promise<{
+export async function matmulPeakRunner(
+  size = 2048,
+  threads?: number,
+): Promise<{
   run: () => Promise<unknown>;
   gflops: (ms: number) => number;
   release: () => Promise<void>;
@@ -145,7 +149,7 @@ export async function matmulPeakRunner(size = 2048): Promise<{
   const a = g.input("a", "float32", [size, size]);
   const b = new Float32Array(size * size).map((_, i) => ((i * 7919) % 1000) / 1000 - 0.5);
   g.output(op.matmul(a, g.initializer("b", "float32", [size, size], b)), "c");
-  const session = await Session.fromGraph(g, inTurn);
+  const session = await Session.fromGraph(g, { ...inTurn, threads });
   const feed = { a: floatTensor(new Float32Array(size * size).fill(0.5), [size, size]) };
   return {
     run: () => session.run(feed),

@@ -104,11 +104,19 @@ export interface SizesBenchOptions {
   progress?: Progress;
 }
 
-/** FLOPs of one step of n fresh tokens against `context` cached ones, statistics at p of them. */
+/**
+ * FLOPs of one step of n fresh tokens against `context` cached ones, statistics at p of them, as
+ * the engine runs it: the last layer's queries, attention output and MLP only at the p rows.
+ */
 export function stepFlops(config: ModelConfig, n: number, context: number, p: number): number {
-  const { hiddenSize: h, headDim: d, numHeads, vocabSize: v } = config;
-  const attention = 4 * n * (context + n) * numHeads * d; // scores and weighted sum
-  return config.numLayers * (2 * n * layerMatmulParameters(config) + attention) + 2 * p * h * v;
+  const { hiddenSize: h, headDim: d, numHeads, numKvHeads, vocabSize: v } = config;
+  const attention = (q: number) => 4 * q * (context + n) * numHeads * d; // scores and weighted sum
+  const layer = layerMatmulParameters(config);
+  const keysValues = 2 * h * numKvHeads * d;
+  const last = 2 * n * keysValues + 2 * p * (layer - keysValues) + attention(p);
+  const layers =
+    config.numLayers > 0 ? (config.numLayers - 1) * (2 * n * layer + attention(n)) + last : 0;
+  return layers + 2 * p * h * v;
 }
 
 /** Bytes a step must read at least: every weight once (float32), and the cached K/V. */

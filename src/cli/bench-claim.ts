@@ -42,8 +42,10 @@ export const claim: Bench = {
       const ar = loaded[loaded.length - 1];
       const models = loaded.slice(0, -1);
       for (const m of models) {
-        if (m.config.attention === "causal") {
-          throw new UsageError(`--model ${m.dir}: a causal model; the diffusion models go here`);
+        if (m.config.attention === "causal" && m.config.maskTokenId === null) {
+          throw new UsageError(
+            `--model ${m.dir}: a causal model without a mask token; the diffusion models (or a causal one trained with --draft) go here`,
+          );
         }
       }
       if (ar.config.attention !== "causal") {

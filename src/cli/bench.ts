@@ -7,6 +7,7 @@ import { dirname, join, resolve } from "node:path";
 import { benchForward, type ForwardBenchResult } from "../bench/forward.js";
 import { benchLoad, type LoadMeasure } from "../bench/load.js";
 import { benchQuant, type QuantBenchResult } from "../bench/quant.js";
+import { benchRows } from "../bench/rows.js";
 import {
   type BlockPoint,
   benchSizes,
@@ -323,6 +324,38 @@ const sizesBench: Bench = {
   },
 };
 
+const rowsBench: Bench = {
+  name: "rows",
+  reads: ["rows", "runs"],
+  summary:
+    "a forward pass's time against its query rows (1-440; with and without cached K/V; 1 and all threads): fixed cost per call, cost per row, against the MatMul peak",
+  async run(parsed, say) {
+    const list = stringOption(parsed, "rows")?.split(",");
+    const rows = list?.map((s) => Number(s.trim()));
+    if (rows?.some((n) => !Number.isInteger(n) || n < 1 || n > 1024)) {
+      throw new UsageError(`--rows: expected positive integers up to 1024, got ${list!.join(",")}`);
+    }
+    const runs = intOption(parsed, "runs", 1);
+    const r = await benchRows({ rows, runs, progress: say });
+    const peaks = Object.entries(r.matmul_peak_gflops).map(
+      ([t, g]) => `${g.toFixed(0)} (${t} thr.)`,
+    );
+    const lines = [`${r.model}; MatMul peak ${peaks.join(", ")} GFLOP/s; ms (fastest tenth):`];
+    for (const p of r.points) {
+      lines.push(
+        `  ${String(p.rows).padStart(4)} rows (${p.canvases}×${p.fresh}) context ${String(p.context).padStart(2)} stats at ${String(p.stats_rows).padStart(3)}  ${p.threads} thr.  ${p.ms.toFixed(3).padStart(7)} ms  ${p.gflops.toFixed(0).padStart(4)} GFLOP/s`,
+      );
+    }
+    lines.push("fit over one canvas of 2-64 rows: ms = fixed + rows × per row");
+    for (const f of r.fits) {
+      lines.push(
+        `  ${f.threads} thr. context ${String(f.context).padStart(2)} stats at ${f.stats.padEnd(14)} fixed ${f.fixed_ms.toFixed(3)} ms, per row ${f.per_row_ms.toFixed(4)} ms (${f.per_row_gflops.toFixed(0)} GFLOP/s)`,
+      );
+    }
+    return { json: r, lines };
+  },
+};
+
 /** The break-even tokens per step against model size: measured and roofline, per block. */
 async function writeSizesPlot(file: string, r: SizesBenchResult): Promise<void> {
   // a dark colour for the measured line, a light one of the same hue for its roofline
@@ -428,7 +461,17 @@ const quant: Bench = {
   },
 };
 
-const benches: Bench[] = [forward, decode, train, serveBench, sizesBench, loadBench, claim, quant];
+const benches: Bench[] = [
+  forward,
+  decode,
+  train,
+  serveBench,
+  sizesBench,
+  rowsBench,
+  loadBench,
+  claim,
+  quant,
+];
 
 const spec: CommandSpec = {
   name: "bench",
@@ -455,7 +498,7 @@ ${benches.map((b) => `  ${b.name.padEnd(9)}${b.summary}`).join("\n")}`,
       type: "string",
       value: "N",
       description:
-        "timed runs per measurement, the median reported; serve: requests per client (default 4)",
+        "timed runs per measurement, the median reported; serve: requests per client (default 4); rows: rounds of 3 calls a case (default 10), the fastest tenth reported",
     },
     {
       name: "positions",
@@ -469,7 +512,7 @@ ${benches.map((b) => `  ${b.name.padEnd(9)}${b.summary}`).join("\n")}`,
       short: "m",
       value: "DIR",
       description:
-        "decode: the diffusion checkpoint (with --ar-model; default: the embedded pair, or random weights of their shape); claim: diffusion checkpoints, comma-separated (default: the embedded one); quant: the model (default: the embedded one)",
+        "decode: the diffusion checkpoint (with --ar-model; default: the embedded pair, or random weights of their shape); claim: diffusion checkpoints, or causal ones trained with --draft (the one-model speculative decoder), comma-separated (default: the embedded one); quant: the model (default: the embedded one)",
     },
     {
       name: "ar-model",
@@ -534,7 +577,8 @@ ${benches.map((b) => `  ${b.name.padEnd(9)}${b.summary}`).join("\n")}`,
       name: "rows",
       type: "string",
       value: "N",
-      description: "train: sequences per batch (default 16); quant: held-out canvases (default 16)",
+      description:
+        "train: sequences per batch (default 16); quant: held-out canvases (default 16); rows: query rows to time, comma-separated (default 1,2,4,…,256,440)",
     },
     {
       name: "sizes",
@@ -590,10 +634,10 @@ async function run(argv: string[], context: Context): Promise<number> {
   if (which === undefined) {
     throw new UsageError(`bench: which benchmark? (${[...names, "all"].join(", ")})`);
   }
-  // claim and quant need a corpus (and claim minutes): they run when named
+  // claim and quant need a corpus (and claim minutes), rows takes a minute: they run when named
   const chosen =
     which === "all"
-      ? benches.filter((b) => b !== claim && b !== quant)
+      ? benches.filter((b) => b !== claim && b !== quant && b !== rowsBench)
       : benches.filter((b) => b.name === which);
   if (chosen.length === 0) {
     throw new UsageError(

@@ -1,13 +1,15 @@
 // `unmask infill`: fill holes in code with everything around them held fixed — one hole between
 // --prefix and --suffix, or every <FILL> marker of a file at once.
 
-import { type Hole, type InfillResult, streamInfill } from "../diffusion/api.js";
+import { fimPrompt, type Hole, type InfillResult } from "../diffusion/api.js";
+import { fimOf, planInfill } from "../host/decode.js";
 import { type CommandSpec, flag, parse, stringOption, UsageError } from "./args.js";
 import { type Command, type Context, note } from "./command.js";
 import {
+  arOptions,
+  asUsageError,
   decodeFlags,
   decodeOptions,
-  diffusionOptions,
   drive,
   finish,
   jsonSection,
@@ -44,7 +46,14 @@ line endings (LF or CRLF) are kept, and every byte outside the holes is written 
 --write replaces FILE atomically (a temporary file renamed over it), checks that FILE can be
 written before the model is loaded, and exits non-zero when it did not write. A file longer
 than the model's context is filled through a window around its holes: the holes and the text
-between them whole, the lines before and after as many as fit.`,
+between them whole, the lines before and after as many as fit.
+
+With --ar (an autoregressive checkpoint with --ar-model) the one hole is filled through the
+model's fill-in-the-middle tokens (Qwen2.5-Coder's <|fim_prefix|>, <|fim_suffix|>,
+<|fim_middle|>, or the StarCoder, DeepSeek-Coder or [FIM_PREFIX] spellings): the code before
+and after the hole become the prompt, and the model writes the middle left to right until its
+end token, at most the hole's length. A causal model without such tokens is refused; the
+embedded twin has them but was not trained on FIM, so its middles are not meant to fit.`,
   options: [
     { name: "prefix", type: "string", value: "TEXT", description: "the code before the hole" },
     { name: "suffix", type: "string", value: "TEXT", description: "the code after the hole" },
@@ -55,6 +64,7 @@ between them whole, the lines before and after as many as fit.`,
     },
     { name: "write", type: "boolean", short: "w", description: "write the filled file to FILE" },
     ...decodeOptions(`tokens of a <FILL> hole (default ${defaultHole})`),
+    ...arOptions,
   ],
   examples: [
     "unmask infill src/util.ts                 # every <FILL> in the file",
@@ -155,6 +165,13 @@ async function run(argv: string[], context: Context): Promise<number> {
   try {
     const loadMs = performance.now() - t0;
     const { tokenizer, model } = loaded;
+    // a causal model's prompt adds its FIM sentinels around the text
+    let sentinels = 0;
+    try {
+      if (flags.ar) sentinels = fimPrompt(fimOf(loaded, "--ar-model"), [], []).length;
+    } catch (error) {
+      throw asUsageError(error);
+    }
     // the holes and the fixed text between them, whole; around them a window that fits
     const middle: (number[] | Hole)[] = [];
     holes.forEach((h, i) => {
@@ -166,19 +183,21 @@ async function run(argv: string[], context: Context): Promise<number> {
     const middleTokens = middle.reduce<number>((n, p) => n + ("hole" in p ? p.hole : p.length), 0);
     const span = [holes[0].start, holes[holes.length - 1].end] as const;
     const what = holes.length === 1 ? "the hole's tokens" : "the holes and the text between them";
-    const w = fitWindow(file, span, middleTokens, model.config.maxPositions, tokenizer, what);
+    const room = model.config.maxPositions - sentinels;
+    const w = fitWindow(file, span, middleTokens, room, tokenizer, what);
     const asIds = [w.before, ...middle, w.after].filter((p) => !Array.isArray(p) || p.length > 0);
     const canvasLength = w.before.length + middleTokens + w.after.length;
+    let plan: ReturnType<typeof planInfill>;
+    try {
+      plan = planInfill(loaded, flags.settings, asIds, flag(parsed, "trim") ? "trim" : "fixed");
+    } catch (error) {
+      throw asUsageError(error, flags.ar);
+    }
     const outcome = await drive<InfillResult>(
-      (signal) =>
-        streamInfill(model, asIds, {
-          ...diffusionOptions(flags),
-          holeLength: flag(parsed, "trim") ? "trim" : "fixed",
-          signal,
-        }),
+      plan.start,
       context.interrupt,
       flags.maxTimeMs,
-      liveCanvasFor(flags, canvasLook(loaded, [0, canvasLength])),
+      liveCanvasFor(flags, canvasLook(loaded, flags.ar ? plan.view : [0, canvasLength])),
     );
     const fills = outcome.result.fills.map((ids) => idsText(loaded, ids));
     let text = "";

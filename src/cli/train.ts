@@ -159,7 +159,20 @@ and stops (exit 130).`,
       type: "string",
       value: "DIR",
       description:
-        "block diffusion on a distillation set of 'unmask distill' (its rows and tokenizer instead of the corpus): the responses train against their clean prompts",
+        "train on a distillation set of 'unmask distill' (its rows and tokenizer instead of the corpus): the responses train against their clean prompts (block diffusion, or the next-token loss of a causal config)",
+    },
+    {
+      name: "draft",
+      type: "string",
+      value: "K",
+      description:
+        "causal configs: TiDAR's one-model drafting, blocks of K masks after the clean tokens trained beside the next-token loss, for the self-speculative decoder",
+    },
+    {
+      name: "draft-weight",
+      type: "string",
+      value: "W",
+      description: "the draft loss's weight beside the next-token loss (default 1; with --draft)",
     },
     {
       name: "certainty",
@@ -217,11 +230,24 @@ function objectiveOf(config: ModelConfig, file: string, parsed: Parsed): Objecti
   if (context !== undefined && config.attention !== "block_causal") {
     refuse("block-context", "it chooses a block-diffusion objective");
   }
+  const draft = intOption(parsed, "draft", 1);
+  const draftWeight = numberOption(parsed, "draft-weight", (v) =>
+    v > 0 ? null : "expected a weight > 0",
+  );
+  if (draftWeight !== undefined && draft === undefined) {
+    throw new UsageError("--draft-weight: it weighs the --draft loss; give --draft K");
+  }
   if (config.attention === "causal") {
     if (complementary) refuse("complementary", "masks belong to the diffusion objectives");
     if (certainty !== undefined) refuse("certainty", "it sharpens the diffusion objectives");
-    return { kind: "ar" };
+    if (draft === undefined) return { kind: "ar" };
+    if (config.maskTokenId === null) {
+      throw new UsageError(`--draft: ${file} has no mask_token_id for the draft blocks`);
+    }
+    const weight = draftWeight === undefined ? {} : { weight: draftWeight };
+    return { kind: "ar", draft: { blockSize: draft, maskId: config.maskTokenId, ...weight } };
   }
+  if (draft !== undefined) refuse("draft", "one-model drafting trains a causal model");
   if (config.maskTokenId === null) {
     throw new UsageError(`${file}: a ${config.attention} model needs a mask_token_id to train`);
   }
@@ -300,9 +326,9 @@ async function distillData(
   parsed: Parsed,
   objective: ObjectiveSpec,
 ): Promise<TrainData> {
-  if (objective.kind !== "block") {
+  if (objective.kind === "diffusion") {
     throw new UsageError(
-      `--distill trains block diffusion on the responses; ${file} has ${config.attention} attention (block_causal needed)`,
+      `--distill trains block diffusion or the next-token loss on the responses; ${file} has full attention (block_causal or causal needed)`,
     );
   }
   if (intOption(parsed, "length", 1) !== undefined) {
@@ -316,7 +342,8 @@ async function distillData(
     throw cause;
   }
   const { prompt, response } = set.info;
-  if (prompt % config.blockSize !== 0 || (prompt + response) % config.blockSize !== 0) {
+  const block = objective.kind === "block";
+  if (block && (prompt % config.blockSize !== 0 || (prompt + response) % config.blockSize !== 0)) {
     throw new UsageError(
       `--distill: prompt ${prompt} and response ${response} must be multiples of ${file}'s block size ${config.blockSize}`,
     );

@@ -19,7 +19,7 @@ import { denoise, renderCanvas } from "./denoise.js";
 import { DecodeAbortedError, DecodeOptionError } from "./errors.js";
 import { checkInteger, type DiffusionOptions, resolveOptions } from "./options.js";
 import { decodeSpeculative, type SpeculativeOptions } from "./speculative.js";
-import type { CanvasSpec, DecodeResult, StepEvent, TextCodec } from "./types.js";
+import type { CanvasSpec, DecodeResult, FimTokens, StepEvent, TextCodec } from "./types.js";
 
 /** What every call takes besides the decoding options. */
 export interface CallOptions {
@@ -330,6 +330,85 @@ function filled(
     out.text = decode(lay.parts.flatMap((p) => (typeof p === "number" ? fills[p] : p)));
   }
   return out;
+}
+
+/**
+ * The PSM prompt of Bavarian et al. 2022 ("Efficient Training of Language Models to Fill in the
+ * Middle"), as Qwen2.5-Coder's README writes it: `<|fim_prefix|>` prefix `<|fim_suffix|>` suffix
+ * `<|fim_middle|>` (after the tokenizer's lead, e.g. a BOS); the model continues with the middle.
+ */
+export function fimPrompt(
+  fim: FimTokens,
+  prefix: readonly number[],
+  suffix: readonly number[],
+): number[] {
+  return [...fim.lead, fim.prefix, ...prefix, fim.suffix, ...suffix, fim.middle];
+}
+
+/**
+ * The ids before and after the one hole of `parts` (text needs the tokenizer) and the hole's
+ * size: what a fill-in-the-middle prompt is made of. More or fewer holes are a DecodeOptionError.
+ */
+export function fimParts(
+  parts: readonly InfillPart[],
+  tokenizer?: TextCodec,
+): { before: number[]; after: number[]; hole: number } {
+  if (!Array.isArray(parts)) {
+    throw new DecodeOptionError("parts", "expected a list of text, token ids and one { hole }");
+  }
+  const sides: [number[], number[]] = [[], []];
+  let hole = 0;
+  parts.forEach((part, i) => {
+    if (typeof part === "object" && part !== null && "hole" in part) {
+      if (hole > 0) {
+        throw new DecodeOptionError(
+          `parts[${i}]`,
+          "a causal model fills one hole (fill-in-the-middle): use a diffusion model for several",
+        );
+      }
+      hole = checkInteger(`parts[${i}].hole`, part.hole, 1);
+    } else {
+      sides[hole > 0 ? 1 : 0].push(...encode(`parts[${i}]`, part as string | number[], tokenizer));
+    }
+  });
+  if (hole === 0) throw new DecodeOptionError("parts", "no { hole } to fill");
+  return { before: sides[0], after: sides[1], hole };
+}
+
+export interface InfillArOptions
+  extends Omit<ArOptions, "maxTokens" | "stopTokens">,
+    Omit<CallOptions, "maskText"> {
+  /** The model's FIM sentinels (src/format/template.ts `fimTokens`). */
+  fim: FimTokens;
+}
+
+/**
+ * Streams the filling of one hole by a causal model through its FIM sentinels (Bavarian et al.
+ * 2022, PSM order): the prompt is `fimPrompt` of the parts before the hole and those after it; the
+ * model then
+ * writes the middle left to right until a FIM stop or an end token of the model (dropped from the
+ * fill) or the hole's size in tokens. The result's canvas is the prompt and the middle.
+ */
+export function streamInfillAr(
+  model: LanguageModel,
+  parts: readonly InfillPart[],
+  options: InfillArOptions,
+): Run<InfillResult> {
+  const { tokenizer, signal, fim, ...ar } = options;
+  const { before, after, hole } = fimParts(parts, tokenizer);
+  const prompt = fimPrompt(fim, before, after);
+  const stops = [...new Set([...fim.stops, ...endTokenIds(model.config)])];
+  const decode = decodeFn(tokenizer);
+  const run = decodeAr(model, prompt, { ...ar, maxTokens: hole, stopTokens: stops }, signal);
+  return finish(run, (r) => {
+    const fill = cutAtEnd(r.canvas.subarray(prompt.length), stops);
+    const out: InfillResult = { ...r, fills: [fill] };
+    if (decode !== undefined) {
+      out.fillTexts = [decode(fill)];
+      out.text = decode([...before, ...fill, ...after]);
+    }
+    return out;
+  });
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -26,6 +26,8 @@ import type { DecodeResult, DecodeText, StepEvent, StopReason } from "./types.js
 export interface ArOptions extends Pick<DiffusionOptions, (typeof samplingNames)[number]> {
   /** Tokens to generate at most; default 128. */
   maxTokens?: number;
+  /** Token ids that end the text as EOS does (under `stopAtEos`), e.g. FIM sentinels; default none. */
+  stopTokens?: readonly number[];
   /** Renders the generated tokens as text in each event and in the result. */
   decode?: DecodeText;
 }
@@ -39,18 +41,24 @@ type ResolvedAr = Required<Omit<ArOptions, "decode">>;
 export function resolveArOptions(options: ArOptions): ResolvedAr {
   const sampling: DiffusionOptions = {};
   for (const [key, value] of Object.entries(options)) {
-    if (key === "maxTokens" || key === "decode") continue;
+    if (key === "maxTokens" || key === "decode" || key === "stopTokens") continue;
     if (!(samplingNames as readonly string[]).includes(key)) {
       throw new DecodeOptionError(
         key,
-        `not an option of the autoregressive decoder (valid: maxTokens, ${samplingNames.join(", ")}, decode)`,
+        `not an option of the autoregressive decoder (valid: maxTokens, ${samplingNames.join(", ")}, stopTokens, decode)`,
       );
     }
     (sampling as Record<string, unknown>)[key] = value;
   }
   const o = resolveOptions(sampling);
+  const stopTokens = options.stopTokens ?? [];
+  if (!Array.isArray(stopTokens)) throw new DecodeOptionError("stopTokens", "expected token ids");
+  stopTokens.forEach((t, i) => {
+    checkInteger(`stopTokens[${i}]`, t, 0);
+  });
   return {
     maxTokens: checkInteger("maxTokens", options.maxTokens ?? 128, 1),
+    stopTokens,
     temperature: o.temperature,
     topK: o.topK,
     topP: o.topP,
@@ -191,7 +199,9 @@ async function* arLoop(
       const t = text();
       if (t !== undefined) event.text = t;
       yield event;
-      if (o.stopAtEos && token === cfg.eosTokenId) return result("eos");
+      if (o.stopAtEos && (token === cfg.eosTokenId || o.stopTokens.includes(token))) {
+        return result("eos");
+      }
       if (length - start.length >= o.maxTokens) return result("max_tokens");
     }
   } finally {

@@ -9,6 +9,8 @@ export {
   edit,
   type FixOptions,
   type FixResult,
+  fimParts,
+  fimPrompt,
   fix,
   type GenerateArOptions,
   type GenerateOptions,
@@ -18,6 +20,7 @@ export {
   generateAr,
   generateSpeculative,
   type Hole,
+  type InfillArOptions,
   type InfillOptions,
   type InfillPart,
   type InfillResult,
@@ -29,6 +32,7 @@ export {
   streamGenerateAr,
   streamGenerateSpeculative,
   streamInfill,
+  streamInfillAr,
 } from "./api.js";
 export { type ArOptions, decodeAr, resolveArOptions } from "./ar.js";
 export {
@@ -63,6 +67,7 @@ export type {
   CanvasSpec,
   DecodeResult,
   DecodeText,
+  FimTokens,
   PositionChange,
   StepEvent,
   StopReason,

@@ -8,6 +8,21 @@ export interface TextCodec {
   decode(ids: ArrayLike<number>): string;
 }
 
+/**
+ * A causal model's fill-in-the-middle sentinels (Bavarian et al. 2022), by id: the prompt is
+ * `lead` + `prefix` + the code before + `suffix` + the code after + `middle`, and the middle ends
+ * at one of `stops` or at an end token of the model (src/format/template.ts `fimTokens` finds a
+ * tokenizer's).
+ */
+export interface FimTokens {
+  /** What the tokenizer puts before any text (DeepSeek-Coder's BOS; none for Qwen). */
+  lead: readonly number[];
+  prefix: number;
+  suffix: number;
+  middle: number;
+  stops: readonly number[];
+}
+
 /** Decodes token ids to text (e.g. `(ids) => tokenizer.decode(ids)`). */
 export type DecodeText = (ids: ArrayLike<number>) => string;
 

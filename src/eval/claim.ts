@@ -34,11 +34,13 @@ import { type LineMatch, matchLine } from "./score.js";
 
 /**
  * How a setting decodes: the AR twin greedy, a diffusion model with options, or speculative
- * decoding (a diffusion model drafts blocks, the AR twin verifies: AR's text exactly).
+ * decoding (a diffusion model drafts blocks, the AR twin verifies: AR's text exactly; `self`:
+ * a causal model trained to draft drafts and verifies in one pass, TiDAR's form: its own greedy
+ * text exactly).
  */
 export type ClaimDecoder =
   | { kind: "ar" }
-  | { kind: "speculative"; model: number; blockLength: number }
+  | { kind: "speculative"; model: number; blockLength: number; self?: boolean }
   | {
       kind: "diffusion";
       /** Index into `ClaimOptions.models`. */
@@ -125,8 +127,9 @@ export interface ClaimReport {
  * with the dual cache ("fdllm-…", the fast-dllm-small and fast-dllm-factor presets); EB-sampler
  * with γ 0.1 and 1; speculative decoding with drafts of 4 and 8. A block-causal model (block
  * diffusion, exact block cache, blocks of its block size): one token per step, the threshold
- * rule (0.9, 0.7, 0.5), the factor rule and EB-sampler ("bd-…"). Names stay short for the
- * plot's legend.
+ * rule (0.9, 0.7, 0.5), the factor rule and EB-sampler ("bd-…"). A causal model trained to draft
+ * (`train --draft`): the one-model speculative decoder with 1, 2 and 4 masks ("tidar-…"). Names
+ * stay short for the plot's legend.
  */
 export function claimSettings(
   models: readonly { name: string; model: { config: { attention: string } } }[],
@@ -143,6 +146,15 @@ export function claimSettings(
         ...(tokensPerStep === undefined ? {} : { tokensPerStep }),
       },
     });
+    if (config.attention === "causal") {
+      for (const blockLength of [1, 2, 4]) {
+        out.push({
+          name: `${tag}tidar-${blockLength}`,
+          decoder: { kind: "speculative", model, blockLength, self: true },
+        });
+      }
+      return;
+    }
     if (config.attention === "block_causal") {
       const bd = (label: string, options: DiffusionOptions, tokensPerStep?: number) =>
         d(label, { preset: "block-diffusion", ...options }, tokensPerStep);
@@ -274,11 +286,16 @@ class Tally {
       d.kind === "ar"
         ? await generateAr(ar, prompt, { ...call, seed: this.n.seed, maxTokens: length })
         : d.kind === "speculative"
-          ? await generateSpeculative(models[d.model].model, ar, prompt, {
-              ...call,
-              blockLength: d.blockLength,
-              maxTokens: length,
-            })
+          ? await generateSpeculative(
+              models[d.model].model,
+              d.self ? models[d.model].model : ar,
+              prompt,
+              {
+                ...call,
+                blockLength: d.blockLength,
+                maxTokens: length,
+              },
+            )
           : await generate(models[d.model].model, prompt, {
               ...this.optionsFor(length),
               ...call,

@@ -217,7 +217,8 @@ export async function openCheckpoint(
 
 /**
  * The special tokens a family takes from its tokenizer rather than config.json: the end-of-turn
- * token (LLaDA's <|eot_id|>, Qwen's <|im_end|>) and, for Open-dCoder, the mask.
+ * token (LLaDA's <|eot_id|>, Qwen's <|im_end|>) and, where config.json names none (Open-dCoder,
+ * Fast-dLLM v2, SDAR), the mask.
  */
 function tokensFromTokenizer(config: ModelConfig, family: Family, tokenizer: Tokenizer): void {
   if (config.eotTokenId == null) {
@@ -230,7 +231,8 @@ function tokensFromTokenizer(config: ModelConfig, family: Family, tokenizer: Tok
     }
   }
   if (family.maskFromTokenizer && config.maskTokenId === null) {
-    config.maskTokenId = tokenizer.specialTokens.mask;
+    const own = (family.maskSpellings ?? []).map((s) => tokenizer.tokenToId(s));
+    config.maskTokenId = own.find((id) => id !== null) ?? tokenizer.specialTokens.mask;
   }
 }
 

@@ -34,6 +34,7 @@ export {
 export { closeAll, indexFileName, openShards, readShardIndex } from "./sharded.js";
 export {
   type ChatMessage,
+  fimTokens,
   PromptTemplate,
   plainChatPrompt,
   type TemplateTokens,

@@ -30,9 +30,11 @@ export const specialTokenSpellings: Readonly<Record<keyof SpecialTokens, readonl
   pad: ["[PAD]", "<|pad|>", "<pad>", "<|endoftext|>"],
   bos: ["[BOS]", "<|begin_of_text|>", "<|startoftext|>", "<s>"],
   eos: ["[EOS]", "<|endoftext|>", "<|end_of_text|>", "</s>", "<|eot_id|>", "<|im_end|>"],
-  fimPrefix: ["[FIM_PREFIX]", "<|fim_prefix|>", "<fim_prefix>"],
-  fimMiddle: ["[FIM_MIDDLE]", "<|fim_middle|>", "<fim_middle>"],
-  fimSuffix: ["[FIM_SUFFIX]", "<|fim_suffix|>", "<fim_suffix>"],
+  // ours, Qwen2.5-Coder's, StarCoder's, DeepSeek-Coder's (its README: <｜fim▁begin｜> prefix
+  // <｜fim▁hole｜> suffix <｜fim▁end｜>, the same PSM order)
+  fimPrefix: ["[FIM_PREFIX]", "<|fim_prefix|>", "<fim_prefix>", "<｜fim▁begin｜>"],
+  fimMiddle: ["[FIM_MIDDLE]", "<|fim_middle|>", "<fim_middle>", "<｜fim▁end｜>"],
+  fimSuffix: ["[FIM_SUFFIX]", "<|fim_suffix|>", "<fim_suffix>", "<｜fim▁hole｜>"],
 };
 
 /** Tokenizer models that @huggingface/tokenizers runs (the `model.type` of tokenizer.json). */

@@ -6,6 +6,8 @@
 import {
   type FixOptions,
   type FixResult,
+  fimParts,
+  fimPrompt,
   fixBounds,
   type GenerateResult,
   type InfillPart,
@@ -15,10 +17,12 @@ import {
   streamGenerate,
   streamGenerateAr,
   streamInfill,
+  streamInfillAr,
 } from "../diffusion/api.js";
 import { DecodeAbortedError, DecodeOptionError } from "../diffusion/errors.js";
-import type { DecodeResult, StepEvent, StopReason } from "../diffusion/types.js";
-import { IgnoredOptionError } from "./errors.js";
+import type { DecodeResult, FimTokens, StepEvent, StopReason } from "../diffusion/types.js";
+import { fimTokens } from "../format/template.js";
+import { IgnoredOptionError, WrongModelError } from "./errors.js";
 import type { LoadedModel } from "./models.js";
 import {
   arOptions,
@@ -196,13 +200,34 @@ export function planGenerate(
   };
 }
 
-/** Holes filled between fixed pieces (ids); the diffusion decoder only. */
+/**
+ * The FIM sentinels of a causal model's tokenizer; a WrongModelError naming `parameter` when it
+ * has none (then only a diffusion model can fill the hole).
+ */
+export function fimOf(loaded: LoadedModel, parameter = "model"): FimTokens {
+  const fim = fimTokens(loaded.tokenizer);
+  if (fim === null) {
+    throw new WrongModelError(
+      parameter,
+      `${loaded.name} is a causal model, which fills a hole through fill-in-the-middle tokens (<|fim_prefix|>, <|fim_suffix|>, <|fim_middle|> or their spellings), and its tokenizer has none: infill with a diffusion model`,
+    );
+  }
+  return fim;
+}
+
+/**
+ * Holes filled between fixed pieces (ids). The diffusion decoder fills every hole on one canvas
+ * (`holeLength`: to its length, or trimmed at end tokens); the autoregressive one fills a single
+ * hole through the model's FIM tokens, left to right until an end token, the hole's length
+ * being its budget (`holeLength` is moot: a middle always ends where the model ends it).
+ */
 export function planInfill(
   loaded: LoadedModel,
   settings: DecodeSettings,
   parts: InfillPart[],
   holeLength: "fixed" | "trim",
 ): Plan<InfillResult> {
+  if (settings.decoder === "autoregressive") return planInfillAr(loaded, settings, parts);
   const ids: number[] = [];
   let inputTokens = 0;
   for (const p of parts) {
@@ -230,6 +255,33 @@ export function planInfill(
     initial: Int32Array.from(ids),
     start: (signal) =>
       streamInfill(loaded.model, parts, { ...diffusionOptions(settings), holeLength, signal }),
+  };
+}
+
+/** planInfill by a causal model: one hole, the FIM prompt of the parts around it. */
+function planInfillAr(
+  loaded: LoadedModel,
+  settings: DecodeSettings,
+  parts: InfillPart[],
+): Plan<InfillResult> {
+  const fim = fimOf(loaded);
+  const { before, after, hole } = fimParts(parts, loaded.tokenizer);
+  const prompt = fimPrompt(fim, before, after);
+  const context = loaded.config.maxPositions;
+  if (prompt.length + hole > context) {
+    throw new DecodeOptionError(
+      "length",
+      `the FIM prompt of ${prompt.length} tokens and a hole of ${hole} exceed the model's context of ${context}`,
+    );
+  }
+  const { maxTokens: _, ...ar } = arOptions(settings, hole);
+  return {
+    canvasLength: prompt.length + hole,
+    view: [prompt.length, prompt.length + hole],
+    inputTokens: before.length + after.length,
+    initial: Int32Array.from(prompt),
+    start: (signal) =>
+      streamInfillAr(loaded.model, [before, { hole }, after], { ...ar, fim, signal }),
   };
 }
 

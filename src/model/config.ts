@@ -17,11 +17,21 @@ export interface ModelConfig {
   headDim: number;
   intermediateSize: number;
   ropeTheta: number;
+  /**
+   * Linear RoPE scaling (`rope_scaling: {rope_type: "linear", factor}`, transformers'
+   * _compute_linear_scaling_rope_parameters: inv_freq / factor); absent: 1.
+   */
+  ropeLinearFactor?: number;
   rmsNormEps: number;
   maxPositions: number;
   tieWordEmbeddings: boolean;
   /** Bias on the q, k and v projections (Qwen2 family). */
   qkvBias: boolean;
+  /**
+   * RMSNorm over each query and key head (weights [headDim]) after the q/k projections, before
+   * the rotary embedding (Qwen3, SDAR); absent: none.
+   */
+  qkNorm?: boolean;
   /** full: bidirectional (diffusion); causal: the AR baseline; block_causal: block diffusion. */
   attention: AttentionKind;
   /** Block size of block-causal attention (BD3-LM); 0 otherwise. */
@@ -76,11 +86,32 @@ const ignoredKeys = new Set([
  * other value is a ConfigError, never ignored.
  */
 const inertValues: Record<string, (v: unknown) => boolean> = {
-  rope_scaling: (v) => v === null,
+  rope_scaling: (v) => v === null || linearRopeFactor(v) !== null,
   use_sliding_window: (v) => v === false,
   mlp_bias: (v) => v === false,
   layer_types: (v) => Array.isArray(v) && v.every((t) => t === "full_attention"),
 };
+
+/**
+ * The factor of a linear `rope_scaling` ({rope_type, or its older spelling type, "linear" with
+ * a factor > 0; or "default" alone: 1}, nothing else); null for any other value.
+ */
+function linearRopeFactor(v: unknown): number | null {
+  if (typeof v !== "object" || v === null || Array.isArray(v)) return null;
+  const { rope_type, type, factor, ...rest } = v as Record<string, unknown>;
+  const kind = rope_type ?? type;
+  if (
+    Object.keys(rest).length > 0 ||
+    (type !== undefined && rope_type !== undefined && type !== rope_type)
+  ) {
+    return null;
+  }
+  if (kind === "default" && factor === undefined) return 1;
+  if (kind !== "linear" || typeof factor !== "number" || !(factor > 0 && factor < Infinity)) {
+    return null;
+  }
+  return factor;
+}
 
 const knownKeys = new Set([
   "vocab_size",
@@ -99,6 +130,7 @@ const knownKeys = new Set([
   "attention_mask",
   "block_size",
   "logit_shift",
+  "qk_norm",
 ]);
 
 const supportedActivations = ["silu"];
@@ -264,6 +296,9 @@ export function parseFamilyConfig(
   };
   const eot = tokenId("eot_token_id");
   if (eot !== null) config.eotTokenId = eot;
+  if (bool("qk_norm", false)) config.qkNorm = true;
+  const ropeFactor = c.rope_scaling == null ? 1 : linearRopeFactor(c.rope_scaling)!;
+  if (ropeFactor !== 1) config.ropeLinearFactor = ropeFactor;
   checkTokenIds(config, file);
   return { config, family };
 }
@@ -305,6 +340,9 @@ export function configToJson(config: ModelConfig): Record<string, unknown> {
     head_dim: config.headDim,
     intermediate_size: config.intermediateSize,
     rope_theta: config.ropeTheta,
+    ...(config.ropeLinearFactor === undefined
+      ? {}
+      : { rope_scaling: { rope_type: "linear", factor: config.ropeLinearFactor } }),
     rms_norm_eps: config.rmsNormEps,
     max_position_embeddings: config.maxPositions,
     tie_word_embeddings: config.tieWordEmbeddings,
@@ -313,6 +351,7 @@ export function configToJson(config: ModelConfig): Record<string, unknown> {
     attention_mask: config.attention,
     block_size: config.blockSize,
     logit_shift: config.logitShift,
+    ...(config.qkNorm === true ? { qk_norm: true } : {}),
     mask_token_id: config.maskTokenId,
     pad_token_id: config.padTokenId,
     bos_token_id: config.bosTokenId,
@@ -368,6 +407,10 @@ export function parameterShapes(config: ModelConfig): ParameterShape[] {
       out.push({ name: `${p}self_attn.q_proj.bias`, shape: [numHeads * d] });
       out.push({ name: `${p}self_attn.k_proj.bias`, shape: [numKvHeads * d] });
       out.push({ name: `${p}self_attn.v_proj.bias`, shape: [numKvHeads * d] });
+    }
+    if (config.qkNorm === true) {
+      out.push({ name: `${p}self_attn.q_norm.weight`, shape: [d] });
+      out.push({ name: `${p}self_attn.k_norm.weight`, shape: [d] });
     }
     out.push({ name: `${p}self_attn.o_proj.weight`, shape: [h, numHeads * d] });
     out.push({ name: `${p}post_attention_layernorm.weight`, shape: [h] });

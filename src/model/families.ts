@@ -22,13 +22,47 @@
 //            (model_type "qwen2") whose generation_utils.py runs it with is_causal=False and the
 //            same logit shift; the mask token is the tokenizer's `mask_token`. Its config.json
 //            cannot be told from an AR Qwen2 one, so this family is chosen by name, never guessed.
+//   Fast-dLLM v2 (arXiv 2509.26328) Efficient-Large-Model/Fast_dLLM_v2_7B and _1.5B on the Hub:
+//            config.json (model_type "Fast_dLLM_Qwen", architectures
+//            ["Fast_dLLM_QwenForCausalLM"], bd_size 32, the Qwen2 keys, a training-only
+//            "conplemenrary_mask" flag, layer_types all "full_attention") and modeling.py (read as
+//            vendored in Satgoy152/DualDiffusion FastDLLM_inferencing/Fast_dLLM_v2_7B/modeling.py):
+//            Qwen2 layers with q/k/v bias hard-coded True and o_proj bias False whatever the
+//            config says; at inference (eval_block_diff_mask) query i sees key j iff
+//            ⌊j / b⌋ ≤ ⌊i / b⌋ by absolute position, bidirectional inside a block, b being
+//            generate()'s block_size (default 32: the bd_size the model was trained with);
+//            generate() shifts logits (cat([logits[:, :1], logits[:, :-1]])), uses mask_id 151665
+//            (the tokenizer's "|<MASK>|", which config.json does not name), stop_token 151645
+//            (<|im_end|>), block_size 32, small_block_size 8, threshold 0.9 (NVlabs/Fast-dLLM
+//            v2/run_chatbot.py).
+//   SDAR (arXiv 2510.06303) JetAstra/SDAR training/model/SDAR-4B-Chat and SDAR-8B-Chat:
+//            config.json (model_type "sdar", SDARForCausalLM, block_size 4, mask_token_id 151669,
+//            head_dim, training switches such as fuse_cross_entropy and attn_implementation),
+//            modeling_sdar.py (Qwen3 layers: q_norm / k_norm, RMSNorm over head_dim before RoPE;
+//            attention_bias on q, k, v and o_proj alike; logits unshifted) and generate.py
+//            (block_diffusion_generate: the mask is tril over blocks of absolute positions from 0,
+//            bidirectional inside a block; the mask token is the tokenizer's mask_token <|MASK|>
+//            when --mask_id is not given; block_length 4, denoising_steps 4, low_confidence_dynamic
+//            with threshold 0.85; stop at generation_config.json's eos_token_id).
+//   Qwen3 as an AR baseline: transformers' Qwen3Attention (q_norm / k_norm = Qwen3RMSNorm over
+//            head_dim, applied before RoPE; attention_bias on q, k, v and o_proj alike), the layer
+//            SDAR's modeling_sdar.py copies, with the same config keys.
 //   Qwen2 / Qwen2.5(-Coder) and LLaMA as AR baselines: transformers' Qwen2Config/LlamaConfig
 //            (Qwen2 q/k/v projections always carry a bias; LLaMA's attention_bias also adds one
 //            to o_proj, which this engine does not have).
 
 import { ConfigError } from "./config.js";
 
-export type FamilyName = "unmask" | "llada" | "dream" | "open-dcoder" | "qwen2" | "llama";
+export type FamilyName =
+  | "unmask"
+  | "llada"
+  | "dream"
+  | "open-dcoder"
+  | "fast-dllm-v2"
+  | "sdar"
+  | "qwen3"
+  | "qwen2"
+  | "llama";
 
 export interface Family {
   name: FamilyName;
@@ -42,8 +76,14 @@ export interface Family {
   tensorName(name: string): string;
   /** Spellings of tokens that end a turn besides EOS, looked up in the tokenizer. */
   endOfTurn: readonly string[];
-  /** The mask token comes from the tokenizer (tokenizer_config.json `mask_token`), not config.json. */
+  /**
+   * Where config.json names no mask token, it comes from the tokenizer: the first of
+   * `maskSpellings` in the vocabulary, else the tokenizer's mask (tokenizer_config.json
+   * `mask_token`, else the usual spellings).
+   */
   maskFromTokenizer: boolean;
+  /** The family's own spellings of its mask token, tried before the usual ones. */
+  maskSpellings?: readonly string[];
 }
 
 const identity = (name: string) => name;
@@ -82,7 +122,7 @@ function hfCanonical(
 }
 
 /** Our keys that a published family's config.json may not set: the family decides them. */
-const familyDecided = ["attention_mask", "block_size", "logit_shift"];
+const familyDecided = ["attention_mask", "block_size", "logit_shift", "qk_norm"];
 
 const qwen2Layout = (raw: Readonly<Record<string, unknown>>, file: string) => {
   if (raw.attention_bias !== undefined) {
@@ -167,6 +207,108 @@ const dream: Family = {
   tensorName: identity,
   endOfTurn: ["<|im_end|>"],
   maskFromTokenizer: false,
+};
+
+/** A positive integer block size from `key` of a block-diffusion config; throws ConfigError. */
+function blockSizeOf(raw: Readonly<Record<string, unknown>>, key: string, file: string): number {
+  const v = raw[key];
+  if (typeof v !== "number" || !Number.isInteger(v) || v < 1) {
+    throw new ConfigError(
+      file,
+      key,
+      `expected the block size, a positive integer, got ${JSON.stringify(v)}`,
+    );
+  }
+  return v;
+}
+
+const fastDllmV2: Family = {
+  name: "fast-dllm-v2",
+  modelTypes: ["Fast_dLLM_Qwen"],
+  architectures: ["Fast_dLLM_QwenForCausalLM"],
+  toCanonical(raw, file) {
+    const { bd_size: _, conplemenrary_mask: __, ...rest } = raw; // the flag only shapes training
+    return hfCanonical(
+      qwen2Layout(rest, file),
+      {
+        attention_bias: true,
+        attention_mask: "block_causal",
+        block_size: blockSizeOf(raw, "bd_size", file),
+        logit_shift: true,
+      },
+      file,
+      familyDecided,
+    );
+  },
+  tensorName: identity,
+  endOfTurn: ["<|im_end|>"],
+  maskFromTokenizer: true,
+  maskSpellings: ["|<MASK>|"],
+};
+
+/** SDAR config keys that only steer training or kernels (modeling_sdar.py reads them there). */
+const sdarTraining = [
+  "attn_implementation", // flex attention in training; inference runs SDPA with the block mask
+  "debug",
+  "ep_size",
+  "fuse_cross_entropy",
+  "micro_forward",
+  "skip_checkpoint",
+  "use_deepep",
+];
+
+/** Qwen3 layers (SDAR's too): attention_bias would also put a bias on o_proj. */
+const qwen3Layout = (raw: Readonly<Record<string, unknown>>, file: string) => {
+  if (raw.attention_bias === true) {
+    throw new ConfigError(
+      file,
+      "attention_bias",
+      "Qwen3's attention_bias also puts a bias on o_proj, which is not implemented",
+    );
+  }
+  return raw;
+};
+
+const qwen3: Family = {
+  name: "qwen3",
+  modelTypes: ["qwen3"],
+  architectures: ["Qwen3ForCausalLM"],
+  toCanonical(raw, file) {
+    return hfCanonical(
+      qwen3Layout(raw, file),
+      { attention_mask: "causal", qk_norm: true },
+      file,
+      familyDecided,
+    );
+  },
+  tensorName: identity,
+  endOfTurn: ["<|im_end|>"],
+  maskFromTokenizer: false,
+};
+
+const sdar: Family = {
+  name: "sdar",
+  modelTypes: ["sdar"],
+  architectures: ["SDARForCausalLM"],
+  toCanonical(raw, file) {
+    qwen3Layout(raw, file);
+    const rest = Object.fromEntries(
+      Object.entries(raw).filter(([k]) => k !== "block_size" && !sdarTraining.includes(k)),
+    );
+    return hfCanonical(
+      rest,
+      {
+        attention_mask: "block_causal",
+        block_size: blockSizeOf(raw, "block_size", file),
+        qk_norm: true,
+      },
+      file,
+      familyDecided,
+    );
+  },
+  tensorName: identity,
+  endOfTurn: ["<|im_end|>"],
+  maskFromTokenizer: true,
 };
 
 /** LLaDA config keys that do not change the forward pass (dropouts, init, precision, flash). */
@@ -310,7 +452,17 @@ const unmask: Family = {
   maskFromTokenizer: false,
 };
 
-export const families: readonly Family[] = [unmask, llada, dream, openDCoder, qwen2, llama];
+export const families: readonly Family[] = [
+  unmask,
+  llada,
+  dream,
+  openDCoder,
+  fastDllmV2,
+  sdar,
+  qwen3,
+  qwen2,
+  llama,
+];
 export const familyNames = families.map((f) => f.name);
 
 export function familyByName(name: FamilyName): Family {

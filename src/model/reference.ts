@@ -1,8 +1,9 @@
 // The float64 reference of the model family's forward pass: slow, obvious, and the yardstick that
 // the ONNX Runtime engine is tested against position by position. It reads like llama2.c's
-// run.c forward(): embed → per layer [RMSNorm → q, k, v → RoPE → grouped-query attention → o_proj
-// → residual → RMSNorm → SwiGLU MLP → residual] → final RMSNorm → LM head. Everything is computed
-// in float64; the LanguageModel interface hands results back as float32, `forward64` as float64.
+// run.c forward(): embed → per layer [RMSNorm → q, k, v (→ q/k head RMSNorm) → RoPE →
+// grouped-query attention → o_proj → residual → RMSNorm → SwiGLU MLP → residual] → final RMSNorm
+// → LM head. Everything is computed in float64; the LanguageModel interface hands results back as
+// float32, `forward64` as float64.
 //
 // Notation in shape comments: R rows (canvases), n fresh positions per row, C cached (context)
 // positions, L = C + n keys per row, H hidden size, NH query heads, KV key/value heads, D head
@@ -168,22 +169,8 @@ export class ReferenceModel implements LanguageModel {
 
       // attention: RMSNorm, then q, k, v projections
       const xn = rmsNorm(x, T, H, w("input_layernorm.weight"), eps); // [R, n, H]
-      const q = linear(
-        xn,
-        T,
-        H,
-        NH * D,
-        w("self_attn.q_proj.weight"),
-        bias("self_attn.q_proj.bias"),
-      ); // [R, n, NH, D]
-      const k = linear(
-        xn,
-        T,
-        H,
-        KV * D,
-        w("self_attn.k_proj.weight"),
-        bias("self_attn.k_proj.bias"),
-      ); // [R, n, KV, D]
+      let q = linear(xn, T, H, NH * D, w("self_attn.q_proj.weight"), bias("self_attn.q_proj.bias")); // [R, n, NH, D]
+      let k = linear(xn, T, H, KV * D, w("self_attn.k_proj.weight"), bias("self_attn.k_proj.bias")); // [R, n, KV, D]
       const v = linear(
         xn,
         T,
@@ -193,10 +180,18 @@ export class ReferenceModel implements LanguageModel {
         bias("self_attn.v_proj.bias"),
       ); // [R, n, KV, D]
 
-      // rotary embeddings on q and k at each token's absolute position
+      // Qwen3 / SDAR: RMSNorm over each query and key head's D values, before the rotary
+      if (cfg.qkNorm === true) {
+        q = rmsNorm(q, T * NH, D, w("self_attn.q_norm.weight"), eps); // [R, n, NH, D]
+        k = rmsNorm(k, T * KV, D, w("self_attn.k_norm.weight"), eps); // [R, n, KV, D]
+      }
+
+      // rotary embeddings on q and k at each token's absolute position (divided by the linear
+      // scaling factor: the same angles as transformers' inv_freq / factor)
       for (let t = 0; t < T; t++) {
-        for (let h = 0; h < NH; h++) applyRotary(q, (t * NH + h) * D, D, positions[t], theta);
-        for (let g = 0; g < KV; g++) applyRotary(k, (t * KV + g) * D, D, positions[t], theta);
+        const at = positions[t] / (cfg.ropeLinearFactor ?? 1);
+        for (let h = 0; h < NH; h++) applyRotary(q, (t * NH + h) * D, D, at, theta);
+        for (let g = 0; g < KV; g++) applyRotary(k, (t * KV + g) * D, D, at, theta);
       }
 
       // all keys and values of each row, context first: [R, KV, L, D]

@@ -1,7 +1,8 @@
 // The forward pass of the model family as an ONNX graph: a LLaMA/Qwen2-style decoder whose
 // attention mask is data (full for diffusion, causal for AR, block-causal for block diffusion).
-// Reads top to bottom like the paper: embed; per layer RMSNorm → attention → residual →
-// RMSNorm → SwiGLU MLP → residual; final norm at the chosen positions; LM head (`lmHead`).
+// Reads top to bottom like the paper: embed; per layer RMSNorm → attention (q/k head norms where
+// the config has them) → residual → RMSNorm → SwiGLU MLP → residual; final norm at the chosen
+// positions; LM head (`lmHead`).
 // B = rows, N = fresh tokens, C = cached context positions, T = C + N, P = positions with logits.
 
 import type { Graph, Tensor } from "../graph/graph.js";
@@ -52,7 +53,8 @@ export type LinearSource = (x: Tensor, names: readonly string[]) => Tensor[] | u
 
 /**
  * cos and sin of the rotary angles of `positions` [B, N], [B, N, D] float32, HF "rotate_half"
- * layout: angle = position · θ^(−2i/D) for i < D/2, duplicated over both halves. The product is
+ * layout: angle = position · θ^(−2i/D) / f for i < D/2 (f: the linear scaling factor, 1 without),
+ * duplicated over both halves. The product is
  * taken in float64 and reduced modulo 2π before the float32 cos/sin, so a position of 100k keeps
  * the table's precision (~1e-7) without a table sized by max_position_embeddings.
  */
@@ -60,8 +62,9 @@ export function rotary(config: ModelConfig, positions: Tensor): { cos: Tensor; s
   const g = positions.graph;
   const d = config.headDim;
   const inverse = new Float64Array(d);
+  const factor = config.ropeLinearFactor ?? 1; // linear RoPE scaling divides the frequencies
   for (let i = 0; i < d / 2; i++)
-    inverse[i] = inverse[i + d / 2] = config.ropeTheta ** ((-2 * i) / d);
+    inverse[i] = inverse[i + d / 2] = config.ropeTheta ** ((-2 * i) / d) / factor;
   const frequencies = g.initializer(g.freeName("rope.inv_freq"), "float64", [d], inverse);
   const angle = op.mul(op.unsqueeze(op.cast(positions, "float64"), [2]), frequencies); // [B, N, D]
   const reduced = op.cast(op.fmod(angle, 2 * Math.PI), "float32"); // [B, N, D]
@@ -194,8 +197,13 @@ export function transformer(
         config.qkvBias,
       );
     }
-    const q1 = op.transpose(op.reshape(q0, [0, 0, hkv, groups, d]), [0, 2, 3, 1, 4]); // [B, Hkv, G, Q, D]
-    const k1 = op.transpose(op.reshape(k0, [0, 0, hkv, d]), [0, 2, 1, 3]); // [B, Hkv, N, D]
+    let q1 = op.transpose(op.reshape(q0, [0, 0, hkv, groups, d]), [0, 2, 3, 1, 4]); // [B, Hkv, G, Q, D]
+    let k1 = op.transpose(op.reshape(k0, [0, 0, hkv, d]), [0, 2, 1, 3]); // [B, Hkv, N, D]
+    if (config.qkNorm === true) {
+      // Qwen3 / SDAR: RMSNorm over each head's D values, before the rotary embedding
+      q1 = rmsNorm(q1, param(`${p}self_attn.q_norm.weight`), eps); // [B, Hkv, G, Q, D]
+      k1 = rmsNorm(k1, param(`${p}self_attn.k_norm.weight`), eps); // [B, Hkv, N, D]
+    }
     const v1 = op.transpose(op.reshape(v0, [0, 0, hkv, d]), [0, 2, 1, 3]); // [B, Hkv, N, D]
     const q = op.mul(rotate(q1, query.cos, query.sin, d), scale); // [B, Hkv, G, Q, D]
     const kNew = rotate(k1, cosK, sinK, d); // [B, Hkv, N, D]

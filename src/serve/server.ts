@@ -8,13 +8,20 @@
 import { randomUUID } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
-import type { FixResult, GenerateResult, InfillPart, InfillResult } from "../diffusion/api.js";
+import {
+  type FixResult,
+  fimPrompt,
+  type GenerateResult,
+  type InfillPart,
+  type InfillResult,
+} from "../diffusion/api.js";
 import { renderCanvas } from "../diffusion/denoise.js";
 import { resolveOptions } from "../diffusion/options.js";
 import type { DecodeResult, PositionChange, StepEvent } from "../diffusion/types.js";
 import { type ChatMessage, plainChatPrompt } from "../format/template.js";
 import {
   type FixBounds,
+  fimOf,
   type Outcome,
   type Plan,
   planFix,
@@ -476,16 +483,18 @@ export class UnmaskServer {
       return;
     }
     const hole = nPredict === undefined || nPredict === -1 ? defaultInfillTokens : nPredict;
-    // the hole's size is the settings' length; the infill decoder is diffusion
+    // the hole's size is the settings' length; a causal model fills it through its FIM tokens
+    // (its budget), a diffusion model on one canvas
     const settings = settingsOf({ ...body, n_predict: hole }, served.decoder, "n_predict");
-    if (served.decoder !== "diffusion") {
-      throw invalid(
-        "model",
-        `model ${loaded.name} is autoregressive: infill needs a diffusion model`,
-      );
+    const ar = served.decoder === "autoregressive";
+    let sentinels = 0;
+    try {
+      if (ar) sentinels = fimPrompt(fimOf(loaded), [], []).length;
+    } catch (error) {
+      throw asApiError(error, "n_predict");
     }
     const { tokenizer, config } = loaded;
-    const room = config.maxPositions - hole;
+    const room = config.maxPositions - hole - sentinels;
     if (room < 0) {
       throw invalid(
         "n_predict",
@@ -508,7 +517,7 @@ export class UnmaskServer {
     } catch (error) {
       throw asApiError(error, "n_predict");
     }
-    const view: [number, number] = [keepBefore, keepBefore + hole];
+    const view: [number, number] = ar ? plan.view : [keepBefore, keepBefore + hole];
     const settled = new SettledText(
       loaded,
       view,

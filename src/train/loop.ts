@@ -25,6 +25,7 @@ import {
   applyFim,
   blockDiffusionBatch,
   defaultMaskEps,
+  draftBatch,
   type FimOptions,
   maskedDiffusionBatch,
   nextTokenBatch,
@@ -67,7 +68,14 @@ export type ObjectiveSpec =
       /** Distillation rows: positions before it are a clean prompt without loss (see blockDiffusionBatch). */
       from?: number;
     }
-  | { kind: "ar"; fim?: FimOptions };
+  | {
+      kind: "ar";
+      fim?: FimOptions;
+      /** Distillation rows: positions before it are a clean prompt without loss. */
+      from?: number;
+      /** TiDAR's drafting blocks beside the next-token loss (see draftBatch). */
+      draft?: { blockSize: number; maskId: number; weight?: number };
+    };
 
 export interface TrainData {
   train: PackedRows;
@@ -373,7 +381,7 @@ class Trainer {
   private get lossPositions(): number {
     const o = this.o.objective;
     return o.kind === "ar"
-      ? this.length - 1
+      ? this.length - Math.max(o.draft ? 0 : (o.from ?? 0), 1)
       : this.length - (o.kind === "block" ? (o.from ?? 0) : 0);
   }
 
@@ -420,7 +428,12 @@ class Trainer {
         break;
       case "ar":
         if (o.fim && training) applyFim(rows, n, L, rng, o.fim);
-        return nextTokenBatch(rows, n, L, normalizer);
+        if (o.draft && training) {
+          return draftBatch(rows, n, L, { ...o.draft, from: o.from ?? 0, normalizer });
+        }
+        // evaluation measures the next-token loss alone (of the responses, on distillation
+        // rows): a mean over its own positions, whatever the draft objective's normalizer
+        return nextTokenBatch(rows, n, L, o.draft ? undefined : normalizer, o.from ?? 0);
     }
     if (training && o.certainty) batch.certaintyWeight = o.certainty;
     return batch;
@@ -558,14 +571,26 @@ function checkObjective(config: ModelConfig, o: ObjectiveSpec, length: number): 
   if (kind === "block" && length % config.blockSize !== 0) {
     throw new TrainError(`block size ${config.blockSize} does not divide row length ${length}`);
   }
-  const from = o.kind === "block" ? o.from : undefined;
+  const from = o.kind === "block" || o.kind === "ar" ? o.from : undefined;
+  const unit = o.kind === "block" ? config.blockSize : 1;
   if (
     from !== undefined &&
-    !(Number.isInteger(from) && from >= 0 && from < length && from % config.blockSize === 0)
+    !(Number.isInteger(from) && from >= 0 && from < length && from % unit === 0)
   ) {
     throw new TrainError(
-      `from ${from} must be a multiple of the block size ${config.blockSize} below the row length ${length}`,
+      unit > 1
+        ? `from ${from} must be a multiple of the block size ${unit} below the row length ${length}`
+        : `from ${from} must be an integer below the row length ${length}`,
     );
+  }
+  const draft = o.kind === "ar" ? o.draft : undefined;
+  if (draft !== undefined) {
+    if (!(Number.isInteger(draft.blockSize) && draft.blockSize >= 1 && draft.blockSize < length)) {
+      throw new TrainError(
+        `draft block size ${draft.blockSize} must be an integer in [1, ${length})`,
+      );
+    }
+    if (o.kind === "ar" && o.fim) throw new TrainError("draft blocks and FIM rows do not combine");
   }
   if (length > config.maxPositions) {
     throw new TrainError(

@@ -258,24 +258,28 @@ export function blockDiffusionBatch(
 
 /**
  * The next-token loss of the autoregressive twin (causal attention): the input is the clean row,
- * logits at position i predict token i + 1, weights 1 / normalizer (default rows · (length − 1)).
+ * logits at position i predict token i + 1, for the targets at positions max(from, 1)..length − 1
+ * (distillation rows set `from` to the prompt's length: only the response trains); weights
+ * 1 / normalizer (default rows · (length − max(from, 1))).
  */
 export function nextTokenBatch(
   clean: Int32Array,
   rows: number,
   length: number,
-  normalizer = rows * (length - 1),
+  normalizer?: number,
+  from = 0,
 ): LossBatch {
   checkRows(clean, rows, length);
-  if (length < 2) throw new RangeError("next-token rows need at least 2 tokens");
-  const K = rows * (length - 1);
+  const first = checkFrom(from, length);
+  const per = length - first;
+  const K = rows * per;
   const lossIndex = new Int32Array(K);
   const targets = new Int32Array(K);
   let k = 0;
   for (let r = 0; r < rows; r++) {
-    for (let i = r * length; i < (r + 1) * length - 1; i++, k++) {
-      lossIndex[k] = i;
-      targets[k] = clean[i + 1];
+    for (let j = first; j < length; j++, k++) {
+      lossIndex[k] = r * length + j - 1;
+      targets[k] = clean[r * length + j];
     }
   }
   return {
@@ -283,8 +287,119 @@ export function nextTokenBatch(
     rows,
     lossIndex,
     targets,
-    weights: new Float32Array(K).fill(1 / normalizer),
+    weights: new Float32Array(K).fill(1 / (normalizer ?? K)),
   };
+}
+
+/** The first target position of a next-token loss from `from`: max(from, 1), checked. */
+function checkFrom(from: number, length: number): number {
+  if (length < 2) throw new RangeError("next-token rows need at least 2 tokens");
+  if (!Number.isInteger(from) || from < 0 || from >= length) {
+    throw new RangeError(`from ${from} must be an integer in [0, ${length})`);
+  }
+  return Math.max(from, 1);
+}
+
+export interface DraftOptions {
+  /** Masks per draft block: the tokens a decoding round drafts. */
+  blockSize: number;
+  maskId: number;
+  /** Weight of the draft loss beside the next-token loss (default 1). */
+  weight?: number;
+  /**
+   * The first position the masks draft (distillation rows: the prompt's length, so that the
+   * drafts learn the teacher's greedy text; default 0). The next-token loss covers every position.
+   */
+  from?: number;
+  /** Of the next-token part (default rows · (length − 1)); the draft part is scaled alike. */
+  normalizer?: number;
+}
+
+/**
+ * TiDAR's training layout (Liu et al. 2025, "TiDAR: Think in Diffusion, Talk in
+ * Autoregression", arXiv:2511.08923): one causal model that both verifies (next-token logits of
+ * the clean tokens) and drafts (one denoising step over a block of masks), trained in one
+ * forward pass over [x_0 ; masks]. Each row holds the clean tokens under causal attention — the
+ * next-token loss at every position, exactly the AR twin's — followed by a copy of positions from..length − 1 made
+ * of masks and cut into blocks of `blockSize`; a mask of block b sees the clean tokens before
+ * its block and every mask of its block (bidirectional within the block, as the paper's
+ * "fully masked" drafting blocks). A mask at position q predicts token q + 1, as the causal
+ * rows do: at decoding time a block of masks follows the draft being verified, its first mask
+ * where the verifier's own next token will be (src/diffusion/speculative.ts). loss = next-token
+ * mean + weight · draft mean.
+ */
+export function draftBatch(
+  clean: Int32Array,
+  rows: number,
+  length: number,
+  o: DraftOptions,
+): LossBatch {
+  const from = o.from ?? 0;
+  if (!Number.isInteger(from) || from < 0 || from >= length - 1) {
+    throw new RangeError(`from ${from} must be an integer in [0, ${length - 1})`);
+  }
+  const ar = nextTokenBatch(clean, rows, length, o.normalizer);
+  const S = o.blockSize;
+  if (!Number.isInteger(S) || S < 1)
+    throw new RangeError(`block size ${S}: expected an integer ≥ 1`);
+  const masks = length - from;
+  const stride = length + masks;
+  const arPerRow = length - 1;
+  const draftPerRow = length - 1 - from; // the last mask has no next token
+  const draftWeight =
+    (o.weight ?? 1) / (((o.normalizer ?? rows * arPerRow) / arPerRow) * Math.max(1, draftPerRow));
+  const tokens = new Int32Array(rows * stride).fill(o.maskId);
+  const index: number[] = [];
+  const targets: number[] = [];
+  const weights: number[] = [];
+  for (let r = 0; r < rows; r++) {
+    tokens.set(clean.subarray(r * length, (r + 1) * length), r * stride);
+    for (let k = 0; k < ar.targets.length / rows; k++) {
+      const at = ar.lossIndex[r * arPerRow + k] - r * length;
+      index.push(r * stride + at);
+      targets.push(ar.targets[r * arPerRow + k]);
+      weights.push(ar.weights[r * arPerRow + k]);
+    }
+    for (let q = from; q < length - 1; q++) {
+      index.push(r * stride + length + q - from);
+      targets.push(clean[r * length + q + 1]);
+      weights.push(draftWeight);
+    }
+  }
+  return {
+    tokens,
+    rows,
+    positions: Int32Array.from({ length: rows * stride }, (_, i) => {
+      const k = i % stride;
+      return k < length ? k : from + k - length;
+    }),
+    attentionBias: draftMask(length, S, from),
+    lossIndex: Int32Array.from(index),
+    targets: Int32Array.from(targets),
+    weights: Float32Array.from(weights),
+  };
+}
+
+/**
+ * draftBatch's attention over [x_0 (length) ; masks of positions from..length − 1] as an additive
+ * bias (0 visible, −∞ not): x_0 causal; a mask of block b (blocks of `blockSize` from `from`)
+ * sees x_0 before from + b·blockSize and the masks of block b.
+ */
+export function draftMask(length: number, blockSize: number, from = 0): Float32Array {
+  const n = 2 * length - from;
+  const bias = new Float32Array(n * n).fill(Number.NEGATIVE_INFINITY);
+  for (let q = 0; q < n; q++) {
+    if (q < length) {
+      for (let k = 0; k <= q; k++) bias[q * n + k] = 0;
+      continue;
+    }
+    const b = Math.floor((q - length) / blockSize);
+    const start = from + b * blockSize; // the block's first position
+    for (let k = 0; k < start; k++) bias[q * n + k] = 0;
+    const first = length + b * blockSize;
+    for (let k = first; k < Math.min(n, first + blockSize); k++) bias[q * n + k] = 0;
+  }
+  return bias;
 }
 
 export interface FimOptions {
