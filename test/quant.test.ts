@@ -6,14 +6,16 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { Graph } from "../src/graph/graph.js";
-import { parameterShapes, type Weights } from "../src/model/config.js";
+import { type ModelConfig, parameterShapes, type Weights } from "../src/model/config.js";
 import { OnnxModel } from "../src/model/engine.js";
+import { foldedConfig, foldResidual, readsRotated } from "../src/model/fold.js";
 import {
   blockLinear,
   channelLinear,
   channelLinearReference,
   dequantizeBlocks,
   dequantizeChannels,
+  type QuantType,
   quantBlock,
   quantizeBlocks,
   quantizeChannels,
@@ -72,18 +74,38 @@ test("channelLinear (rotation, per-token int8, MatMulIntegerToFloat) equals its 
   }
   x.fill(0, 3 * inDim, 4 * inDim); // a row of zeros
   const q = quantizeChannels(w, out, inDim);
+  // an input that comes rotated: neither side rotated in the graph or the twin
+  const rotatedX = rotateRows(x, batch * seq, inDim);
+  const rotatedW = rotateRows(w, out, inDim);
+  const q0 = quantizeChannels(rotatedW, out, inDim, false);
+  assert.deepEqual(q0, q, "the same integers whichever side rotates the weight");
   const g = new Graph("int8");
   const input = g.input("x", "float32", [batch, seq, inDim]);
+  const input0 = g.input("x0", "float32", [batch, seq, inDim]);
   g.output(
     channelLinear(quantizeTokens(input), "w", out, inDim, () => q),
     "y",
   );
+  g.output(
+    channelLinear(quantizeTokens(input0, false), "w0", out, inDim, () => q0),
+    "y0",
+  );
   const session = await Session.fromGraph(g, { threads: 1 });
-  const { y } = await session.run({ x: floatTensor(x, [batch, seq, inDim]) });
+  const { y, y0 } = await session.run({
+    x: floatTensor(x, [batch, seq, inDim]),
+    x0: floatTensor(rotatedX, [batch, seq, inDim]),
+  });
   await session.release();
   assert.deepEqual(y.dims, [batch, seq, out]);
   const twin = channelLinearReference(x, batch * seq, q, out, inDim);
   assert.ok(relativeError(y.data as Float32Array, twin) < 1e-6);
+  const twin0 = channelLinearReference(rotatedX, batch * seq, q0, out, inDim, false);
+  assert.ok(relativeError(y0.data as Float32Array, twin0) < 1e-6);
+  assert.ok(relativeError(twin0, twin) < 1e-5, "rotated before or inside: the same product");
+  assert.ok(
+    relativeError(dequantizeChannels(q0, out, inDim, false), rotatedW) < 0.01,
+    "unrotated dequantization gives W·R back",
+  );
   const exact = new Float32Array(batch * seq * out);
   for (let r = 0; r < batch * seq; r++) {
     for (let o = 0; o < out; o++) {
@@ -148,32 +170,85 @@ test("MatMulNBits computes x @ Wᵀ of the dequantized weight (exactly in float,
   }
 });
 
+/** Every weight of the folded model of `config` (src/model/fold.ts), read. */
+function folded(config: ModelConfig, weights: Weights): Weights {
+  const reader = foldResidual(config, weights);
+  return new Map(parameterShapes(foldedConfig(config)).map((p) => [p.name, reader.read(p.name)]));
+}
+
+test("the folded model (residual stream rotated, norm weights moved into the linear weights) computes what the original does", async () => {
+  for (const over of [
+    { tie_word_embeddings: true, attention_bias: true },
+    { tie_word_embeddings: false, hidden_size: 48, head_dim: 8 }, // rotation blocks of 16
+  ]) {
+    const config = tinyModelConfig(over);
+    const weights = randomWeights(config, 21, 0.3); // norm weights 1 ± 0.3
+    const tokens = Int32Array.from({ length: 10 }, (_, i) => (i * 7) % config.vocabSize);
+    const f = folded(config, weights);
+    assert.equal(f.get("model.norm.weight")![0], 1, "norm weights are ones");
+    assert.ok(
+      relativeError(
+        f.get("model.embed_tokens.weight")!,
+        weights.get("model.embed_tokens.weight")!,
+      ) > 0.3,
+      "the embedding is rotated",
+    );
+    const a = await new ReferenceModel(foldedConfig(config), f).forward({ tokens, rows: 1 });
+    const b = await new ReferenceModel(config, weights).forward({ tokens, rows: 1 });
+    const err = relativeError(a.logits, b.logits);
+    assert.ok(err < 1e-5, `${JSON.stringify(over)}: ${err}`);
+  }
+  assert.deepEqual(
+    [
+      "lm_head.weight",
+      "model.layers.0.self_attn.o_proj.weight",
+      "model.layers.3.mlp.up_proj.weight",
+    ].map(readsRotated),
+    [true, false, true],
+  );
+});
+
 test("a quantized engine agrees with the float64 reference of its dequantized weights", async () => {
-  // an untied head, which int8 quantizes apart from the embedding
-  const config = tinyModelConfig({
-    hidden_size: 32,
-    intermediate_size: 64,
-    head_dim: 8,
-    tie_word_embeddings: false,
-  });
-  const weights = randomWeights(config, 9, 0.1);
+  // an untied head, which int8 quantizes apart from the embedding, and a tied one, which int8's
+  // folding unties
+  for (const tie of [false, true]) {
+    const config = tinyModelConfig({
+      hidden_size: 32,
+      intermediate_size: 64,
+      head_dim: 8,
+      tie_word_embeddings: tie,
+    });
+    const weights = randomWeights(config, 9, 0.1);
+    await quantizedAgainstReference(config, weights, tie ? ["int8"] : quantTypes);
+  }
+});
+
+async function quantizedAgainstReference(
+  config: ModelConfig,
+  weights: Weights,
+  quants: readonly QuantType[],
+): Promise<void> {
   const tokens = Int32Array.from({ length: 12 }, (_, i) => (i * 5) % config.vocabSize);
-  for (const quant of quantTypes) {
+  for (const quant of quants) {
     const engine = await OnnxModel.create(config, weights, { threads: 1, quant });
-    const dequantized: Weights = new Map(weights);
-    for (const { name, shape } of parameterShapes(config)) {
+    // int8 runs the folded model: its float weights are what is quantized
+    const base = quant === "int8" ? folded(config, weights) : weights;
+    const baseConfig = quant === "int8" ? foldedConfig(config) : config;
+    const dequantized: Weights = new Map(base);
+    for (const { name, shape } of parameterShapes(baseConfig)) {
       const layer = name.startsWith("model.layers.") && name.endsWith("proj.weight");
       if (!layer && !(quant === "int8" && name === "lm_head.weight")) continue;
       const [out, inDim] = shape;
-      const w = weights.get(name)!;
+      const w = base.get(name)!;
+      const rotate = !readsRotated(name);
       dequantized.set(
         name,
         quant === "int8"
-          ? dequantizeChannels(quantizeChannels(w, out, inDim), out, inDim)
+          ? dequantizeChannels(quantizeChannels(w, out, inDim, rotate), out, inDim, rotate)
           : dequantizeBlocks(quantizeBlocks(w, out, inDim), out, inDim),
       );
     }
-    const reference = new ReferenceModel(config, dequantized);
+    const reference = new ReferenceModel(baseConfig, dequantized);
     const a = await engine.forward({ tokens, rows: 1 });
     const b = await reference.forward({ tokens, rows: 1 });
     await engine.dispose();
@@ -185,7 +260,7 @@ test("a quantized engine agrees with the float64 reference of its dequantized we
     const c = await exact.forward({ tokens, rows: 1 });
     assert.ok(relativeError(c.logits, b.logits) > 1e-4, `${quant}: weights unchanged`);
   }
-});
+}
 
 test("--device cuda runs like the CPU where the CUDA provider is installed, else is a DeviceError saying how to install it", async () => {
   const config = tinyModelConfig();

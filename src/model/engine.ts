@@ -13,10 +13,10 @@ import {
   type SessionOptions,
 } from "../runtime/session.js";
 import { type ModelConfig, parameterShapes, type WeightReader, type Weights } from "./config.js";
+import { foldedConfig, foldResidual, readsRotated } from "./fold.js";
 import {
   blockLinear,
   channelLinear,
-  concatChannels,
   type QuantType,
   quantizeBlocks,
   quantizeChannels,
@@ -54,6 +54,11 @@ export function buildInferenceGraph(
   quant?: QuantType,
 ): Graph {
   const g = new Graph("unmask-forward");
+  if (quant === "int8") {
+    // the residual stream rotated offline: q/k/v, gate/up and the head read it as it is
+    weights = foldResidual(config, weights);
+    config = foldedConfig(config);
+  }
   const expected = new Map(parameterShapes(config).map((p) => [p.name, p.shape]));
   const made = new Map<string, Tensor>();
   /** The weight's values, read when called (checked to exist now). */
@@ -80,8 +85,8 @@ export function buildInferenceGraph(
   };
   /**
    * Linear weights in their quantized form, quantized when their turn comes: int8 for every
-   * linear layer and the LM head (the weights of one input as one product, split after), int4 for
-   * the layers' linear weights.
+   * linear layer and the LM head of the folded model (the weights of one input share one
+   * quantization of it), int4 for the layers' linear weights.
    */
   const linearOf = (x: Tensor, names: readonly string[]): Tensor[] | undefined => {
     if (quant === undefined) return undefined;
@@ -94,13 +99,14 @@ export function buildInferenceGraph(
         blockLinear(x, name, outs[i], inDim, () => quantizeBlocks(reads[i](), outs[i], inDim)),
       );
     }
-    const weight = () =>
-      concatChannels(names.map((_, i) => quantizeChannels(reads[i](), outs[i], inDim)));
-    const total = outs.reduce((a, b) => a + b, 0);
-    const y = channelLinear(quantizeTokens(x), names.join("+"), total, inDim, weight); // [..., Σ out]
-    if (names.length === 1) return [y];
-    const starts = outs.map((_, i) => outs.slice(0, i).reduce((a, b) => a + b, 0));
-    return outs.map((out, i) => op.slice(y, [starts[i]], [starts[i] + out], [-1]));
+    // one quantization of the shared input, a product per weight (no split copies after)
+    const rotate = !readsRotated(names[0]);
+    const x8 = quantizeTokens(x, rotate);
+    return names.map((name, i) =>
+      channelLinear(x8, name, outs[i], inDim, () =>
+        quantizeChannels(reads[i](), outs[i], inDim, rotate),
+      ),
+    );
   };
   const ids = g.input("input_ids", "int32", ["batch", "seq"]);
   const positions = g.input("position_ids", "int32", ["batch", "seq"]);
@@ -124,8 +130,10 @@ export function buildInferenceGraph(
     linearOf,
   );
   // the logits of the rows asked for, [R, V] (R = rows × positions): one product, as the head's
-  // weight is read from memory whatever the number of rows (8 MB for the embedded models)
-  const logits = op.reshape(lmHead(out, param, linearOf), [-1, config.vocabSize]);
+  // weight is read from memory whatever the number of rows (8 MB for the embedded models); the
+  // hidden states made [R, H] before it, as a Reshape of the logits after copied them
+  const rows = op.reshape(out.hidden, [-1, config.hiddenSize]); // [R, H]
+  const logits = lmHead({ ...out, hidden: rows }, param, linearOf); // [R, V]
   const stats = stepStatistics(logits, config.vocabSize, statsInputs(g));
   // outputs renamed in place (an Identity would copy the logits and the K/V on every call)
   g.outputRenamed(logits, "logits");

@@ -7,8 +7,12 @@
 // (s = max|x·R| / 127 per row), multiplied in integers by ONNX Runtime's MatMulIntegerToFloat
 // (com.microsoft), whose uint8 × int8 GEMM uses AVX512-VNNI / AVX-VNNI, and scaled back by
 // s · scale[o]. The rotation spreads a row's outliers over its block, so the per-token scale is
-// not set by a few channels (QuaRot, Ashkboos et al. 2024). The projections that read the same
-// activations (q, k, v; gate, up) are one product, their weights side by side (concatChannels).
+// not set by a few channels (QuaRot, Ashkboos et al. 2024). The engine rotates the residual
+// stream offline (src/model/fold.ts): the inputs of q/k/v, gate/up and the head come rotated and
+// skip R in the graph (`rotate` false); those of o_proj and down_proj are rotated here. The
+// projections that read the same activations (q, k, v; gate, up) share one quantization of
+// them, a product each (one product of the weights side by side, sliced after, spent ~10-40 ms
+// of a forward copying the slices).
 // int4 (`blockLinear`), the layers' linear weights: block-wise asymmetric 4-bit weights through
 // MatMulNBits at accuracy level 4 (activations quantized to int8 per block; its integer fast path
 // on CPUs): in each block of 16 inputs of one output, W ≈ scale · (q − zero), q, zero in [0, 15].
@@ -21,13 +25,19 @@
 // at accuracy 4 1.15× in blocks of 32 (1.0–2.2× under load for blocks of 16 to 128), at
 // accuracy 0 0.8×; MatMulInteger with int8 activations (int8 × int8) 0.17× (no VNNI kernel for
 // it on this CPU); MatMulNBits 4 bits 0.9–1.8×. The whole 110M forward: see docs/BENCHMARKS.md
-// (on one thread int8 is 2.5× float32; on two it does not scale as float32 does).
+// (on one thread int8 is 2.3–2.6× float32; with the per-token scale given to the node it did
+// not scale to two threads as float32 does: see channelLinear).
 // Top-1 agreement with float32 at masked positions (bench quant: the embedded model, 16 canvases,
 // 2039 positions; "/64": 64 canvases, 8157): DynamicQuantizeMatMul (activations per tensor)
 // 94.4%; per-token activations without rotation 98.0%, the same with float weights 98.0% (the
 // activations were the error), int8 weights with float activations 99.6%; rotated, the head kept
 // float32 99.4% (99.1% /64) but the forward only 1.6–1.8× float32's speed (the float head is a
-// fifth of the work); rotated, every layer and the head (this form) 99.1% (98.8% /64); that with
+// fifth of the work); rotated, every layer and the head, rotations in the graph 99.1% (98.8%
+// /64); this form (the residual stream rotated offline, fold.ts) 99.2% (98.9% /64); that with
+// o_proj's input also rotated offline, per head (QuaRot's H_head folded into v and o, no
+// rotation left but down_proj's) 98.7% (98.9% /64); this form with one scale per tensor for the
+// inputs that come from an RMSNorm (rows of one norm: no per-token Mul after the product)
+// 98.5% (98.6% /64); that with
 // the head's activations in two int8 parts (what the first leaves quantized again) 99.4% (99.0%
 // /64) at ~18% more time; also two parts for every layer 99.2% /64 (the int8 weights' floor);
 // exact float logits for the head's top 4 99.4% (99.1% /64) at twice the time (ScatterElements);
@@ -154,13 +164,23 @@ function rotate(x: Tensor): Tensor {
   return op.reshapeAs(left, x); // [..., in]
 }
 
-/** W [out, in] (PyTorch layout) → W·R in int8 per output channel, one row at a time. */
-export function quantizeChannels(w: Float32Array, out: number, inDim: number): ChannelWeight {
+/**
+ * W [out, in] (PyTorch layout) → W·R in int8 per output channel, one row at a time; W itself
+ * with `rotate` false (a weight whose input comes rotated already, src/model/fold.ts).
+ */
+export function quantizeChannels(
+  w: Float32Array,
+  out: number,
+  inDim: number,
+  rotate = true,
+): ChannelWeight {
   const q = new Int8Array(inDim * out);
   const scale = new Float32Array(out);
   const row = new Float32Array(inDim);
   for (let o = 0; o < out; o++) {
-    rotateRow(w.subarray(o * inDim, (o + 1) * inDim), row, 0, inDim);
+    const values = w.subarray(o * inDim, (o + 1) * inDim);
+    if (rotate) rotateRow(values, row, 0, inDim);
+    else row.set(values);
     let top = 0;
     for (let i = 0; i < inDim; i++) top = Math.max(top, Math.abs(row[i]));
     const s = top === 0 ? 1 : top / int8Top;
@@ -170,31 +190,21 @@ export function quantizeChannels(w: Float32Array, out: number, inDim: number): C
   return { q, scale };
 }
 
-/** Weights of the same input side by side: the outputs of each in turn, [in, Σ out]. */
-export function concatChannels(ws: readonly ChannelWeight[]): ChannelWeight {
-  if (ws.length === 1) return ws[0];
-  const outs = ws.map((w) => w.scale.length);
-  const total = outs.reduce((a, b) => a + b, 0);
-  const inDim = ws[0].q.length / outs[0];
-  const q = new Int8Array(inDim * total);
-  const scale = new Float32Array(total);
-  let at = 0;
-  ws.forEach((w, k) => {
-    for (let i = 0; i < inDim; i++)
-      q.set(w.q.subarray(i * outs[k], (i + 1) * outs[k]), i * total + at);
-    scale.set(w.scale, at);
-    at += outs[k];
-  });
-  return { q, scale };
-}
-
-/** The float32 weight [out, in] a ChannelWeight stands for: its dequantized W·R, times Rᵀ. */
-export function dequantizeChannels(w: ChannelWeight, out: number, inDim: number): Float32Array {
+/**
+ * The float32 weight [out, in] a ChannelWeight stands for: its dequantized W·R, times Rᵀ (or as
+ * it is, for one quantized with `rotate` false).
+ */
+export function dequantizeChannels(
+  w: ChannelWeight,
+  out: number,
+  inDim: number,
+  rotate = true,
+): Float32Array {
   const rotated = new Float32Array(out * inDim);
   for (let o = 0; o < out; o++) {
     for (let i = 0; i < inDim; i++) rotated[o * inDim + i] = w.q[i * out + o] * w.scale[o];
   }
-  return rotateRows(rotated, out, inDim, true);
+  return rotate ? rotateRows(rotated, out, inDim, true) : rotated;
 }
 
 /** Rounds half to even, as QuantizeLinear does. */
@@ -204,8 +214,9 @@ function roundEven(v: number): number {
 }
 
 /**
- * The slow twin of quantizeTokens and channelLinear: x [rows, in] rotated and quantized per row
- * in plain arithmetic, the integer product, and the two scales; returns [rows, out].
+ * The slow twin of quantizeTokens and channelLinear: x [rows, in] rotated (unless `rotate` is
+ * false) and quantized per row in plain arithmetic, the integer product, and the two scales;
+ * returns [rows, out].
  */
 export function channelLinearReference(
   x: Float32Array,
@@ -213,8 +224,9 @@ export function channelLinearReference(
   w: ChannelWeight,
   out: number,
   inDim: number,
+  rotate = true,
 ): Float32Array {
-  const rotated = rotateRows(x, rows, inDim);
+  const rotated = rotate ? rotateRows(x, rows, inDim) : x;
   const y = new Float32Array(rows * out);
   const q = new Int32Array(inDim);
   for (let r = 0; r < rows; r++) {
@@ -232,8 +244,9 @@ export function channelLinearReference(
 }
 
 /**
- * Activations x [..., in] rotated and quantized per token for channelLinear: `q` uint8
- * [..., in], x·R ≈ scale · (q − zero), `zero` 128, `scale` float32 [..., 1].
+ * Activations x [..., in] rotated (unless `rotate` is false: an input that comes rotated) and
+ * quantized per token for channelLinear: `q` uint8 [..., in], x·R ≈ scale · (q − zero), `zero`
+ * 128, `scale` float32 [..., 1].
  */
 export interface TokenQuant {
   q: Tensor;
@@ -241,10 +254,10 @@ export interface TokenQuant {
   zero: Tensor;
 }
 
-export function quantizeTokens(x: Tensor): TokenQuant {
+export function quantizeTokens(x: Tensor, rotateInput = true): TokenQuant {
   const g = x.graph;
   const inDim = x.shape[x.rank - 1] as number;
-  const rotated = rotate(x); // [..., in]
+  const rotated = rotateInput ? rotate(x) : x; // [..., in]
   const scale = op.add(op.mul(op.reduceMax(op.abs(rotated), [-1]), 1 / int8Top), tiny); // [..., 1]
   const rowScale = op.reshape(scale, [-1]); // [M]
   const zero = g.scalar(128, "uint8");
@@ -284,13 +297,18 @@ export function channelLinear(
     return values;
   });
   const shape = [...x.q.shape.slice(0, -1), out];
-  return g.node(
+  // The node takes the per-token scales as a scale of 1 and a Mul after: given a non-scalar
+  // a_scale, onnxruntime scales the output in a second pass on one thread (ScaleOutput in
+  // dynamic_quantize_matmul.cc), which kept the int8 forward from using the second core. The same
+  // products in the same order: the same values.
+  const y = g.node(
     "MatMulIntegerToFloat",
-    [x.q, q, x.scale, scale, x.zero],
+    [x.q, q, g.scalar(1), scale, x.zero],
     [{ dtype: "float32", shape }],
     {},
     "com.microsoft",
   )[0];
+  return op.mul(y, x.scale);
 }
 
 // ---- int4: blocks of 16 inputs, MatMulNBits ---------------------------------------------------
