@@ -344,22 +344,17 @@ export function draftBatch(
     throw new RangeError(`block size ${S}: expected an integer ≥ 1`);
   const masks = length - from;
   const stride = length + masks;
-  const arPerRow = length - 1;
-  const draftPerRow = length - 1 - from; // the last mask has no next token
-  const draftWeight =
-    (o.weight ?? 1) / (((o.normalizer ?? rows * arPerRow) / arPerRow) * Math.max(1, draftPerRow));
+  const draftPerRow = length - 1 - from; // ≥ 1: the last mask has no next token
+  // the draft mean over as many rows as the next-token normaliser counts
+  const normalizedRows = (o.normalizer ?? rows * (length - 1)) / (length - 1);
+  const draftWeight = (o.weight ?? 1) / (normalizedRows * draftPerRow);
   const tokens = new Int32Array(rows * stride).fill(o.maskId);
-  const index: number[] = [];
-  const targets: number[] = [];
-  const weights: number[] = [];
+  // the next-token entries, at their rows' new stride; then each row's drafting masks
+  const index = Array.from(ar.lossIndex, (i) => i + Math.floor(i / length) * masks);
+  const targets = Array.from(ar.targets);
+  const weights = Array.from(ar.weights);
   for (let r = 0; r < rows; r++) {
     tokens.set(clean.subarray(r * length, (r + 1) * length), r * stride);
-    for (let k = 0; k < ar.targets.length / rows; k++) {
-      const at = ar.lossIndex[r * arPerRow + k] - r * length;
-      index.push(r * stride + at);
-      targets.push(ar.targets[r * arPerRow + k]);
-      weights.push(ar.weights[r * arPerRow + k]);
-    }
     for (let q = from; q < length - 1; q++) {
       index.push(r * stride + length + q - from);
       targets.push(clean[r * length + q + 1]);
