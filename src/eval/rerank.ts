@@ -4,7 +4,8 @@
 // It is how the yardstick (src/eval/claim.ts) gives the AR twin an infill score beside the
 // diffusion models': the same holes, the true length, the suffix seen by both.
 
-import type { LanguageModel } from "../model/types.js";
+import { copyKv } from "../diffusion/kv.js";
+import type { KvCache, LanguageModel } from "../model/types.js";
 
 export interface RerankOptions {
   /** Fills kept per step (default 8). */
@@ -54,13 +55,41 @@ export async function rerankFill(
       `a hole of ${hole} tokens and ${tail.length} of suffix leave no room in the context of ${cfg.maxPositions}`,
     );
   }
+  // the prefix's K/V once: every later pass runs only the fills (and the suffix) against it
+  const first = await model.forward({
+    tokens: Int32Array.from(context),
+    rows: 1,
+    logitsAt: Int32Array.of(context.length - 1),
+    returnKv: true,
+  });
+  const prefixKv = first.kv!;
+  const tiles = new Map<number, KvCache>(); // the prefix's K/V once per row, by row count
+  const tiled = (rows: number) => {
+    let kv = tiles.get(rows);
+    if (kv === undefined) {
+      kv = {
+        rows,
+        length: prefixKv.length,
+        keys: prefixKv.keys.map((k) => new Float32Array(rows * k.length)),
+        values: prefixKv.values.map((v) => new Float32Array(rows * v.length)),
+      };
+      for (let r = 0; r < rows; r++) {
+        copyKv(model.config, prefixKv, [0, 1], [[0, prefixKv.length]], kv, r);
+      }
+      tiles.set(rows, kv);
+    }
+    return kv;
+  };
   let beams: Beam[] = [{ ids: [], logProb: 0 }];
+  let next = [[logSoftmax(first.logits)]];
   for (let step = 0; step < hole; step++) {
-    const next = await logSoftmaxAt(
-      model,
-      beams.map((b) => [...context, ...b.ids]),
-      [context.length + step - 1],
-    );
+    if (step > 0)
+      next = await logSoftmaxAt(
+        model,
+        tiled(beams.length),
+        beams.map((b) => b.ids),
+        [step - 1],
+      );
     const candidates: Beam[] = [];
     beams.forEach((b, r) => {
       for (const id of topIds(next[r][0], width)) {
@@ -72,10 +101,11 @@ export async function rerankFill(
   }
   if (tail.length === 0) return beams[0].ids;
   // log p(suffix | prefix, fill): the logits before each suffix token
-  const at = tail.map((_, i) => context.length + hole - 1 + i);
+  const at = tail.map((_, i) => hole - 1 + i);
   const scored = await logSoftmaxAt(
     model,
-    beams.map((b) => [...context, ...b.ids, ...tail]),
+    tiled(beams.length),
+    beams.map((b) => [...b.ids, ...tail]),
     at,
   );
   let best = 0;
@@ -87,9 +117,13 @@ export async function rerankFill(
   return beams[best].ids;
 }
 
-/** log softmax (float64) of each row's logits at the positions `at`: [rows][at][vocab]. */
+/**
+ * log softmax (float64) of each row's logits at the fresh indices `at`, the rows (of equal
+ * length) run after `context` (the prefix's K/V, one copy per row): [rows][at][vocab].
+ */
 async function logSoftmaxAt(
   model: LanguageModel,
+  context: KvCache,
   rows: number[][],
   at: number[],
 ): Promise<Float64Array[][]> {
@@ -97,19 +131,23 @@ async function logSoftmaxAt(
   const out = await model.forward({
     tokens: Int32Array.from(rows.flat()),
     rows: rows.length,
+    context,
     logitsAt: Int32Array.from(rows.flatMap(() => at)),
   });
   return rows.map((_, r) =>
-    at.map((_, i) => {
-      const logits = out.logits.subarray((r * at.length + i) * V, (r * at.length + i + 1) * V);
-      let max = Number.NEGATIVE_INFINITY;
-      for (const v of logits) max = Math.max(max, v);
-      let sum = 0;
-      for (const v of logits) sum += Math.exp(v - max);
-      const logZ = max + Math.log(sum);
-      return Float64Array.from(logits, (v) => v - logZ);
-    }),
+    at.map((_, i) =>
+      logSoftmax(out.logits.subarray((r * at.length + i) * V, (r * at.length + i + 1) * V)),
+    ),
   );
+}
+
+function logSoftmax(logits: Float32Array): Float64Array {
+  let max = Number.NEGATIVE_INFINITY;
+  for (const v of logits) max = Math.max(max, v);
+  let sum = 0;
+  for (const v of logits) sum += Math.exp(v - max);
+  const logZ = max + Math.log(sum);
+  return Float64Array.from(logits, (v) => v - logZ);
 }
 
 /** The `k` most likely ids of a row, the lower id first on ties. */
