@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { Graph } from "../src/graph/graph.js";
+import * as op from "../src/graph/ops.js";
 import { type ModelConfig, parameterShapes, type Weights } from "../src/model/config.js";
 import { OnnxModel } from "../src/model/engine.js";
 import { foldedConfig, foldResidual, readsRotated } from "../src/model/fold.js";
@@ -82,12 +83,21 @@ test("channelLinear (rotation, per-token int8, MatMulIntegerToFloat) equals its 
   const g = new Graph("int8");
   const input = g.input("x", "float32", [batch, seq, inDim]);
   const input0 = g.input("x0", "float32", [batch, seq, inDim]);
+  // the product's rows times the activations' scales
+  const x8 = quantizeTokens(input);
+  const x0 = quantizeTokens(input0, false);
   g.output(
-    channelLinear(quantizeTokens(input), "w", out, inDim, () => q),
+    op.mul(
+      channelLinear(x8, "w", out, inDim, () => q),
+      x8.scale,
+    ),
     "y",
   );
   g.output(
-    channelLinear(quantizeTokens(input0, false), "w0", out, inDim, () => q0),
+    op.mul(
+      channelLinear(x0, "w0", out, inDim, () => q0),
+      x0.scale,
+    ),
     "y0",
   );
   const session = await Session.fromGraph(g, { threads: 1 });

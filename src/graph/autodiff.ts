@@ -126,6 +126,12 @@ const rules: Record<string, Rule> = {
     }
     return [ga, gb];
   },
+  RotaryEmbedding: (n, g, needs) => {
+    // a rotation by the angles per pair of channels: its transpose turns by the opposite angles
+    if (needs(2) || needs(3)) throw new GraphError("RotaryEmbedding: the angle tables are data");
+    const [, ids, cos, sin] = n.inputs as Tensor[];
+    return [op.rotaryEmbedding(g, ids, cos, op.neg(sin)), null, null, null];
+  },
   Transpose: (n, g) => {
     const perm = attrInts(n, "perm");
     const inverse = new Array<number>(perm.length);

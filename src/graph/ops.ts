@@ -482,3 +482,25 @@ export function range(n: Tensor, nDim: Dim): Tensor {
     [{ dtype: "int64", shape: [nDim] }],
   )[0];
 }
+
+/**
+ * Rotary position embedding (com.microsoft RotaryEmbedding, "rotate_half" layout): each head of
+ * x [B, S, heads · D] as x·cos + rotate_half(x)·sin, rotate_half(x) = [−x[D/2:], x[:D/2]], with
+ * the angles of token (b, s) in row positionIds[b, s] (int64 [B, S]) of the tables cos and sin
+ * [rows, D/2] (one pass instead of slices, a negation, a concatenation and three products).
+ */
+export function rotaryEmbedding(x: Tensor, positionIds: Tensor, cos: Tensor, sin: Tensor): Tensor {
+  if (x.rank !== 3) fail("RotaryEmbedding", `x must be [B, S, heads · D], got ${fmt(x.shape)}`);
+  if (positionIds.dtype !== "int64" || positionIds.rank !== 2) {
+    fail("RotaryEmbedding", `position ids must be int64 [B, S], got ${positionIds}`);
+  }
+  if (cos.rank !== 2 || sin.rank !== 2) fail("RotaryEmbedding", "cos and sin must be [rows, D/2]");
+  const type = sameType("RotaryEmbedding", x, cos);
+  return x.graph.node(
+    "RotaryEmbedding",
+    [x, positionIds, cos, sin],
+    [{ dtype: type, shape: x.shape }],
+    {},
+    "com.microsoft",
+  )[0];
+}

@@ -24,7 +24,7 @@ import {
 } from "./quant.js";
 import { resolveForwardRequest, WeightsError } from "./request.js";
 import { statsFeeds, statsInputs, stepStatistics } from "./stats.js";
-import { lmHead, transformer } from "./transformer.js";
+import { type LinearSource, lmHead, transformer } from "./transformer.js";
 import type { ForwardRequest, ForwardResult, KvCache, LanguageModel } from "./types.js";
 
 export interface EngineOptions extends SessionOptions {
@@ -88,25 +88,31 @@ export function buildInferenceGraph(
    * linear layer and the LM head of the folded model (the weights of one input share one
    * quantization of it), int4 for the layers' linear weights.
    */
-  const linearOf = (x: Tensor, names: readonly string[]): Tensor[] | undefined => {
+  const linearOf: LinearSource = (x, names, inputScale) => {
     if (quant === undefined) return undefined;
     if (quant === "int4" && !names[0].startsWith("model.layers.")) return undefined;
     const inDim = expected.get(names[0])![1] as number;
     const outs = names.map((name) => expected.get(name)![0] as number);
     const reads = names.map(reader);
     if (quant === "int4") {
-      return names.map((name, i) =>
-        blockLinear(x, name, outs[i], inDim, () => quantizeBlocks(reads[i](), outs[i], inDim)),
-      );
+      const input = inputScale ? op.mul(x, inputScale) : x;
+      return names.map((name, i) => ({
+        value: blockLinear(input, name, outs[i], inDim, () =>
+          quantizeBlocks(reads[i](), outs[i], inDim),
+        ),
+      }));
     }
-    // one quantization of the shared input, a product per weight (no split copies after)
+    // one quantization of the shared input, a product per weight (no split copies after); the
+    // quantization is the same for a row times any factor, which the row scale then carries
     const rotate = !readsRotated(names[0]);
     const x8 = quantizeTokens(x, rotate);
-    return names.map((name, i) =>
-      channelLinear(x8, name, outs[i], inDim, () =>
+    const rowScale = inputScale ? op.mul(x8.scale, inputScale) : x8.scale;
+    return names.map((name, i) => ({
+      value: channelLinear(x8, name, outs[i], inDim, () =>
         quantizeChannels(reads[i](), outs[i], inDim, rotate),
       ),
-    );
+      rowScale,
+    }));
   };
   const ids = g.input("input_ids", "int32", ["batch", "seq"]);
   const positions = g.input("position_ids", "int32", ["batch", "seq"]);

@@ -275,8 +275,10 @@ export function quantizeTokens(x: Tensor, rotateInput = true): TokenQuant {
 
 /**
  * x @ Wᵀ through MatMulIntegerToFloat for activations quantized by quantizeTokens and W by
- * quantizeChannels. The weight is made by `weight` when the graph is serialised (a checkpoint's
- * tensor read and quantized just then) and released once both its tensors are written.
+ * quantizeChannels, but for the factor x.scale per row: the product's rows times x.scale are
+ * x @ Wᵀ (the transformer multiplies it in where it costs least, src/model/transformer.ts). The
+ * weight is made by `weight` when the graph is serialised (a checkpoint's tensor read and
+ * quantized just then) and released once both its tensors are written.
  */
 export function channelLinear(
   x: TokenQuant,
@@ -297,18 +299,17 @@ export function channelLinear(
     return values;
   });
   const shape = [...x.q.shape.slice(0, -1), out];
-  // The node takes the per-token scales as a scale of 1 and a Mul after: given a non-scalar
-  // a_scale, onnxruntime scales the output in a second pass on one thread (ScaleOutput in
-  // dynamic_quantize_matmul.cc), which kept the int8 forward from using the second core. The same
-  // products in the same order: the same values.
-  const y = g.node(
+  // The node takes a scale of 1 for the activations, their per-token scales left to the caller:
+  // given a non-scalar a_scale, onnxruntime scales the output in a second pass on one thread
+  // (ScaleOutput in dynamic_quantize_matmul.cc), which kept the int8 forward from using the
+  // second core.
+  return g.node(
     "MatMulIntegerToFloat",
     [x.q, q, g.scalar(1), scale, x.zero],
     [{ dtype: "float32", shape }],
     {},
     "com.microsoft",
   )[0];
-  return op.mul(y, x.scale);
 }
 
 // ---- int4: blocks of 16 inputs, MatMulNBits ---------------------------------------------------

@@ -45,30 +45,59 @@ export interface TransformerOutputs {
 export type ParameterSource = (name: string) => Tensor;
 
 /**
- * x @ Wᵀ for each linear weight in `names` (the projections of one input: a layer's q, k and v,
- * its gate and up, or one weight) in a form of their own (quantized, src/model/quant.ts), a
- * tensor per name; or undefined: then the float weights from the ParameterSource.
+ * A linear layer's output up to a factor per row, as an int8 product leaves it
+ * (src/model/quant.ts): y = value · rowScale, rowScale [..., 1]; y = value without one. The
+ * transformer multiplies it in where it costs least: in the rotary tables for q and k, in the
+ * next product's row scale for up (down's input quantization does not see a factor per row).
  */
-export type LinearSource = (x: Tensor, names: readonly string[]) => Tensor[] | undefined;
+export interface Projection {
+  value: Tensor;
+  rowScale?: Tensor;
+}
+
+/** y of a Projection. */
+const applied = (y: Projection): Tensor => (y.rowScale ? op.mul(y.value, y.rowScale) : y.value);
 
 /**
- * cos and sin of the rotary angles of `positions` [B, N], [B, N, D] float32, HF "rotate_half"
- * layout: angle = position · θ^(−2i/D) / f for i < D/2 (f: the linear scaling factor, 1 without),
- * duplicated over both halves. The product is
- * taken in float64 and reduced modulo 2π before the float32 cos/sin, so a position of 100k keeps
- * the table's precision (~1e-7) without a table sized by max_position_embeddings.
+ * (x · inputScale) @ Wᵀ for each linear weight in `names` (the projections of one input: a
+ * layer's q, k and v, its gate and up, or one weight) in a form of their own (quantized,
+ * src/model/quant.ts), a Projection per name; or undefined: then the float weights from the
+ * ParameterSource. inputScale [..., 1], when given, is a factor per row the input still owes.
  */
-export function rotary(config: ModelConfig, positions: Tensor): { cos: Tensor; sin: Tensor } {
+export type LinearSource = (
+  x: Tensor,
+  names: readonly string[],
+  inputScale?: Tensor,
+) => Projection[] | undefined;
+
+/** The rotary angles of a forward pass's tokens, for `op.rotaryEmbedding`. */
+export interface RotaryTables {
+  /** float32 [B·N, D/2]: cos and sin of token b·N + n's angles */
+  cos: Tensor;
+  sin: Tensor;
+  /** int64 [B, N]: each token's row in them, b·N + n */
+  rows: Tensor;
+}
+
+/**
+ * The rotary angles of `positions` [B, N], HF "rotate_half" layout: angle = position ·
+ * θ^(−2i/D) / f for i < D/2 (f: the linear scaling factor, 1 without). The product is taken in
+ * float64 and reduced modulo 2π before the float32 cos/sin, so a position of 100k keeps the
+ * table's precision (~1e-7) without a table sized by max_position_embeddings.
+ */
+export function rotary(config: ModelConfig, positions: Tensor): RotaryTables {
   const g = positions.graph;
-  const d = config.headDim;
-  const inverse = new Float64Array(d);
+  const half = config.headDim / 2;
+  const inverse = new Float64Array(half);
   const factor = config.ropeLinearFactor ?? 1; // linear RoPE scaling divides the frequencies
-  for (let i = 0; i < d / 2; i++)
-    inverse[i] = inverse[i + d / 2] = config.ropeTheta ** ((-2 * i) / d) / factor;
-  const frequencies = g.initializer(g.freeName("rope.inv_freq"), "float64", [d], inverse);
-  const angle = op.mul(op.unsqueeze(op.cast(positions, "float64"), [2]), frequencies); // [B, N, D]
-  const reduced = op.cast(op.fmod(angle, 2 * Math.PI), "float32"); // [B, N, D]
-  return { cos: op.cos(reduced), sin: op.sin(reduced) };
+  for (let i = 0; i < half; i++) inverse[i] = config.ropeTheta ** (-i / half) / factor;
+  const frequencies = g.initializer(g.freeName("rope.inv_freq"), "float64", [half], inverse);
+  const flat = op.reshape(positions, [-1]); // [B·N]
+  const angle = op.mul(op.unsqueeze(op.cast(flat, "float64"), [1]), frequencies); // [B·N, D/2]
+  const reduced = op.cast(op.fmod(angle, 2 * Math.PI), "float32");
+  const count = op.gather(op.shapeOf(flat), g.scalar(0, "int64")); // B·N
+  const rows = op.reshapeAs(op.range(count, flat.shape[0]), positions); // [B, N]
+  return { cos: op.cos(reduced), sin: op.sin(reduced), rows };
 }
 
 /**
@@ -109,15 +138,6 @@ function linear(x: Tensor, weight: Tensor, bias?: Tensor): Tensor {
   return bias ? op.add(y, bias) : y;
 }
 
-/** x·cos + rotate_half(x)·sin, with rotate_half(x) = [-x2, x1] over the last axis. */
-function rotate(x: Tensor, cos: Tensor, sin: Tensor, headDim: number): Tensor {
-  const half = headDim / 2;
-  const x1 = op.slice(x, [0], [half], [-1]);
-  const x2 = op.slice(x, [half], [headDim], [-1]);
-  const rotated = op.concat([op.neg(x2), x1], -1);
-  return op.add(op.mul(x, cos), op.mul(rotated, sin));
-}
-
 export function transformer(
   g: Graph,
   config: ModelConfig,
@@ -127,7 +147,7 @@ export function transformer(
 ): TransformerOutputs {
   const { headDim: d, numKvHeads: hkv, rmsNormEps: eps } = config;
   const groups = config.numHeads / hkv; // query heads per kv head
-  const angles = rotary(config, inputs.positions); // [B, N, D]
+  const angles = rotary(config, inputs.positions);
   let mask = attentionMask(config, inputs.positions, inputs.past?.[0]?.key); // [B, N, T]
   if (mask !== undefined && inputs.modelMask !== undefined) {
     mask = op.where(inputs.modelMask, mask, 0);
@@ -140,11 +160,24 @@ export function transformer(
   const trimLast = index !== undefined && inputs.logitRowsByBatch === true && config.numLayers > 0;
   /** The rows [B, P, …] of a [B, N, …] tensor at the flat indices logitIndex. */
   const rowsOf = (t: Tensor) => op.gather(op.flatten(t, 2), index!);
-  /** The rotary angles of the queries of all N rows, [B, 1, 1, N, D]. */
-  const queries = { cos: op.unsqueeze(angles.cos, [1, 2]), sin: op.unsqueeze(angles.sin, [1, 2]) };
   const bias = sum && op.unsqueeze(sum, [1, 2]); // [B, 1, 1, N, T]
-  const cosK = op.unsqueeze(angles.cos, [1]); // [B, 1, N, D]
-  const sinK = op.unsqueeze(angles.sin, [1]); // [B, 1, N, D]
+  /**
+   * A projection [B, S, heads · D] turned by the angles of its tokens' rows [B, S] in the tables,
+   * after the head norm `norm` where the config has one (Qwen3 / SDAR: RMSNorm over each head's
+   * D values). The rotation is linear: a row scale of all N tokens goes into the tables.
+   */
+  const turn = (y: Projection, rows: Tensor, norm: string) => {
+    if (config.qkNorm === true) {
+      const x = applied(y);
+      const normed = rmsNorm(op.reshape(x, [0, 0, -1, d]), param(norm), eps);
+      return op.rotaryEmbedding(op.reshapeAs(normed, x), rows, angles.cos, angles.sin);
+    }
+    if (y.rowScale === undefined || rows !== angles.rows) {
+      return op.rotaryEmbedding(applied(y), rows, angles.cos, angles.sin);
+    }
+    const scale = op.reshape(y.rowScale, [-1, 1]); // [B·N, 1]
+    return op.rotaryEmbedding(y.value, rows, op.mul(angles.cos, scale), op.mul(angles.sin, scale));
+  };
   // Scaling q before the product is cheaper than scaling the scores.
   const scale = g.scalar(1 / Math.sqrt(d));
 
@@ -158,38 +191,43 @@ export function transformer(
      * for the weights of one input), else float weights through one MatMul of their
      * concatenation (one larger product runs faster than several small ones), sliced apart after.
      */
-    const project = (x: Tensor, names: readonly string[], bias = false) => {
+    const project = (
+      x: Tensor,
+      names: readonly string[],
+      bias = false,
+      inputScale?: Tensor,
+    ): Projection[] => {
       const full = names.map((name) => `${p}${name}.weight`);
-      let ys = linearOf(x, full);
-      if (ys === undefined && names.length === 1) ys = [linear(x, param(full[0]))];
-      if (ys === undefined) {
-        const weights = full.map((name) => param(name));
-        const y = linear(x, op.concat(weights, 0));
-        let at = 0;
-        ys = weights.map((w) => {
-          const width = w.shape[0] as number;
-          at += width;
-          return op.slice(y, [at - width], [at], [-1]);
-        });
-      }
-      return ys.map((y, i) => (bias ? op.add(y, param(`${p}${names[i]}.bias`)) : y));
+      const ys =
+        linearOf(x, full, inputScale) ?? floatLinear(inputScale ? op.mul(x, inputScale) : x, full);
+      if (!bias) return ys;
+      return ys.map((y, i) => ({ value: op.add(applied(y), param(`${p}${names[i]}.bias`)) }));
+    };
+    /** The float form: one weight's MatMul, or one of the weights side by side sliced apart. */
+    const floatLinear = (x: Tensor, full: readonly string[]): Projection[] => {
+      if (full.length === 1) return [{ value: linear(x, param(full[0])) }];
+      const weights = full.map((name) => param(name));
+      const y = linear(x, op.concat(weights, 0));
+      let at = 0;
+      return weights.map((w) => {
+        const width = w.shape[0] as number;
+        at += width;
+        return { value: op.slice(y, [at - width], [at], [-1]) };
+      });
     };
 
     // Attention, grouped-query: query head j uses kv head floor(j / groups).
     const a = rmsNorm(x, param(`${p}input_layernorm.weight`), eps); // [B, N, H]
-    let q0: Tensor; // [B, Q, Hq·D]: Q = N, or P in the last layer with logitIndex
-    let k0: Tensor; // [B, N, Hkv·D]
-    let v0: Tensor; // [B, N, Hkv·D]
-    let query = queries;
+    let q0: Projection; // [B, Q, Hq·D]: Q = N, or P in the last layer with logitIndex
+    let k0: Projection; // [B, N, Hkv·D]
+    let v0: Projection; // [B, N, Hkv·D]
+    let queryRows = angles.rows; // [B, Q]: the queries' rows in the rotary tables
     const trimmed = trimLast && l === config.numLayers - 1;
     if (trimmed) {
       [k0, v0] = project(a, ["self_attn.k_proj", "self_attn.v_proj"], config.qkvBias);
       [q0] = project(rowsOf(a), ["self_attn.q_proj"], config.qkvBias);
       x = rowsOf(x); // [B, P, H]
-      query = {
-        cos: op.unsqueeze(rowsOf(angles.cos), [1, 2]), // [B, 1, 1, P, D]
-        sin: op.unsqueeze(rowsOf(angles.sin), [1, 2]),
-      };
+      queryRows = op.cast(index!, "int64"); // flat indices b·N + n: the tables' rows
     } else {
       [q0, k0, v0] = project(
         a,
@@ -197,34 +235,34 @@ export function transformer(
         config.qkvBias,
       );
     }
-    let q1 = op.transpose(op.reshape(q0, [0, 0, hkv, groups, d]), [0, 2, 3, 1, 4]); // [B, Hkv, G, Q, D]
-    let k1 = op.transpose(op.reshape(k0, [0, 0, hkv, d]), [0, 2, 1, 3]); // [B, Hkv, N, D]
-    if (config.qkNorm === true) {
-      // Qwen3 / SDAR: RMSNorm over each head's D values, before the rotary embedding
-      q1 = rmsNorm(q1, param(`${p}self_attn.q_norm.weight`), eps); // [B, Hkv, G, Q, D]
-      k1 = rmsNorm(k1, param(`${p}self_attn.k_norm.weight`), eps); // [B, Hkv, N, D]
-    }
-    const v1 = op.transpose(op.reshape(v0, [0, 0, hkv, d]), [0, 2, 1, 3]); // [B, Hkv, N, D]
-    const q = op.mul(rotate(q1, query.cos, query.sin, d), scale); // [B, Hkv, G, Q, D]
-    const kNew = rotate(k1, cosK, sinK, d); // [B, Hkv, N, D]
+    // the head norms (where the config has them), then the rotary embedding, then heads apart
+    const q1 = turn(q0, queryRows, `${p}self_attn.q_norm.weight`); // [B, Q, Hq·D]
+    const k1 = turn(k0, angles.rows, `${p}self_attn.k_norm.weight`); // [B, N, Hkv·D]
+    const q2 = op.transpose(op.reshape(q1, [0, 0, hkv, groups, d]), [0, 2, 3, 1, 4]); // [B, Hkv, G, Q, D]
+    const q = op.mul(q2, scale);
+    const kNew = op.transpose(op.reshape(k1, [0, 0, hkv, d]), [0, 2, 1, 3]); // [B, Hkv, N, D]
+    const v1 = op.transpose(op.reshape(applied(v0), [0, 0, hkv, d]), [0, 2, 1, 3]); // [B, Hkv, N, D]
     const past = inputs.past?.[l];
     const k = past ? op.concat([past.key, kNew], 2) : kNew; // [B, Hkv, T, D]
     const v = past ? op.concat([past.value, v1], 2) : v1; // [B, Hkv, T, D]
     present.push({ key: k, value: v });
-    let scores = op.matmul(q, op.unsqueeze(op.transpose(k, [0, 1, 3, 2]), [2])); // [B, Hkv, G, Q, T]
+    // kᵀ taken after the unsqueeze, so that onnxruntime folds it into the product (FusedMatMul)
+    let scores = op.matmul(q, op.transpose(op.unsqueeze(k, [2]), [0, 1, 2, 4, 3])); // [B, Hkv, G, Q, T]
     if (sum && trimmed) {
       scores = op.add(scores, op.unsqueeze(rowsOf(expandRows(sum, inputs.ids, k)), [1, 2])); // [B, 1, 1, P, T]
     } else if (bias) scores = op.add(scores, bias);
     const probs = op.softmax(scores, -1); // [B, Hkv, G, Q, T]
     const heads = op.matmul(probs, op.unsqueeze(v, [2])); // [B, Hkv, G, Q, D]
     const merged = op.reshape(op.transpose(heads, [0, 3, 1, 2, 4]), [0, 0, -1]); // [B, Q, Hq·D]
-    x = op.add(x, project(merged, ["self_attn.o_proj"])[0]); // [B, Q, H]
+    x = op.add(x, applied(project(merged, ["self_attn.o_proj"])[0])); // [B, Q, H]
 
-    // SwiGLU MLP: down(silu(gate(m)) · up(m)).
+    // SwiGLU MLP: down(silu(gate(m)) · up(m)), up's row scale owed by down's input.
     const m = rmsNorm(x, param(`${p}post_attention_layernorm.weight`), eps); // [B, Q, H]
-    const [gate, up] = project(m, ["mlp.gate_proj", "mlp.up_proj"]); // [B, Q, I]
-    const act = op.mul(op.mul(gate, op.sigmoid(gate)), up); // [B, Q, I]
-    x = op.add(x, project(act, ["mlp.down_proj"])[0]); // [B, Q, H]
+    const [gate0, up] = project(m, ["mlp.gate_proj", "mlp.up_proj"]); // [B, Q, I]
+    const gate = applied(gate0);
+    const act = op.mul(op.mul(gate, op.sigmoid(gate)), up.value); // [B, Q, I]
+    const down = project(act, ["mlp.down_proj"], false, up.rowScale)[0]; // [B, Q, H]
+    x = op.add(x, applied(down));
   }
 
   let hidden = rmsNorm(x, param("model.norm.weight"), eps); // [B, N or P, H]
@@ -246,5 +284,7 @@ export function lmHead(
   param: ParameterSource,
   linearOf: LinearSource = () => undefined,
 ): Tensor {
-  return (linearOf(out.hidden, [out.head]) ?? [linear(out.hidden, param(out.head))])[0];
+  return applied(
+    (linearOf(out.hidden, [out.head]) ?? [{ value: linear(out.hidden, param(out.head)) }])[0],
+  );
 }
