@@ -131,6 +131,22 @@ const cases: Case[] = [
     build: ([a]) => op.expand(a, a.graph.constant([2, 3]), [2, 3]),
   },
   {
+    // float32 only (com.microsoft): through casts, with fixed angle tables and rows out of order
+    name: "RotaryEmbedding (two heads of 4, float32)",
+    shapes: [[2, 3, 8]],
+    build: ([a]) => {
+      const g = a.graph;
+      const angles = Array.from({ length: 12 }, (_, i) => 0.7 * i - 3);
+      const cos = g.constant(angles.map(Math.cos), "float32", [6, 2]);
+      const sin = g.constant(angles.map(Math.sin), "float32", [6, 2]);
+      const rows = g.constant([5, 0, 3, 1, 2, 4], "int64", [2, 3]);
+      const turned = op.rotaryEmbedding(op.cast(a, "float32"), rows, cos, sin);
+      return op.cast(turned, "float64");
+    },
+    step: 1e-2,
+    tolerance: 1e-4,
+  },
+  {
     name: "a tensor used twice (accumulation)",
     shapes: [[3]],
     build: ([a]) => op.mul(op.exp(a), a),

@@ -9,7 +9,7 @@ import { Graph } from "../src/graph/graph.js";
 import * as op from "../src/graph/ops.js";
 import { type ModelConfig, parameterShapes, type Weights } from "../src/model/config.js";
 import { OnnxModel } from "../src/model/engine.js";
-import { foldedConfig, foldResidual, readsRotated } from "../src/model/fold.js";
+import { foldedConfig, foldResidual, graphRotationBlock } from "../src/model/fold.js";
 import {
   blockLinear,
   channelLinear,
@@ -22,6 +22,7 @@ import {
   quantizeChannels,
   quantizeTokens,
   quantTypes,
+  rotateInGraph,
   rotateRows,
   rotationBlock,
 } from "../src/model/quant.js";
@@ -66,68 +67,97 @@ test("int8 weights: W·R within half a step per output channel; dequantizeChanne
   assert.ok(relativeError(dequantizeChannels(q, out, inDim), w) < 0.01);
 });
 
-test("channelLinear (rotation, per-token int8, MatMulIntegerToFloat) equals its slow twin, and x @ Wᵀ closely", async () => {
-  const [batch, seq, inDim, out] = [2, 5, 72, 10];
-  const w = seeded(out * inDim, 5);
-  const x = seeded(batch * seq * inDim, 7);
-  for (let r = 0; r < batch * seq; r++) {
-    for (let i = 0; i < inDim; i++) x[r * inDim + i] *= 0.3 * (r + 1); // rows of other ranges
+test("the graph's rotation (one product up to blocks of 64, two above) equals rotateRows", async () => {
+  const rows = 3;
+  for (const [inDim, block] of [
+    [72, 8],
+    [384, 128],
+    [384, 64],
+    [2048, 2048],
+    [2048, 64],
+  ]) {
+    const x = seeded(rows * inDim, inDim + block);
+    const g = new Graph("rotation");
+    g.output(rotateInGraph(g.input("x", "float32", [rows, inDim]), block), "y");
+    const session = await Session.fromGraph(g, { threads: 1 });
+    const { y } = await session.run({ x: floatTensor(x, [rows, inDim]) });
+    await session.release();
+    const err = relativeError(y.data as Float32Array, rotateRows(x, rows, inDim, false, block));
+    assert.ok(err < 1e-6, `${inDim} in blocks of ${block}: ${err}`);
   }
-  x.fill(0, 3 * inDim, 4 * inDim); // a row of zeros
-  const q = quantizeChannels(w, out, inDim);
-  // an input that comes rotated: neither side rotated in the graph or the twin
-  const rotatedX = rotateRows(x, batch * seq, inDim);
-  const rotatedW = rotateRows(w, out, inDim);
-  const q0 = quantizeChannels(rotatedW, out, inDim, false);
-  assert.deepEqual(q0, q, "the same integers whichever side rotates the weight");
-  const g = new Graph("int8");
-  const input = g.input("x", "float32", [batch, seq, inDim]);
-  const input0 = g.input("x0", "float32", [batch, seq, inDim]);
-  // the product's rows times the activations' scales
-  const x8 = quantizeTokens(input);
-  const x0 = quantizeTokens(input0, false);
-  g.output(
-    op.mul(
-      channelLinear(x8, "w", out, inDim, () => q),
-      x8.scale,
-    ),
-    "y",
-  );
-  g.output(
-    op.mul(
-      channelLinear(x0, "w0", out, inDim, () => q0),
-      x0.scale,
-    ),
-    "y0",
-  );
-  const session = await Session.fromGraph(g, { threads: 1 });
-  const { y, y0 } = await session.run({
-    x: floatTensor(x, [batch, seq, inDim]),
-    x0: floatTensor(rotatedX, [batch, seq, inDim]),
-  });
-  await session.release();
-  assert.deepEqual(y.dims, [batch, seq, out]);
-  const twin = channelLinearReference(x, batch * seq, q, out, inDim);
-  assert.ok(relativeError(y.data as Float32Array, twin) < 1e-6);
-  const twin0 = channelLinearReference(rotatedX, batch * seq, q0, out, inDim, false);
-  assert.ok(relativeError(y0.data as Float32Array, twin0) < 1e-6);
-  assert.ok(relativeError(twin0, twin) < 1e-5, "rotated before or inside: the same product");
-  assert.ok(
-    relativeError(dequantizeChannels(q0, out, inDim, false), rotatedW) < 0.01,
-    "unrotated dequantization gives W·R back",
-  );
-  const exact = new Float32Array(batch * seq * out);
-  for (let r = 0; r < batch * seq; r++) {
-    for (let o = 0; o < out; o++) {
-      let s = 0;
-      for (let i = 0; i < inDim; i++) s += x[r * inDim + i] * w[o * inDim + i];
-      exact[r * out + o] = s;
-    }
-  }
-  const err = relativeError(twin, exact);
-  assert.ok(err > 1e-5 && err < 2e-2, `twin against the float product: ${err}`);
-  for (let o = 0; o < out; o++) assert.equal(y.data[3 * out + o], 0, "the zero row stays zero");
 });
+
+// rotation blocks of 8 and of 64 (one product in the graph), of 128 (two products)
+for (const [inDim, block] of [
+  [72, 8],
+  [384, 128],
+  [384, 64],
+]) {
+  test(`channelLinear (rotation in blocks of ${block}, per-token int8, MatMulIntegerToFloat) equals its slow twin, and x @ Wᵀ closely`, async () => {
+    const [batch, seq, out] = [2, 5, 10];
+    const w = seeded(out * inDim, 5);
+    const x = seeded(batch * seq * inDim, 7);
+    for (let r = 0; r < batch * seq; r++) {
+      for (let i = 0; i < inDim; i++) x[r * inDim + i] *= 0.3 * (r + 1); // rows of other ranges
+    }
+    x.fill(0, 3 * inDim, 4 * inDim); // a row of zeros
+    const q = quantizeChannels(w, out, inDim, block);
+    // an input that comes rotated: neither side rotated in the graph or the twin (blocks of 1)
+    const rotatedX = rotateRows(x, batch * seq, inDim, false, block);
+    const rotatedW = rotateRows(w, out, inDim, false, block);
+    const q0 = quantizeChannels(rotatedW, out, inDim, 1);
+    assert.deepEqual(q0, q, "the same integers whichever side rotates the weight");
+    const g = new Graph("int8");
+    const input = g.input("x", "float32", [batch, seq, inDim]);
+    const input0 = g.input("x0", "float32", [batch, seq, inDim]);
+    // the product's rows times the activations' scales
+    const x8 = quantizeTokens(input, block);
+    const x0 = quantizeTokens(input0, 1);
+    g.output(
+      op.mul(
+        channelLinear(x8, "w", out, inDim, () => q),
+        x8.scale,
+      ),
+      "y",
+    );
+    g.output(
+      op.mul(
+        channelLinear(x0, "w0", out, inDim, () => q0),
+        x0.scale,
+      ),
+      "y0",
+    );
+    const session = await Session.fromGraph(g, { threads: 1 });
+    const { y, y0 } = await session.run({
+      x: floatTensor(x, [batch, seq, inDim]),
+      x0: floatTensor(rotatedX, [batch, seq, inDim]),
+    });
+    await session.release();
+    assert.deepEqual(y.dims, [batch, seq, out]);
+    const twin = channelLinearReference(x, batch * seq, q, out, inDim, block);
+    // the graph rotates in float32 products, the twin in float64: a value on a rounding boundary
+    // may land one int8 step apart (the rotation itself is checked against rotateRows apart)
+    assert.ok(relativeError(y.data as Float32Array, twin) < 2e-3);
+    const twin0 = channelLinearReference(rotatedX, batch * seq, q0, out, inDim, 1);
+    assert.ok(relativeError(y0.data as Float32Array, twin0) < 1e-6);
+    assert.ok(relativeError(twin0, twin) < 1e-5, "rotated before or inside: the same product");
+    assert.ok(
+      relativeError(dequantizeChannels(q0, out, inDim, 1), rotatedW) < 0.01,
+      "unrotated dequantization gives W·R back",
+    );
+    const exact = new Float32Array(batch * seq * out);
+    for (let r = 0; r < batch * seq; r++) {
+      for (let o = 0; o < out; o++) {
+        let s = 0;
+        for (let i = 0; i < inDim; i++) s += x[r * inDim + i] * w[o * inDim + i];
+        exact[r * out + o] = s;
+      }
+    }
+    const err = relativeError(twin, exact);
+    assert.ok(err > 1e-5 && err < 2e-2, `twin against the float product: ${err}`);
+    for (let o = 0; o < out; o++) assert.equal(y.data[3 * out + o], 0, "the zero row stays zero");
+  });
+}
 
 test("int4 block quantization: every weight within half a step of its value; padding stays out", () => {
   for (const [out, inDim] of [
@@ -213,8 +243,9 @@ test("the folded model (residual stream rotated, norm weights moved into the lin
       "lm_head.weight",
       "model.layers.0.self_attn.o_proj.weight",
       "model.layers.3.mlp.up_proj.weight",
-    ].map(readsRotated),
-    [true, false, true],
+      "model.layers.3.mlp.down_proj.weight",
+    ].map((name) => graphRotationBlock(name, 768)),
+    [1, 256, 1, 64],
   );
 });
 
@@ -222,9 +253,10 @@ test("a quantized engine agrees with the float64 reference of its dequantized we
   // an untied head, which int8 quantizes apart from the embedding, and a tied one, which int8's
   // folding unties
   for (const tie of [false, true]) {
+    // down_proj's input in blocks of 64 (its width's 256 capped), o_proj's in one of 32
     const config = tinyModelConfig({
       hidden_size: 32,
-      intermediate_size: 64,
+      intermediate_size: 256,
       head_dim: 8,
       tie_word_embeddings: tie,
     });
@@ -250,11 +282,11 @@ async function quantizedAgainstReference(
       if (!layer && !(quant === "int8" && name === "lm_head.weight")) continue;
       const [out, inDim] = shape;
       const w = base.get(name)!;
-      const rotate = !readsRotated(name);
+      const block = graphRotationBlock(name, inDim);
       dequantized.set(
         name,
         quant === "int8"
-          ? dequantizeChannels(quantizeChannels(w, out, inDim, rotate), out, inDim, rotate)
+          ? dequantizeChannels(quantizeChannels(w, out, inDim, block), out, inDim, block)
           : dequantizeBlocks(quantizeBlocks(w, out, inDim), out, inDim),
       );
     }

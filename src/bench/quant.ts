@@ -3,14 +3,18 @@
 // valid split, a seeded half of each row's positions masked), the share of masked positions
 // whose top-1 token under quantized weights is float32's. Speed: one forward pass of the 110M
 // benchmark shape (random weights) at a 256-token canvas, float32 and quantized timed in turn;
-// also at 32 tokens (`block_32`: the block a block-diffusion step runs).
+// also at 32 tokens (`block_32`: the block a block-diffusion step runs). The two sessions timed
+// in turn keep onnxruntime's default thread spinning (what `OnnxModel.create` gives a user) but
+// stop it when a run ends, so that neither steals the other's cores between runs: without
+// spinning, the int8 forward's many short parallel sections each wait for a sleeping worker, and
+// its times alternated between ~90 and ~170-220 ms within one run (float32's 190-230 ms).
 
 import { readFile } from "node:fs/promises";
 import type { Checkpoint } from "../format/checkpoint.js";
 import { OnnxModel } from "../model/engine.js";
 import { type QuantType, quantTypes } from "../model/quant.js";
 import { Rng } from "../model/random.js";
-import { bench110M, benchWeights, compareMs, inTurn } from "./forward.js";
+import { bench110M, benchWeights, compareMs } from "./forward.js";
 
 type Progress = (message: string) => void;
 
@@ -100,8 +104,9 @@ export async function benchQuant(o: {
     await model.dispose();
   }
 
-  const runs = o.runs ?? 7;
+  const runs = o.runs ?? 9;
   const w = benchWeights(bench110M);
+  const inTurn = { spinning: "within-runs" } as const;
   const float = await OnnxModel.create(bench110M, w, inTurn);
   const models = new Map<QuantType, OnnxModel>();
   for (const quant of quantTypes) {
@@ -118,6 +123,7 @@ export async function benchQuant(o: {
         () => float.forward({ tokens, rows: 1 }),
         () => model.forward({ tokens, rows: 1 }),
         runs,
+        4, // the first runs of a session still grow its memory arena
       );
       floatMs.push(a);
       quantMs[quant] = b;

@@ -13,7 +13,7 @@ import {
   type SessionOptions,
 } from "../runtime/session.js";
 import { type ModelConfig, parameterShapes, type WeightReader, type Weights } from "./config.js";
-import { foldedConfig, foldResidual, readsRotated } from "./fold.js";
+import { foldedConfig, foldResidual, graphRotationBlock } from "./fold.js";
 import {
   blockLinear,
   channelLinear,
@@ -104,12 +104,12 @@ export function buildInferenceGraph(
     }
     // one quantization of the shared input, a product per weight (no split copies after); the
     // quantization is the same for a row times any factor, which the row scale then carries
-    const rotate = !readsRotated(names[0]);
-    const x8 = quantizeTokens(x, rotate);
+    const block = graphRotationBlock(names[0], inDim);
+    const x8 = quantizeTokens(x, block);
     const rowScale = inputScale ? op.mul(x8.scale, inputScale) : x8.scale;
     return names.map((name, i) => ({
       value: channelLinear(x8, name, outs[i], inDim, () =>
-        quantizeChannels(reads[i](), outs[i], inDim, rotate),
+        quantizeChannels(reads[i](), outs[i], inDim, block),
       ),
       rowScale,
     }));

@@ -15,7 +15,7 @@
 // the original does up to float rounding (the tests check it with the float64 reference).
 
 import type { ModelConfig, WeightReader, Weights } from "./config.js";
-import { rotateRows } from "./quant.js";
+import { rotateRows, rotationBlock } from "./quant.js";
 
 const embedding = "model.embed_tokens.weight";
 
@@ -35,11 +35,17 @@ function writesStream(name: string): boolean {
 }
 
 /**
- * Whether the input of linear weight `name` of a folded model is already rotated (q, k, v,
- * gate, up, the head): its quantized form then needs no rotation of its own.
+ * Inputs per block of the rotation the int8 graph applies to the input of linear weight `name`
+ * (of `inDim` inputs) of a folded model: 1 (none) where it comes rotated (q, k, v, gate, up, the
+ * head); for down_proj's, the widest, blocks of at most 64 (one product: on the 110M shape its
+ * blocks of 2048 took two products and over half its own integer product's time; on the
+ * embedded model top-1 agreement 99.12% against 99.07% with its whole block of 256); for
+ * o_proj's, the largest power of two dividing the width (blocks of 64 there too: 98.87%).
  */
-export function readsRotated(name: string): boolean {
-  return normBefore(name) !== undefined;
+export function graphRotationBlock(name: string, inDim: number): number {
+  if (normBefore(name) !== undefined) return 1;
+  const block = rotationBlock(inDim);
+  return name.endsWith(".mlp.down_proj.weight") ? Math.min(block, 64) : block;
 }
 
 /** The folded model's config: the same but untied (the head is not the embedding any more). */

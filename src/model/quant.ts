@@ -70,19 +70,22 @@ const int8Top = 127;
 /** Keeps a row of zeros from a zero scale (far below any activation's own). */
 const tiny = 1e-30;
 
-/**
- * Inputs per rotation block: the largest power of two that divides `inDim` (the graph's cost,
- * two small products, hardly grows with it).
- */
+/** Inputs per rotation block, unless chosen otherwise: the largest power of two dividing `inDim`. */
 export function rotationBlock(inDim: number): number {
   let b = 1;
   while (inDim % (2 * b) === 0) b *= 2;
   return b;
 }
 
-/** The block b = b1 · b2 as two powers of two, b1 ≤ b2. */
+/** The largest block the graph rotates with one product, x [M · in / b, b] · H_b. */
+const oneProductTop = 64;
+
+/**
+ * The block b as b1 · b2, the graph's two products (b1 = 1: one), both powers of two: one
+ * product up to oneProductTop (b multiply-adds per input), else two (b1 ≤ b2, b1 + b2 per input).
+ */
 function factors(b: number): [number, number] {
-  const b1 = 2 ** Math.floor(Math.log2(b) / 2);
+  const b1 = b <= oneProductTop ? 1 : 2 ** Math.floor(Math.log2(b) / 2);
   return [b1, b / b1];
 }
 
@@ -100,7 +103,7 @@ function hadamard(n: number): Float32Array {
 }
 
 /**
- * R, block by block of b = rotationBlock(in) inputs: a block as a matrix X [b1, b2] becomes
+ * R, block by block of b inputs: a block as a matrix X [b1, b2] (factors(b)) becomes
  * (H_b1 · X · H_b2)ᵀ flattened, which is x·H_b (H_b = H_b1 ⊗ H_b2, by the fast Walsh–Hadamard
  * transform) with index i1·b2 + i2 moved to i2·b1 + i1. `inverse` applies Rᵀ. Reads
  * src[at, at + in), writes dst[at, at + in).
@@ -110,9 +113,9 @@ function rotateRow(
   dst: Float32Array,
   at: number,
   inDim: number,
-  inverse = false,
+  inverse: boolean,
+  b: number,
 ): void {
-  const b = rotationBlock(inDim);
   const [b1, b2] = factors(b);
   const block = new Float64Array(b);
   for (let start = at; start < at + inDim; start += b) {
@@ -141,46 +144,48 @@ function rotateRow(
   }
 }
 
-/** x [rows, in] · R (or · Rᵀ), row by row. */
+/** x [rows, in] · R (or · Rᵀ) in blocks of `block` inputs, row by row. */
 export function rotateRows(
   x: Float32Array,
   rows: number,
   inDim: number,
   inverse = false,
+  block = rotationBlock(inDim),
 ): Float32Array {
   const y = new Float32Array(rows * inDim);
-  for (let r = 0; r < rows; r++) rotateRow(x, y, r * inDim, inDim, inverse);
+  for (let r = 0; r < rows; r++) rotateRow(x, y, r * inDim, inDim, inverse, block);
   return y;
 }
 
-/** x [..., in] · R in the graph: two small products and a transpose. */
-function rotate(x: Tensor): Tensor {
+/** x [..., in] · R in the graph, in blocks of b inputs: one or two small products. */
+export function rotateInGraph(x: Tensor, b: number): Tensor {
   const g = x.graph;
-  const [b1, b2] = factors(rotationBlock(x.shape[x.rank - 1] as number));
+  const [b1, b2] = factors(b);
   const h = (n: number) =>
     g.initializer(g.freeName(`hadamard${n}`), "float32", [n, n], hadamard(n));
   const right = op.matmul(op.reshape(x, [-1, b1, b2]), h(b2)); // [blocks, b1, b2]: X·H_b2
+  if (b1 === 1) return op.reshapeAs(right, x);
   const left = op.matmul(op.transpose(right, [0, 2, 1]), h(b1)); // [blocks, b2, b1]: (H_b1·X·H_b2)ᵀ
   return op.reshapeAs(left, x); // [..., in]
 }
 
 /**
- * W [out, in] (PyTorch layout) → W·R in int8 per output channel, one row at a time; W itself
- * with `rotate` false (a weight whose input comes rotated already, src/model/fold.ts).
+ * W [out, in] (PyTorch layout) → W·R in int8 per output channel, one row at a time, R in blocks
+ * of `block` inputs; W itself for a block of 1 (a weight whose input comes rotated already,
+ * src/model/fold.ts).
  */
 export function quantizeChannels(
   w: Float32Array,
   out: number,
   inDim: number,
-  rotate = true,
+  block = rotationBlock(inDim),
 ): ChannelWeight {
   const q = new Int8Array(inDim * out);
   const scale = new Float32Array(out);
   const row = new Float32Array(inDim);
   for (let o = 0; o < out; o++) {
     const values = w.subarray(o * inDim, (o + 1) * inDim);
-    if (rotate) rotateRow(values, row, 0, inDim);
-    else row.set(values);
+    rotateRow(values, row, 0, inDim, false, block);
     let top = 0;
     for (let i = 0; i < inDim; i++) top = Math.max(top, Math.abs(row[i]));
     const s = top === 0 ? 1 : top / int8Top;
@@ -191,20 +196,20 @@ export function quantizeChannels(
 }
 
 /**
- * The float32 weight [out, in] a ChannelWeight stands for: its dequantized W·R, times Rᵀ (or as
- * it is, for one quantized with `rotate` false).
+ * The float32 weight [out, in] a ChannelWeight stands for: its dequantized W·R, times Rᵀ (R in
+ * blocks of `block` inputs, as quantized; a block of 1: as it is).
  */
 export function dequantizeChannels(
   w: ChannelWeight,
   out: number,
   inDim: number,
-  rotate = true,
+  block = rotationBlock(inDim),
 ): Float32Array {
   const rotated = new Float32Array(out * inDim);
   for (let o = 0; o < out; o++) {
     for (let i = 0; i < inDim; i++) rotated[o * inDim + i] = w.q[i * out + o] * w.scale[o];
   }
-  return rotate ? rotateRows(rotated, out, inDim, true) : rotated;
+  return rotateRows(rotated, out, inDim, true, block);
 }
 
 /** Rounds half to even, as QuantizeLinear does. */
@@ -214,9 +219,9 @@ function roundEven(v: number): number {
 }
 
 /**
- * The slow twin of quantizeTokens and channelLinear: x [rows, in] rotated (unless `rotate` is
- * false) and quantized per row in plain arithmetic, the integer product, and the two scales;
- * returns [rows, out].
+ * The slow twin of quantizeTokens and channelLinear: x [rows, in] rotated in blocks of `block`
+ * (1: not at all) and quantized per row in plain arithmetic, the integer product, and the two
+ * scales; returns [rows, out].
  */
 export function channelLinearReference(
   x: Float32Array,
@@ -224,9 +229,9 @@ export function channelLinearReference(
   w: ChannelWeight,
   out: number,
   inDim: number,
-  rotate = true,
+  block = rotationBlock(inDim),
 ): Float32Array {
-  const rotated = rotate ? rotateRows(x, rows, inDim) : x;
+  const rotated = rotateRows(x, rows, inDim, false, block);
   const y = new Float32Array(rows * out);
   const q = new Int32Array(inDim);
   for (let r = 0; r < rows; r++) {
@@ -244,8 +249,8 @@ export function channelLinearReference(
 }
 
 /**
- * Activations x [..., in] rotated (unless `rotate` is false: an input that comes rotated) and
- * quantized per token for channelLinear: `q` uint8 [..., in], x·R ≈ scale · (q − zero), `zero`
+ * Activations x [..., in] rotated in blocks of `block` inputs (1: not at all, an input that comes
+ * rotated) and quantized per token for channelLinear: `q` uint8 [..., in], x·R ≈ scale · (q − zero), `zero`
  * 128, `scale` float32 [..., 1].
  */
 export interface TokenQuant {
@@ -254,10 +259,13 @@ export interface TokenQuant {
   zero: Tensor;
 }
 
-export function quantizeTokens(x: Tensor, rotateInput = true): TokenQuant {
+export function quantizeTokens(
+  x: Tensor,
+  block = rotationBlock(x.shape[x.rank - 1] as number),
+): TokenQuant {
   const g = x.graph;
   const inDim = x.shape[x.rank - 1] as number;
-  const rotated = rotateInput ? rotate(x) : x; // [..., in]
+  const rotated = block > 1 ? rotateInGraph(x, block) : x; // [..., in]
   const scale = op.add(op.mul(op.reduceMax(op.abs(rotated), [-1]), 1 / int8Top), tiny); // [..., 1]
   const rowScale = op.reshape(scale, [-1]); // [M]
   const zero = g.scalar(128, "uint8");
