@@ -88,6 +88,7 @@ export function buildInferenceGraph(
    * linear layer and the LM head of the folded model (the weights of one input share one
    * quantization of it), int4 for the layers' linear weights.
    */
+  const zeroPoints = new Map<string, Tensor>();
   const linearOf: LinearSource = (x, names, inputScale) => {
     if (quant === undefined) return undefined;
     if (quant === "int4" && !names[0].startsWith("model.layers.")) return undefined;
@@ -105,7 +106,9 @@ export function buildInferenceGraph(
     // one quantization of the shared input, a product per weight (no split copies after); the
     // quantization is the same for a row times any factor, which the row scale then carries
     const block = graphRotationBlock(names[0], inDim);
-    const x8 = quantizeTokens(x, block);
+    const rows = x.shape.slice(0, -1).join("×"); // inputs with as many rows share zero points
+    const x8 = quantizeTokens(x, block, zeroPoints.get(rows));
+    zeroPoints.set(rows, x8.zeros);
     const rowScale = inputScale ? op.mul(x8.scale, inputScale) : x8.scale;
     return names.map((name, i) => ({
       value: channelLinear(x8, name, outs[i], inDim, () =>

@@ -250,18 +250,21 @@ export function channelLinearReference(
 
 /**
  * Activations x [..., in] rotated in blocks of `block` inputs (1: not at all, an input that comes
- * rotated) and quantized per token for channelLinear: `q` uint8 [..., in], x·R ≈ scale · (q − zero), `zero`
- * 128, `scale` float32 [..., 1].
+ * rotated) and quantized per token for channelLinear: `q` uint8 [..., in], x·R ≈ scale ·
+ * (q − zero), `zero` 128, `scale` float32 [..., 1]. Inputs with as many rows may share `zeros`.
  */
 export interface TokenQuant {
   q: Tensor;
   scale: Tensor;
   zero: Tensor;
+  /** uint8 [M] of 128s for x's M rows: QuantizeLinear's zero point per row */
+  zeros: Tensor;
 }
 
 export function quantizeTokens(
   x: Tensor,
   block = rotationBlock(x.shape[x.rank - 1] as number),
+  zeros?: Tensor,
 ): TokenQuant {
   const g = x.graph;
   const inDim = x.shape[x.rank - 1] as number;
@@ -269,7 +272,7 @@ export function quantizeTokens(
   const scale = op.add(op.mul(op.reduceMax(op.abs(rotated), [-1]), 1 / int8Top), tiny); // [..., 1]
   const rowScale = op.reshape(scale, [-1]); // [M]
   const zero = g.scalar(128, "uint8");
-  const perRow = op.expand(zero, op.shapeOf(rowScale), rowScale.shape); // [M]
+  const perRow = zeros ?? op.expand(zero, op.shapeOf(rowScale), rowScale.shape); // [M]
   // QuantizeLinear takes one scale per row along axis 0 of a matrix: x as [M, in], back after
   const rows = op.reshape(rotated, [-1, inDim]); // [M, in]
   const q = g.node(
@@ -278,7 +281,7 @@ export function quantizeTokens(
     [{ dtype: "uint8", shape: rows.shape }],
     { axis: { i: 0 } },
   )[0];
-  return { q: op.reshapeAs(q, x), scale, zero }; // [..., in]
+  return { q: op.reshapeAs(q, x), scale, zero, zeros: perRow }; // [..., in]
 }
 
 /**
