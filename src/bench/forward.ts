@@ -91,6 +91,10 @@ export function forwardFlops(config: ModelConfig, n: number, p = n): number {
   );
 }
 
+/** The median of some times. */
+export const medianOf = (times: readonly number[]): number =>
+  [...times].sort((x, y) => x - y)[Math.floor(times.length / 2)];
+
 /** Median of the timings of `runs` calls after one warm-up. */
 export async function medianMs(fn: () => Promise<unknown>, runs: number): Promise<number> {
   await fn();
@@ -100,36 +104,53 @@ export async function medianMs(fn: () => Promise<unknown>, runs: number): Promis
     await fn();
     times.push(performance.now() - start);
   }
-  times.sort((a, b) => a - b);
-  return times[Math.floor(times.length / 2)];
+  return medianOf(times);
 }
 
 /**
- * Medians of two alternatives timed in alternation (after `warmup` calls of each), so that a
- * shared machine's load falls on both alike.
+ * The times of two alternatives timed in turns (after `warmup` calls of each), so that a shared
+ * machine's load falls on both alike: `perTurn` runs of one, then of the other (default 1: run by
+ * run); with more, each turn starts with an untimed run, in which the idle session's sleeping
+ * threads wake up.
  */
-export async function compareMs(
+export async function timeInTurns(
   a: () => Promise<unknown>,
   b: () => Promise<unknown>,
   runs: number,
   warmup = 2,
-): Promise<[number, number]> {
+  perTurn = 1,
+): Promise<[number[], number[]]> {
   for (let i = 0; i < warmup; i++) {
     await a();
     await b();
   }
   const ta: number[] = [];
   const tb: number[] = [];
-  for (let i = 0; i < runs; i++) {
-    let start = performance.now();
-    await a();
-    ta.push(performance.now() - start);
-    start = performance.now();
-    await b();
-    tb.push(performance.now() - start);
+  const turn = async (fn: () => Promise<unknown>, times: number[], count: number) => {
+    if (perTurn > 1) await fn();
+    for (let i = 0; i < count; i++) {
+      const start = performance.now();
+      await fn();
+      times.push(performance.now() - start);
+    }
+  };
+  while (ta.length < runs) {
+    const count = Math.min(perTurn, runs - ta.length);
+    await turn(a, ta, count);
+    await turn(b, tb, count);
   }
-  const median = (t: number[]) => t.sort((x, y) => x - y)[Math.floor(t.length / 2)];
-  return [median(ta), median(tb)];
+  return [ta, tb];
+}
+
+/** Medians of two alternatives timed in alternation (timeInTurns, run by run). */
+export async function compareMs(
+  a: () => Promise<unknown>,
+  b: () => Promise<unknown>,
+  runs: number,
+  warmup = 2,
+): Promise<[number, number]> {
+  const [ta, tb] = await timeInTurns(a, b, runs, warmup);
+  return [medianOf(ta), medianOf(tb)];
 }
 
 /**

@@ -3,18 +3,19 @@
 // valid split, a seeded half of each row's positions masked), the share of masked positions
 // whose top-1 token under quantized weights is float32's. Speed: one forward pass of the 110M
 // benchmark shape (random weights) at a 256-token canvas, float32 and quantized timed in turn;
-// also at 32 tokens (`block_32`: the block a block-diffusion step runs). The two sessions timed
-// in turn keep onnxruntime's default thread spinning (what `OnnxModel.create` gives a user) but
-// stop it when a run ends, so that neither steals the other's cores between runs: without
-// spinning, the int8 forward's many short parallel sections each wait for a sleeping worker, and
-// its times alternated between ~90 and ~170-220 ms within one run (float32's 190-230 ms).
+// also at 32 tokens (`block_32`: the block a block-diffusion step runs). The sessions keep
+// onnxruntime's default thread spinning, what `OnnxModel.create` gives a user, and take turns of
+// 5 runs (a decoder's forwards follow each other so): timed run by run without spinning, the int8
+// forward's many short parallel sections each waited for a sleeping worker and 30–40% of either
+// form's runs took about twice as long (int8 ~80–100 or ~165–280 ms, float32 ~170–195 or
+// ~250–380 ms, in the same process), which moved the ratio of medians by up to 20%.
 
 import { readFile } from "node:fs/promises";
 import type { Checkpoint } from "../format/checkpoint.js";
 import { OnnxModel } from "../model/engine.js";
 import { type QuantType, quantTypes } from "../model/quant.js";
 import { Rng } from "../model/random.js";
-import { bench110M, benchWeights, compareMs } from "./forward.js";
+import { bench110M, benchWeights, medianOf, timeInTurns } from "./forward.js";
 
 type Progress = (message: string) => void;
 
@@ -30,8 +31,13 @@ export interface QuantBenchResult extends QuantSpeed {
   block_32: QuantSpeed;
 }
 
-/** One forward pass of the speed model, float32 and quantized timed in turn. */
-export interface QuantSpeed {
+/** One forward pass of the speed model, float32 and quantized timed in turn: medians. */
+export interface QuantSpeed extends SpeedOf {
+  /** The same from the fastest of each form's runs, the ones the machine disturbed least. */
+  fastest: SpeedOf;
+}
+
+export interface SpeedOf {
   float32_ms: number;
   quant_ms: Record<QuantType, number>;
   /** float32_ms / quant_ms */
@@ -104,34 +110,42 @@ export async function benchQuant(o: {
     await model.dispose();
   }
 
-  const runs = o.runs ?? 9;
+  const runs = o.runs ?? 15;
   const w = benchWeights(bench110M);
-  const inTurn = { spinning: "within-runs" } as const;
-  const float = await OnnxModel.create(bench110M, w, inTurn);
+  const float = await OnnxModel.create(bench110M, w);
   const models = new Map<QuantType, OnnxModel>();
   for (const quant of quantTypes) {
-    models.set(quant, await OnnxModel.create(bench110M, w, { ...inTurn, quant }));
+    models.set(quant, await OnnxModel.create(bench110M, w, { quant }));
   }
   /** float32 against each quant type, in turn, on a canvas of `length` tokens. */
   const speed = async (length: number): Promise<QuantSpeed> => {
     const tokens = Int32Array.from({ length }, (_, i) => (i * 31) % bench110M.vocabSize);
-    const quantMs = {} as Record<QuantType, number>;
-    const floatMs: number[] = [];
+    const floatTimes: number[][] = [];
+    const quantTimes = {} as Record<QuantType, number[]>;
     for (const [quant, model] of models) {
       say(`speed: ${quant} against float32, ${length} tokens…`);
-      const [a, b] = await compareMs(
+      const [floatRuns, quantRuns] = await timeInTurns(
         () => float.forward({ tokens, rows: 1 }),
         () => model.forward({ tokens, rows: 1 }),
         runs,
         4, // the first runs of a session still grow its memory arena
+        5,
       );
-      floatMs.push(a);
-      quantMs[quant] = b;
+      floatTimes.push(floatRuns);
+      quantTimes[quant] = quantRuns;
     }
-    const float32Ms = Math.min(...floatMs);
-    const speedup = {} as Record<QuantType, number>;
-    for (const quant of quantTypes) speedup[quant] = float32Ms / quantMs[quant];
-    return { float32_ms: float32Ms, quant_ms: quantMs, speedup };
+    /** Each form's time by `of` (of its runs); float32's the lower of its turns with the two. */
+    const speedOf = (of: (times: number[]) => number): SpeedOf => {
+      const float32Ms = Math.min(...floatTimes.map(of));
+      const quantMs = {} as Record<QuantType, number>;
+      const speedup = {} as Record<QuantType, number>;
+      for (const quant of quantTypes) {
+        quantMs[quant] = of(quantTimes[quant]);
+        speedup[quant] = float32Ms / quantMs[quant];
+      }
+      return { float32_ms: float32Ms, quant_ms: quantMs, speedup };
+    };
+    return { ...speedOf(medianOf), fastest: speedOf((times) => Math.min(...times)) };
   };
   const canvas = await speed(256);
   const block = await speed(32);

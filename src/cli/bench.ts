@@ -6,7 +6,7 @@ import inspector from "node:inspector";
 import { dirname, join, resolve } from "node:path";
 import { benchForward, type ForwardBenchResult } from "../bench/forward.js";
 import { benchLoad, type LoadMeasure } from "../bench/load.js";
-import { benchQuant, type QuantBenchResult } from "../bench/quant.js";
+import { benchQuant, type QuantBenchResult, type QuantSpeed } from "../bench/quant.js";
 import { benchRows } from "../bench/rows.js";
 import {
   type BlockPoint,
@@ -108,6 +108,19 @@ const train: Bench = {
     };
   },
 };
+
+/** Lines of a QuantSpeed: each form's median time, its fastest, and the ratios of both. */
+function speedLines(title: string, r: QuantSpeed): string[] {
+  const time = (median: number, fastest: number) =>
+    `${formatSeconds(median)} (fastest ${formatSeconds(fastest)})`;
+  return [
+    `${title}: float32 ${time(r.float32_ms, r.fastest.float32_ms)}`,
+    ...quantTypes.map(
+      (q) =>
+        `  ${q}: ${time(r.quant_ms[q], r.fastest.quant_ms[q])}: ${r.speedup[q].toFixed(2)}× float32's speed (fastest runs ${r.fastest.speedup[q].toFixed(2)}×)`,
+    ),
+  ];
+}
 
 /**
  * The decode benchmark's sessions run in turn: spinning workers of the idle one would steal the
@@ -446,16 +459,8 @@ const quant: Bench = {
       lines: [
         `top-1 agreement with float32 at ${r.masked_positions} masked positions of ${r.canvases} held-out canvases (${r.model}):`,
         ...quantTypes.map((q) => `  ${q}: ${(100 * r.agreement[q]).toFixed(2)}%`),
-        `forward pass, ${r.speed_model}: float32 ${formatSeconds(r.float32_ms)}`,
-        ...quantTypes.map(
-          (q) =>
-            `  ${q}: ${formatSeconds(r.quant_ms[q])} (${r.speedup[q].toFixed(2)}× float32's speed)`,
-        ),
-        `a 32-token block: float32 ${formatSeconds(r.block_32.float32_ms)}`,
-        ...quantTypes.map(
-          (q) =>
-            `  ${q}: ${formatSeconds(r.block_32.quant_ms[q])} (${r.block_32.speedup[q].toFixed(2)}× float32's speed)`,
-        ),
+        ...speedLines(`forward pass, ${r.speed_model}`, r),
+        ...speedLines("a 32-token block", r.block_32),
       ],
     };
   },

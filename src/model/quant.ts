@@ -6,13 +6,16 @@
 // (x·R)·(W·R)ᵀ), then W·R in int8 symmetric per output channel and x·R in int8 per token
 // (s = max|x·R| / 127 per row), multiplied in integers by ONNX Runtime's MatMulIntegerToFloat
 // (com.microsoft), whose uint8 × int8 GEMM uses AVX512-VNNI / AVX-VNNI, and scaled back by
-// s · scale[o]. The rotation spreads a row's outliers over its block, so the per-token scale is
-// not set by a few channels (QuaRot, Ashkboos et al. 2024). The engine rotates the residual
-// stream offline (src/model/fold.ts): the inputs of q/k/v, gate/up and the head come rotated and
-// skip R in the graph (`rotate` false); those of o_proj and down_proj are rotated here. The
-// projections that read the same activations (q, k, v; gate, up) share one quantization of
-// them, a product each (one product of the weights side by side, sliced after, spent ~10-40 ms
-// of a forward copying the slices).
+// scale[o] in the node and by s where the transformer puts it (src/model/transformer.ts: into
+// the rotary tables for q and k, into down's row scale for up). The rotation spreads a row's
+// outliers over its block, so the per-token scale is not set by a few channels (QuaRot,
+// Ashkboos et al. 2024). The engine rotates the residual stream offline (src/model/fold.ts): the
+// inputs of q/k/v, gate/up and the head come rotated and skip R in the graph (a block of 1);
+// those of o_proj (in its largest power-of-two block, two products) and down_proj (blocks of 64,
+// one product) are rotated here (fold.ts' graphRotationBlock). The projections that read the
+// same activations (q, k, v; gate, up) share one quantization of them, a product each (one
+// product of the weights side by side, sliced after, spent ~10-40 ms of a forward copying the
+// slices).
 // int4 (`blockLinear`), the layers' linear weights: block-wise asymmetric 4-bit weights through
 // MatMulNBits at accuracy level 4 (activations quantized to int8 per block; its integer fast path
 // on CPUs): in each block of 16 inputs of one output, W ≈ scale · (q − zero), q, zero in [0, 15].
@@ -42,7 +45,12 @@
 // /64) at ~18% more time; also two parts for every layer 99.2% /64 (the int8 weights' floor);
 // exact float logits for the head's top 4 99.4% (99.1% /64) at twice the time (ScatterElements);
 // Hadamard blocks of at most 64 (one product each) 98.5–98.8%, random signs on the rotation
-// 98.8% (98.9% /64). MatMulNBits 8 bits with the head float32: 98.7% in blocks of
+// 98.8% (98.9% /64). With the rotary embedding as one node and the scale folds (2026-12-03):
+// 99.07%; then down_proj's input in blocks of 64 (one product), o_proj's in one of 256 (two):
+// 99.12% (98.90% /64); every rotation in the graph in blocks of 64 (the offline one without
+// the permutation): 98.87% (98.82% /64). Rotating down_proj's 2048
+// inputs (110M shape) as 8 · 16 · 16 (three products, 40 multiply-adds per input instead of 96)
+// was slower than as 32 · 64: each product is a pass over the activations, ~0.12–0.16 ms. MatMulNBits 8 bits with the head float32: 98.7% in blocks of
 // 32, 99.2% in blocks of 16 (1.05–1.33× float32's speed on the 110M shape). int4: 94.9% in
 // blocks of 32, 95.5% in blocks of 16.
 // The slow twins, `channelLinearReference` and `dequantizeBlocks`, state in plain arithmetic

@@ -48,11 +48,9 @@ export interface SessionOptions {
   externalDataAbove?: number;
   /**
    * Whether idle worker threads spin waiting for work (onnxruntime's default: faster for one
-   * busy session, but two sessions used in turn steal each other's cores); "within-runs": they
-   * spin inside a run and stop when it ends (session.force_spinning_stop), so that sessions used
-   * in turn run as each would alone.
+   * busy session, but two sessions used in turn steal each other's cores).
    */
-  spinning?: boolean | "within-runs";
+  spinning?: boolean;
   /**
    * Where the graph runs (default "cpu"). "cuda" needs onnxruntime-node's CUDA execution
    * provider (Linux x64, CUDA 12 and cuDNN 9 on the machine): see devices' install hint.
@@ -100,12 +98,7 @@ export class Session {
       graphOptimizationLevel: "all",
       executionMode: "sequential",
       logSeverityLevel: 3,
-      extra: {
-        session: {
-          intra_op: { allow_spinning: options.spinning === false ? "0" : "1" },
-          force_spinning_stop: options.spinning === "within-runs" ? "1" : "0",
-        },
-      },
+      extra: { session: { intra_op: { allow_spinning: options.spinning === false ? "0" : "1" } } },
       executionProviders: [options.device ?? "cpu"],
     };
     let inner: ort.InferenceSession;
