@@ -4,11 +4,11 @@
 // whose top-1 token under quantized weights is float32's. Speed: one forward pass of the 110M
 // benchmark shape (random weights) at a 256-token canvas, float32 and quantized timed in turn;
 // also at 32 tokens (`block_32`: the block a block-diffusion step runs). The sessions keep
-// onnxruntime's default thread spinning, what `OnnxModel.create` gives a user, and take turns of
-// 5 runs (a decoder's forwards follow each other so): timed run by run without spinning, the int8
-// forward's many short parallel sections each waited for a sleeping worker and 30–40% of either
-// form's runs took about twice as long (int8 ~80–100 or ~165–280 ms, float32 ~170–195 or
-// ~250–380 ms, in the same process), which moved the ratio of medians by up to 20%.
+// onnxruntime's default thread spinning, what `OnnxModel.create` gives a user (without it, the
+// int8 forward's many short parallel sections each waited for a sleeping worker, and its runs
+// alternated between ~100 and ~220 ms), and take turns of 5 runs, as a decoder's forwards follow
+// each other. Each form's median and fastest run are reported: on the shared VM this was
+// measured on, 30–40% of either form's runs took 1.6–2× as long, alike for both forms.
 
 import { readFile } from "node:fs/promises";
 import type { Checkpoint } from "../format/checkpoint.js";
