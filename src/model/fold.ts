@@ -15,7 +15,7 @@
 // the original does up to float rounding (the tests check it with the float64 reference).
 
 import type { ModelConfig, WeightReader, Weights } from "./config.js";
-import { rotateRows, rotationBlock } from "./quant.js";
+import { oneProductBlock, rotateRows, rotationBlock } from "./quant.js";
 
 const embedding = "model.embed_tokens.weight";
 
@@ -44,8 +44,7 @@ function writesStream(name: string): boolean {
  */
 export function graphRotationBlock(name: string, inDim: number): number {
   if (normBefore(name) !== undefined) return 1;
-  const block = rotationBlock(inDim);
-  return name.endsWith(".mlp.down_proj.weight") ? Math.min(block, 64) : block;
+  return name.endsWith(".mlp.down_proj.weight") ? oneProductBlock(inDim) : rotationBlock(inDim);
 }
 
 /** The folded model's config: the same but untied (the head is not the embedding any more). */

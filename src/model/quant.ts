@@ -88,6 +88,11 @@ export function rotationBlock(inDim: number): number {
 /** The largest block the graph rotates with one product, x [M · in / b, b] · H_b. */
 const oneProductTop = 64;
 
+/** Inputs per rotation block for a rotation the graph does in one product: at most oneProductTop. */
+export function oneProductBlock(inDim: number): number {
+  return Math.min(rotationBlock(inDim), oneProductTop);
+}
+
 /**
  * The block b as b1 · b2, the graph's two products (b1 = 1: one), both powers of two: one
  * product up to oneProductTop (b multiply-adds per input), else two (b1 ≤ b2, b1 + b2 per input).
