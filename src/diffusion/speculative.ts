@@ -176,12 +176,27 @@ class Verified {
   }
 
   /**
+   * Runs a verification pass, `request` on `model` from the cache, counts it, and settles it.
+   */
+  async verify(
+    model: LanguageModel,
+    request: ForwardRequest,
+    drafted: Int32Array,
+    m: number,
+  ): Promise<{ out: ForwardResult; accepted: number; ended: boolean; event: StepEvent }> {
+    if (this.cache !== null) request.context = this.cache;
+    const out = await model.forward(request);
+    this.forwards++;
+    return { out, ...this.settle(out, drafted, m) };
+  }
+
+  /**
    * Settles a verification pass whose stats hold the greedy token after the text's last token
    * and after each of the m `drafted` tokens (ids[0..m]) and whose K/V runs from the cache on:
    * keeps the agreeing drafts and the verifier's own token, and the cache of the text and the
    * kept drafts. Returns how many drafts were kept, whether an end token came, the round's event.
    */
-  settle(
+  private settle(
     out: ForwardResult,
     drafted: Int32Array,
     m: number,
@@ -279,10 +294,7 @@ async function* loop(
       stats: { topK: 1 },
       returnKv: true,
     };
-    if (v.cache !== null) request.context = v.cache;
-    const out = await verifier.forward(request);
-    v.forwards++;
-    const { ended, event } = v.settle(out, drafted, k);
+    const { ended, event } = await v.verify(verifier, request, drafted, k);
     yield event;
     if (ended) return v.result("eos");
   }
@@ -334,10 +346,7 @@ async function* oneModelLoop(
       stats: { topK: 1 },
       returnKv: true,
     };
-    if (v.cache !== null) request.context = v.cache;
-    const out = await model.forward(request);
-    v.forwards++;
-    const { accepted, ended, event } = v.settle(out, drafted, m);
+    const { out, accepted, ended, event } = await v.verify(model, request, drafted, m);
     // the masks drafted the positions after the whole draft and the own token after it
     drafted = accepted === m ? out.stats!.ids.slice(m + 1, m + 1 + k) : new Int32Array(0);
     yield event;
