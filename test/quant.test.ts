@@ -11,6 +11,7 @@ import { type ModelConfig, parameterShapes, type Weights } from "../src/model/co
 import { OnnxModel } from "../src/model/engine.js";
 import { foldedConfig, foldResidual, graphRotationBlock } from "../src/model/fold.js";
 import {
+  blockBits,
   blockLinear,
   channelLinear,
   channelLinearReference,
@@ -159,54 +160,70 @@ for (const [inDim, block] of [
   });
 }
 
-test("int4 block quantization: every weight within half a step of its value; padding stays out", () => {
-  for (const [out, inDim] of [
-    [5, 64],
-    [3, 40], // a last block of 8 inputs, padded to a whole block
-  ]) {
-    const w = seeded(out * inDim, inDim);
-    const q = quantizeBlocks(w, out, inDim);
-    assert.equal(q.blocks, Math.ceil(inDim / quantBlock));
-    assert.equal(q.packed.length, (out * q.blocks * quantBlock) / 2);
-    const back = dequantizeBlocks(q, out, inDim);
-    for (let o = 0; o < out; o++) {
-      for (let i = 0; i < inDim; i++) {
-        const step = q.scale[o * q.blocks + Math.floor(i / quantBlock)];
-        const e = Math.abs(back[o * inDim + i] - w[o * inDim + i]);
-        assert.ok(e <= step / 2 + 1e-6, `[${o}, ${i}]: error ${e}, step ${step}`);
+test("block quantization at 4 and 8 bits: every weight within half a step of its value; padding stays out", () => {
+  for (const bits of [4, 8] as const) {
+    for (const [out, inDim] of [
+      [5, 64],
+      [3, 40], // a last block of 8 inputs, padded to a whole block
+      [2, 48], // an odd number of blocks: the 4-bit zero points' last byte half used
+    ]) {
+      const w = seeded(out * inDim, inDim);
+      const q = quantizeBlocks(w, out, inDim, bits);
+      assert.equal(q.blocks, Math.ceil(inDim / quantBlock));
+      assert.equal(q.packed.length, (out * q.blocks * quantBlock * bits) / 8);
+      assert.equal(q.zero.length, out * Math.ceil((q.blocks * bits) / 8));
+      const back = dequantizeBlocks(q, out, inDim);
+      for (let o = 0; o < out; o++) {
+        for (let i = 0; i < inDim; i++) {
+          const step = q.scale[o * q.blocks + Math.floor(i / quantBlock)];
+          assert.ok(
+            step * (2 ** bits - 1) <= 2.001 * Math.max(...w.map(Math.abs)),
+            "a step spans the block's range",
+          );
+          const e = Math.abs(back[o * inDim + i] - w[o * inDim + i]);
+          assert.ok(e <= step / 2 + 1e-6, `${bits} bits [${o}, ${i}]: error ${e}, step ${step}`);
+        }
       }
+      // 4 bits keep ~1/16 of the block's range, 8 bits ~1/256
+      assert.ok(relativeError(back, w) < (bits === 4 ? 0.08 : 0.006), `${bits} bits`);
     }
-    // 4 bits keep ~1/16 of the block's range
-    assert.ok(relativeError(back, w) < 0.08);
   }
+  assert.deepEqual(
+    ["model.layers.0.self_attn.v_proj.weight", "model.layers.0.self_attn.k_proj.weight"].map(
+      blockBits,
+    ),
+    [8, 4],
+  );
 });
 
 test("MatMulNBits computes x @ Wᵀ of the dequantized weight (exactly in float, closely at int8 activations)", async () => {
   const [rows, inDim, out] = [6, 72, 10];
   const w = seeded(out * inDim, 12);
   const x = seeded(rows * inDim, 7);
-  const q = quantizeBlocks(w, out, inDim);
-  const dq = dequantizeBlocks(q, out, inDim);
-  const expected = new Float32Array(rows * out);
-  for (let r = 0; r < rows; r++) {
-    for (let o = 0; o < out; o++) {
-      let s = 0;
-      for (let i = 0; i < inDim; i++) s += x[r * inDim + i] * dq[o * inDim + i];
-      expected[r * out + o] = s;
+  for (const bits of [4, 8] as const) {
+    const q = quantizeBlocks(w, out, inDim, bits);
+    const dq = dequantizeBlocks(q, out, inDim);
+    const expected = new Float32Array(rows * out);
+    for (let r = 0; r < rows; r++) {
+      for (let o = 0; o < out; o++) {
+        let s = 0;
+        for (let i = 0; i < inDim; i++) s += x[r * inDim + i] * dq[o * inDim + i];
+        expected[r * out + o] = s;
+      }
     }
-  }
-  for (const accuracy of [0, 4] as const) {
-    const g = new Graph("nbits");
-    const input = g.input("x", "float32", [rows, inDim]);
-    g.output(
-      blockLinear(input, "w", out, inDim, () => q, accuracy),
-      "y",
-    );
-    const session = await Session.fromGraph(g, { threads: 1 });
-    const { y } = await session.run({ x: floatTensor(x, [rows, inDim]) });
-    await session.release();
-    const err = relativeError(y.data as Float32Array, expected);
-    assert.ok(err < (accuracy === 0 ? 1e-5 : 2e-2), `accuracy ${accuracy}: ${err}`);
+    for (const accuracy of [0, 4] as const) {
+      const g = new Graph("nbits");
+      const input = g.input("x", "float32", [rows, inDim]);
+      g.output(
+        blockLinear(input, "w", out, inDim, bits, () => q, accuracy),
+        "y",
+      );
+      const session = await Session.fromGraph(g, { threads: 1 });
+      const { y } = await session.run({ x: floatTensor(x, [rows, inDim]) });
+      await session.release();
+      const err = relativeError(y.data as Float32Array, expected);
+      assert.ok(err < (accuracy === 0 ? 1e-5 : 2e-2), `${bits} bits, accuracy ${accuracy}: ${err}`);
+    }
   }
 });
 
@@ -287,7 +304,7 @@ async function quantizedAgainstReference(
         name,
         quant === "int8"
           ? dequantizeChannels(quantizeChannels(w, out, inDim, block), out, inDim, block)
-          : dequantizeBlocks(quantizeBlocks(w, out, inDim), out, inDim),
+          : dequantizeBlocks(quantizeBlocks(w, out, inDim, blockBits(name)), out, inDim),
       );
     }
     const reference = new ReferenceModel(baseConfig, dequantized);

@@ -15,6 +15,7 @@ import {
 import { type ModelConfig, parameterShapes, type WeightReader, type Weights } from "./config.js";
 import { foldedConfig, foldResidual, graphRotationBlock } from "./fold.js";
 import {
+  blockBits,
   blockLinear,
   channelLinear,
   type QuantType,
@@ -98,8 +99,8 @@ export function buildInferenceGraph(
     if (quant === "int4") {
       const input = inputScale ? op.mul(x, inputScale) : x;
       return names.map((name, i) => ({
-        value: blockLinear(input, name, outs[i], inDim, () =>
-          quantizeBlocks(reads[i](), outs[i], inDim),
+        value: blockLinear(input, name, outs[i], inDim, blockBits(name), () =>
+          quantizeBlocks(reads[i](), outs[i], inDim, blockBits(name)),
         ),
       }));
     }

@@ -18,7 +18,8 @@
 // slices).
 // int4 (`blockLinear`), the layers' linear weights: block-wise asymmetric 4-bit weights through
 // MatMulNBits at accuracy level 4 (activations quantized to int8 per block; its integer fast path
-// on CPUs): in each block of 16 inputs of one output, W ≈ scale · (q − zero), q, zero in [0, 15].
+// on CPUs): in each block of 16 inputs of one output, W ≈ scale · (q − zero), q, zero in [0, 15];
+// v_proj's in 8 bits the same way (blockBits). The head stays float32.
 //
 // Measured alternatives (AMD EPYC Zen 5 with AVX512-VNNI, 2 threads, onnxruntime-node 1.30, a
 // shared machine). One [256, 768] × [768, 3072] projection against float
@@ -52,7 +53,10 @@
 // inputs (110M shape) as 8 · 16 · 16 (three products, 40 multiply-adds per input instead of 96)
 // was slower than as 32 · 64: each product is a pass over the activations, ~0.12–0.16 ms. MatMulNBits 8 bits with the head float32: 98.7% in blocks of
 // 32, 99.2% in blocks of 16 (1.05–1.33× float32's speed on the 110M shape). int4: 94.9% in
-// blocks of 32, 95.5% in blocks of 16.
+// blocks of 32, 95.5% in blocks of 16; on 256 canvases (32,537 positions, 2026-12-03) 94.98%,
+// with v_proj in 8 bits 96.01%; not kept: each block's range shrunk to the least squared error
+// (94.95–94.85%), the int8 form's rotated residual stream (94.59%), the norm weights moved into
+// the linear weights without rotation (94.49%).
 // The slow twins, `channelLinearReference` and `dequantizeBlocks`, state in plain arithmetic
 // what the nodes compute.
 
@@ -341,28 +345,52 @@ export function channelLinear(
 /** Inputs per scale and zero point: 16, MatMulNBits' finest block. */
 export const quantBlock = 16;
 
-const bits = 4;
-/** Values per byte. */
-const perByte = 8 / bits;
-const int4Top = 2 ** bits - 1;
+/** Bits per weight in MatMulNBits' blocks: 4, and 8 for the weights that need more (blockBits). */
+export type BlockBits = 4 | 8;
+
+/**
+ * The bits the int4 form gives linear weight `name`: 8 for v_proj, 4 for every other. llama.cpp's
+ * k-quant mixtures give attn_v more bits for the same reason (llama-quant.cpp,
+ * llama_tensor_get_type: Q6_K for attn_v in Q4_K_M's chosen layers; "a nice boost in quantization
+ * accuracy with nearly negligible increase in model size" where v is small). Measured on the
+ * embedded model (256 canvases, 32,537 masked positions), top-1 agreement with float32 at 4 bits
+ * everywhere 94.98%; one weight kept float32 at a time, layer 0's v_proj gave the most (95.97%),
+ * the 4 v_proj together 96.07%, layer 0's q/k/v 96.36%. v_proj is 1/12 of a layer's linear
+ * weights without grouped-query attention, under 1% in a Qwen2.5-7B layer (4 KV heads of 28).
+ */
+export function blockBits(name: string): BlockBits {
+  return name.endsWith(".self_attn.v_proj.weight") ? 8 : 4;
+}
 
 export interface BlockWeight {
+  bits: BlockBits;
   /**
-   * [out, blocks, quantBlock / 2] uint8, two values a byte, the lower index in the low nibble.
-   * A last block past the input width is padded with zero weights.
+   * [out, blocks, quantBlock · bits / 8] uint8, 8 / bits values a byte, the lower index in the
+   * lower bits. A last block past the input width is padded with zero weights.
    */
   packed: Uint8Array;
   /** [out · blocks] */
   scale: Float32Array;
-  /** [out · ⌈blocks / 2⌉] uint8, packed like `packed` along the blocks of each output */
+  /** [out · ⌈blocks · bits / 8⌉] uint8, packed like `packed` along the blocks of each output */
   zero: Uint8Array;
   blocks: number;
 }
 
-/** W [out, in] (PyTorch layout) → block-wise asymmetric 4-bit integers. */
-export function quantizeBlocks(w: Float32Array, out: number, inDim: number): BlockWeight {
+/** Values a byte holds, the largest value, and the bytes of the zero points of one output. */
+function blockLayout(bits: BlockBits, blocks: number) {
+  const perByte = 8 / bits;
+  return { perByte, top: 2 ** bits - 1, zeroBytes: Math.ceil(blocks / perByte) };
+}
+
+/** W [out, in] (PyTorch layout) → block-wise asymmetric integers of `bits` bits. */
+export function quantizeBlocks(
+  w: Float32Array,
+  out: number,
+  inDim: number,
+  bits: BlockBits = 4,
+): BlockWeight {
   const blocks = Math.ceil(inDim / quantBlock);
-  const zeroBytes = Math.ceil(blocks / perByte);
+  const { perByte, top, zeroBytes } = blockLayout(bits, blocks);
   const row = blocks * quantBlock; // padded inputs per output
   const packed = new Uint8Array((out * row) / perByte);
   const scale = new Float32Array(out * blocks);
@@ -379,60 +407,63 @@ export function quantizeBlocks(w: Float32Array, out: number, inDim: number): Blo
         min = Math.min(min, value(i));
         max = Math.max(max, value(i));
       }
-      const s = max === min ? 1 : (max - min) / int4Top;
-      const z = Math.min(int4Top, Math.max(0, Math.round(-min / s)));
+      const s = max === min ? 1 : (max - min) / top;
+      const z = Math.min(top, Math.max(0, Math.round(-min / s)));
       scale[o * blocks + b] = s;
       zero[o * zeroBytes + Math.floor(b / perByte)] |= z << ((b % perByte) * bits);
       for (let i = 0; i < quantBlock; i++) {
         const e = o * row + b * quantBlock + i;
-        const q = Math.min(int4Top, Math.max(0, Math.round(value(i) / s) + z));
+        const q = Math.min(top, Math.max(0, Math.round(value(i) / s) + z));
         packed[Math.floor(e / perByte)] |= q << ((e % perByte) * bits);
       }
     }
   }
-  return { packed, scale, zero, blocks };
+  return { bits, packed, scale, zero, blocks };
 }
 
 /** The float32 weight [out, in] a BlockWeight stands for. */
 export function dequantizeBlocks(w: BlockWeight, out: number, inDim: number): Float32Array {
   const x = new Float32Array(out * inDim);
-  const zeroBytes = Math.ceil(w.blocks / perByte);
+  const { perByte, top, zeroBytes } = blockLayout(w.bits, w.blocks);
   const row = w.blocks * quantBlock;
+  const at = (bytes: Uint8Array, e: number) =>
+    (bytes[Math.floor(e / perByte)] >> ((e % perByte) * w.bits)) & top;
   for (let o = 0; o < out; o++) {
     for (let i = 0; i < inDim; i++) {
-      const e = o * row + i;
       const b = Math.floor(i / quantBlock);
-      const q = (w.packed[Math.floor(e / perByte)] >> ((e % perByte) * bits)) & int4Top;
-      const z =
-        (w.zero[o * zeroBytes + Math.floor(b / perByte)] >> ((b % perByte) * bits)) & int4Top;
-      x[o * inDim + i] = (q - z) * w.scale[o * w.blocks + b];
+      const z = at(w.zero.subarray(o * zeroBytes), b);
+      x[o * inDim + i] = (at(w.packed, o * row + i) - z) * w.scale[o * w.blocks + b];
     }
   }
   return x;
 }
 
 /**
- * x @ Wᵀ through MatMulNBits for x [..., in] and W quantized by quantizeBlocks. The weight is
- * made by `weight` when the graph is serialised and released once its three tensors are written.
- * `accuracy` 4 (the engine's) quantizes activations to int8 per block; 0 keeps them float32 (the
- * exact twin of a float MatMul with the dequantized weight, which the tests use).
+ * x @ Wᵀ through MatMulNBits for x [..., in] and W quantized by quantizeBlocks to `bits` bits. The
+ * weight is made by `weight` when the graph is serialised and released once its three tensors are
+ * written. `accuracy` 4 (the engine's) quantizes activations to int8 per block; 0 keeps them
+ * float32 (the exact twin of a float MatMul with the dequantized weight, which the tests use).
  */
 export function blockLinear(
   x: Tensor,
   name: string,
   out: number,
   inDim: number,
+  bits: BlockBits,
   weight: () => BlockWeight,
   accuracy: 0 | 4 = 4,
 ): Tensor {
   const g = x.graph;
   const blocks = Math.ceil(inDim / quantBlock);
+  const { perByte, zeroBytes } = blockLayout(bits, blocks);
   let held: BlockWeight | undefined;
   let taken = 0;
   const part =
     <K extends "packed" | "scale" | "zero">(key: K) =>
     (): BlockWeight[K] => {
       held ??= weight();
+      if (held.bits !== bits)
+        throw new RangeError(`${name}: ${held.bits}-bit weight, ${bits} expected`);
       const values = held[key];
       if (++taken % 3 === 0) held = undefined; // all three written: let it go
       return values;
@@ -440,8 +471,7 @@ export function blockLinear(
   const blob = quantBlock / perByte;
   const b = g.initializer(`${name}.q${bits}`, "uint8", [out, blocks, blob], part("packed"));
   const scale = g.initializer(`${name}.scale`, "float32", [out * blocks], part("scale"));
-  const zeroBytes = out * Math.ceil(blocks / perByte);
-  const zero = g.initializer(`${name}.zero`, "uint8", [zeroBytes], part("zero"));
+  const zero = g.initializer(`${name}.zero`, "uint8", [out * zeroBytes], part("zero"));
   const shape = [...x.shape.slice(0, -1), out];
   return g.node(
     "MatMulNBits",
