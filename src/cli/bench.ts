@@ -458,7 +458,10 @@ const quant: Bench = {
       json: r,
       lines: [
         `top-1 agreement with float32 at ${r.masked_positions} masked positions of ${r.canvases} held-out canvases (${r.model}):`,
-        ...quantTypes.map((q) => `  ${q}: ${(100 * r.agreement[q]).toFixed(2)}%`),
+        ...quantTypes.map(
+          (q) =>
+            `  ${q}: ${(100 * r.agreement[q]).toFixed(2)}% ± ${(100 * r.agreement_se[q]).toFixed(2)} (standard error over canvases)`,
+        ),
         ...speedLines(`forward pass, ${r.speed_model}`, r),
         ...speedLines("a 32-token block", r.block_32),
       ],
@@ -583,7 +586,7 @@ ${benches.map((b) => `  ${b.name.padEnd(9)}${b.summary}`).join("\n")}`,
       type: "string",
       value: "N",
       description:
-        "train: sequences per batch (default 16); quant: held-out canvases (default 16); rows: query rows to time, comma-separated (default 1,2,4,…,256,440)",
+        "train: sequences per batch (default 16); quant: held-out canvases (default 256); rows: query rows to time, comma-separated (default 1,2,4,…,256,440)",
     },
     {
       name: "sizes",
@@ -627,7 +630,7 @@ ${benches.map((b) => `  ${b.name.padEnd(9)}${b.summary}`).join("\n")}`,
     "unmask bench sizes --plot docs/sizes.svg  # where diffusion can win, by model size",
     "unmask bench all --json > bench.json",
     "unmask bench claim --corpus .cache/corpus --tasks 16 --infill-tasks 16 --json",
-    "unmask bench quant --corpus .cache/corpus --rows 16",
+    "unmask bench quant --corpus .cache/corpus --rows 64",
   ],
   maxPositionals: 1,
 };
