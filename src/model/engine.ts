@@ -25,7 +25,7 @@ import {
 } from "./quant.js";
 import { resolveForwardRequest, WeightsError } from "./request.js";
 import { statsFeeds, statsInputs, stepStatistics } from "./stats.js";
-import { type LinearSource, lmHead, transformer } from "./transformer.js";
+import { type LinearSource, lmHead, type ParameterSource, transformer } from "./transformer.js";
 import type { ForwardRequest, ForwardResult, KvCache, LanguageModel } from "./types.js";
 
 export interface EngineOptions extends SessionOptions {
@@ -68,22 +68,44 @@ export function buildInferenceGraph(
     if (!weights.has(name)) throw new WeightsError(name, "missing weight");
     return weights instanceof Map ? () => weights.get(name)! : () => weights.read(name);
   };
-  const param = (name: string): Tensor => {
-    const read = reader(name);
-    const shape = expected.get(name)!;
-    let t = made.get(name);
+  /** A float weight's initializer `key` (float16 ones cast to float32 in the graph), made once. */
+  const floatInitializer = (key: string, shape: number[], read: () => Float32Array): Tensor => {
+    let t = made.get(key);
     if (!t) {
       t =
         weightType === "float16"
           ? op.cast(
-              g.initializer(name, "float16", shape, () => f32ToF16(read())),
+              g.initializer(key, "float16", shape, () => f32ToF16(read())),
               "float32",
             )
-          : g.initializer(name, "float32", shape, read);
-      made.set(name, t);
+          : g.initializer(key, "float32", shape, read);
+      made.set(key, t);
     }
     return t;
   };
+  const shapeOf = (name: string) => expected.get(name) as number[];
+  const param: ParameterSource = Object.assign(
+    (name: string) => floatInitializer(name, shapeOf(name), reader(name)),
+    {
+      joined(names: readonly string[]) {
+        const reads = names.map(reader);
+        const widths = names.map((name) => shapeOf(name)[0]);
+        const inDim = shapeOf(names[0])[1];
+        const rows = widths.reduce((a, b) => a + b, 0);
+        const weight = floatInitializer(names.join("+"), [rows, inDim], () => {
+          const side = new Float32Array(rows * inDim);
+          let at = 0;
+          for (const read of reads) {
+            const w = read();
+            side.set(w, at);
+            at += w.length;
+          }
+          return side;
+        });
+        return { weight, widths };
+      },
+    },
+  );
   /**
    * Linear weights in their quantized form, quantized when their turn comes: int8 for every
    * linear layer and the LM head of the folded model (the weights of one input share one
