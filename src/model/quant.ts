@@ -49,7 +49,10 @@
 // 98.8% (98.9% /64). With the rotary embedding as one node and the scale folds (2026-12-03):
 // 99.07%; then down_proj's input in blocks of 64 (one product), o_proj's in one of 256 (two):
 // 99.12% (98.90% /64); every rotation in the graph in blocks of 64 (the offline one without
-// the permutation): 98.87% (98.82% /64). Rotating down_proj's 2048
+// the permutation): 98.87% (98.82% /64). On 256 canvases (32,537 positions, the bench's default
+// since): 98.79%; int8 weights with float activations 99.23%, int8 activations with exact
+// weights 99.05%, layer 0 and the head float32 99.44% at 1.40× float32's speed
+// (docs/BENCHMARKS.md, "Quantization"). Rotating down_proj's 2048
 // inputs (110M shape) as 8 · 16 · 16 (three products, 40 multiply-adds per input instead of 96)
 // was slower than as 32 · 64: each product is a pass over the activations, ~0.12–0.16 ms. MatMulNBits 8 bits with the head float32: 98.7% in blocks of
 // 32, 99.2% in blocks of 16 (1.05–1.33× float32's speed on the 110M shape). int4: 94.9% in
