@@ -534,7 +534,7 @@ test("bench load's measure: a fresh process loads a checkpoint, its peak RSS aga
   const config = tinyConfig({ vocab_size: 8192, mask_token_id: 0 });
   const r = await benchLoad({ config });
   assert.ok(r.weight_bytes >= 4 * r.parameters, "the float32 weights and a few graph constants");
-  for (const m of [r.float32, r.bf16, r.int4]) {
+  for (const m of [r.float32, r.bf16, r.int4, r.int4_lean]) {
     assert.ok(m.peak_rss_bytes >= m.rss_before_bytes && m.rss_before_bytes > 0);
     assert.equal(m.peak_rss_ratio, m.peak_rss_bytes / m.weight_bytes);
     assert.ok(m.load_s > 0 && m.forward_s > 0);
@@ -543,5 +543,8 @@ test("bench load's measure: a fresh process loads a checkpoint, its peak RSS aga
   assert.equal(r.bf16.file_bytes, r.float32.file_bytes / 2);
   // int4 layers hold about an eighth of their float32 bytes, plus scales and zero points
   assert.ok(r.int4.weight_bytes < r.weight_bytes && r.int4.quant === "int4");
+  // int4-lean holds the same weights, multiplied in float32
+  assert.equal(r.int4_lean.weight_bytes, r.int4.weight_bytes);
+  assert.equal(r.int4_lean.quant, "int4-lean");
   assert.equal(r.forward_7b_int4_s, null, "the 7B shape only when asked for");
 });

@@ -685,7 +685,7 @@ test("unmask serve --quant --device --family: the models loaded so and served ov
   served.child.kill("SIGTERM");
   assert.equal(await served.exited, 0, served.stderr());
   for (const [flag, value, message] of [
-    ["--quant", "int3", /--quant: expected int8 or int4, got "int3"/],
+    ["--quant", "int3", /--quant: expected int8 or int4 or int4-lean, got "int3"/],
     ["--device", "tpu", /--device: expected cpu or cuda, got "tpu"/],
     ["--family", "nope", /--family: expected one of unmask, .*, got "nope"/],
   ] as const) {

@@ -1,6 +1,6 @@
 // The child process of `unmask bench load`: builds one model the way the commands do and prints
 // its own peak resident memory — measured in a fresh process, so that nothing the parent
-// allocated counts. `load-child.js DIR [--quant int4]` loads a checkpoint folder (loadModel:
+// allocated counts. `load-child.js DIR [--quant int4|int4-lean]` loads a checkpoint folder (loadModel:
 // validated, weights streamed into the session); `load-child.js --synthetic 7b --quant int4`
 // builds the 7B shape from weights made on demand (no checkpoint on disk). Then one 32-token
 // forward pass.

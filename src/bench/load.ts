@@ -2,8 +2,8 @@
 // 2 GB of float32 weights is written (tensor by tensor, never whole in memory) in float32 and in
 // BF16; each is loaded by a fresh process the way every command loads a model (validated, weights
 // streamed into the session) and its peak resident memory is divided by the bytes of the weights
-// as the engine holds them (float32; for the BF16 checkpoint quantized to int4 while loading, the
-// int4 layers' packed bytes). Before weights were streamed, the JavaScript copy, the serialised
+// as the engine holds them (float32; for the BF16 checkpoint quantized to int4 and to int4-lean
+// while loading, the int4 layers' packed bytes). Before weights were streamed, the JavaScript copy, the serialised
 // graph and onnxruntime's copy were alive together: about 3×. With `with7b`, the 7B shape is
 // built in int4 from weights made on demand and one 32-token forward pass is timed.
 
@@ -77,9 +77,12 @@ export interface LoadBenchResult {
   bf16: LoadMeasure;
   /** The BF16 checkpoint quantized to int4 while loading. */
   int4: LoadMeasure;
+  /** The same as int4-lean (float32 arithmetic: less memory while loading, slower). */
+  int4_lean: LoadMeasure;
   peak_rss_ratio: number;
   bf16_peak_rss_ratio: number;
   int4_peak_rss_ratio: number;
+  int4_lean_peak_rss_ratio: number;
   /** One 32-token forward pass of the 7B shape in int4 (null unless asked for: it takes minutes). */
   forward_7b_int4_s: number | null;
   load_7b_int4: LoadChildReport | null;
@@ -158,6 +161,7 @@ export async function benchLoad(
     const bf16Folder = await write("BF16");
     const bf16 = await measure(bf16Folder, "BF16", null);
     const int4 = await measure(bf16Folder, "BF16", "int4");
+    const int4Lean = await measure(bf16Folder, "BF16", "int4-lean");
     await rm(bf16Folder, { recursive: true, force: true });
     let load7b: LoadChildReport | null = null;
     if (options.with7b === true) {
@@ -170,9 +174,11 @@ export async function benchLoad(
       float32,
       bf16,
       int4,
+      int4_lean: int4Lean,
       peak_rss_ratio: float32.peak_rss_ratio,
       bf16_peak_rss_ratio: bf16.peak_rss_ratio,
       int4_peak_rss_ratio: int4.peak_rss_ratio,
+      int4_lean_peak_rss_ratio: int4Lean.peak_rss_ratio,
       forward_7b_int4_s: load7b?.forward_s ?? null,
       load_7b_int4: load7b,
     };

@@ -418,6 +418,7 @@ const loadBench: Bench = {
       line(r.float32),
       line(r.bf16),
       line(r.int4),
+      line(r.int4_lean),
     ];
     if (r.load_7b_int4 !== null) {
       const m = r.load_7b_int4;

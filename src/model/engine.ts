@@ -15,6 +15,7 @@ import {
 import { type ModelConfig, parameterShapes, type WeightReader, type Weights } from "./config.js";
 import { foldedConfig, foldResidual, graphRotationBlock } from "./fold.js";
 import {
+  blockAccuracy,
   blockBits,
   blockLinear,
   channelLinear,
@@ -37,8 +38,9 @@ export interface EngineOptions extends SessionOptions {
   /**
    * Quantize linear weights while the graph is built (src/model/quant.ts): int8 (rotated, per
    * output channel, activations per token: MatMulIntegerToFloat) for the layers and the LM head,
-   * or int4 in blocks of 16 inputs (MatMulNBits) for the layers. Embeddings and norms (and the
-   * head under int4) stay in weightType.
+   * or int4 in blocks of 16 inputs (MatMulNBits) for the layers, int4-lean the same in float32
+   * arithmetic (less memory while loading, slower). Embeddings and norms (and the head under
+   * int4) stay in weightType.
    */
   quant?: QuantType;
 }
@@ -114,15 +116,22 @@ export function buildInferenceGraph(
   const zeroPoints = new Map<string, Tensor>();
   const linearOf: LinearSource = (x, names, inputScale) => {
     if (quant === undefined) return undefined;
-    if (quant === "int4" && !names[0].startsWith("model.layers.")) return undefined;
+    const int4 = quant === "int4" || quant === "int4-lean";
+    if (int4 && !names[0].startsWith("model.layers.")) return undefined;
     const inDim = expected.get(names[0])![1] as number;
     const outs = names.map((name) => expected.get(name)![0] as number);
     const reads = names.map(reader);
-    if (quant === "int4") {
+    if (int4) {
       const input = inputScale ? op.mul(x, inputScale) : x;
       return names.map((name, i) => ({
-        value: blockLinear(input, name, outs[i], inDim, blockBits(name), () =>
-          quantizeBlocks(reads[i](), outs[i], inDim, blockBits(name)),
+        value: blockLinear(
+          input,
+          name,
+          outs[i],
+          inDim,
+          blockBits(name),
+          () => quantizeBlocks(reads[i](), outs[i], inDim, blockBits(name)),
+          blockAccuracy(quant),
         ),
       }));
     }
