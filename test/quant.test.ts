@@ -8,7 +8,7 @@ import { test } from "node:test";
 import { Graph } from "../src/graph/graph.js";
 import * as op from "../src/graph/ops.js";
 import { type ModelConfig, parameterShapes, type Weights } from "../src/model/config.js";
-import { OnnxModel } from "../src/model/engine.js";
+import { buildInferenceGraph, OnnxModel } from "../src/model/engine.js";
 import { foldedConfig, foldResidual, graphRotationBlock } from "../src/model/fold.js";
 import {
   blockBits,
@@ -189,10 +189,13 @@ test("block quantization at 4 and 8 bits: every weight within half a step of its
     }
   }
   assert.deepEqual(
-    ["model.layers.0.self_attn.v_proj.weight", "model.layers.0.self_attn.k_proj.weight"].map(
-      blockBits,
-    ),
-    [8, 4],
+    [
+      "model.layers.0.self_attn.v_proj.weight",
+      "model.layers.0.self_attn.k_proj.weight",
+      "lm_head.weight",
+      "model.embed_tokens.weight",
+    ].map(blockBits),
+    [8, 4, 8, 4],
   );
 });
 
@@ -279,6 +282,11 @@ test("a quantized engine agrees with the float64 reference of its dequantized we
     });
     const weights = randomWeights(config, 9, 0.1);
     await quantizedAgainstReference(config, weights, tie ? ["int8"] : quantTypes);
+    // int4 quantizes an untied head (8 bits); a tied one stays the float embedding
+    const names = buildInferenceGraph(config, weights, "float32", "int4").initializers.map(
+      (i) => i.tensor.name,
+    );
+    assert.equal(names.includes("lm_head.weight.q8"), !tie);
   }
 });
 
@@ -296,7 +304,8 @@ async function quantizedAgainstReference(
     const dequantized: Weights = new Map(base);
     for (const { name, shape } of parameterShapes(baseConfig)) {
       const layer = name.startsWith("model.layers.") && name.endsWith("proj.weight");
-      if (!layer && !(quant === "int8" && name === "lm_head.weight")) continue;
+      // int8 quantizes the head (the folded model's is untied), int4 an untied one
+      if (!layer && name !== "lm_head.weight") continue;
       const [out, inDim] = shape;
       const w = base.get(name)!;
       const block = graphRotationBlock(name, inDim);

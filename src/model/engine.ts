@@ -23,6 +23,7 @@ import {
   quantizeBlocks,
   quantizeChannels,
   quantizeTokens,
+  untiedHead,
 } from "./quant.js";
 import { resolveForwardRequest, WeightsError } from "./request.js";
 import { statsFeeds, statsInputs, stepStatistics } from "./stats.js";
@@ -117,7 +118,7 @@ export function buildInferenceGraph(
   const linearOf: LinearSource = (x, names, inputScale) => {
     if (quant === undefined) return undefined;
     const int4 = quant === "int4" || quant === "int4-lean";
-    if (int4 && !names[0].startsWith("model.layers.")) return undefined;
+    if (int4 && !names[0].startsWith("model.layers.") && names[0] !== untiedHead) return undefined;
     const inDim = expected.get(names[0])![1] as number;
     const outs = names.map((name) => expected.get(name)![0] as number);
     const reads = names.map(reader);
