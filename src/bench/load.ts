@@ -67,6 +67,7 @@ export interface LoadMeasure {
   peak_rss_ratio: number;
   load_s: number;
   forward_s: number;
+  forward_again_s: number;
 }
 
 export interface LoadBenchResult {
