@@ -95,7 +95,7 @@ export async function benchQuant(o: {
   const reference = await OnnxModel.create(config, weights, { threads: 1 });
   const agreement = {} as Record<QuantType, number>;
   const agreementSe = {} as Record<QuantType, number>;
-  let positions = 0;
+  const positions = masked.reduce((n, m) => n + m.at.length, 0);
   const topFloat: number[][] = [];
   for (const m of masked) {
     const { logits } = await reference.forward({ tokens: m.tokens, rows: 1 });
@@ -113,7 +113,6 @@ export async function benchQuant(o: {
       );
     }
     await model.dispose();
-    positions = masked.reduce((n, m) => n + m.at.length, 0);
     const p = same.reduce((a, b) => a + b, 0) / positions;
     const k = masked.length;
     const spread = same.reduce((a, s, c) => a + (s - p * masked[c].at.length) ** 2, 0);

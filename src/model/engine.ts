@@ -119,22 +119,18 @@ export function buildInferenceGraph(
     if (quant === undefined) return undefined;
     const int4 = quant === "int4" || quant === "int4-lean";
     if (int4 && !names[0].startsWith("model.layers.") && names[0] !== untiedHead) return undefined;
-    const inDim = expected.get(names[0])![1] as number;
-    const outs = names.map((name) => expected.get(name)![0] as number);
+    const inDim = shapeOf(names[0])[1];
+    const outs = names.map((name) => shapeOf(name)[0]);
     const reads = names.map(reader);
     if (int4) {
       const input = inputScale ? op.mul(x, inputScale) : x;
-      return names.map((name, i) => ({
-        value: blockLinear(
-          input,
-          name,
-          outs[i],
-          inDim,
-          blockBits(name),
-          () => quantizeBlocks(reads[i](), outs[i], inDim, blockBits(name)),
-          blockAccuracy(quant),
-        ),
-      }));
+      return names.map((name, i) => {
+        const bits = blockBits(name);
+        const quantized = () => quantizeBlocks(reads[i](), outs[i], inDim, bits);
+        return {
+          value: blockLinear(input, name, outs[i], inDim, bits, quantized, blockAccuracy(quant)),
+        };
+      });
     }
     // one quantization of the shared input, a product per weight (no split copies after); the
     // quantization is the same for a row times any factor, which the row scale then carries

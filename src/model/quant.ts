@@ -20,8 +20,8 @@
 // MatMulNBits at accuracy level 4 (activations quantized to int8 per block; its integer fast path
 // on CPUs): in each block of 16 inputs of one output, W ≈ scale · (q − zero), q, zero in [0, 15];
 // v_proj's and an untied head's in 8 bits the same way (blockBits); a tied head stays float32.
-// int4-lean: the same
-// weights at accuracy level 0 (float32 arithmetic), which loads in less memory (blockAccuracy).
+// int4-lean: the same weights at accuracy level 0 (float32 arithmetic), which loads in less
+// memory (blockAccuracy).
 //
 // Measured alternatives (AMD EPYC Zen 5 with AVX512-VNNI, 2 threads, onnxruntime-node 1.30, a
 // shared machine). One [256, 768] × [768, 3072] projection against float
@@ -54,14 +54,14 @@
 // the permutation): 98.87% (98.82% /64). On 256 canvases (32,537 positions, the bench's default
 // since): 98.79%; int8 weights with float activations 99.23%, int8 activations with exact
 // weights 99.05%, layer 0 and the head float32 99.44% at 1.40× float32's speed
-// (docs/BENCHMARKS.md, "Quantization"). Rotating down_proj's 2048
-// inputs (110M shape) as 8 · 16 · 16 (three products, 40 multiply-adds per input instead of 96)
-// was slower than as 32 · 64: each product is a pass over the activations, ~0.12–0.16 ms. MatMulNBits 8 bits with the head float32: 98.7% in blocks of
-// 32, 99.2% in blocks of 16 (1.05–1.33× float32's speed on the 110M shape). int4: 94.9% in
-// blocks of 32, 95.5% in blocks of 16; on 256 canvases (32,537 positions, 2026-12-03) 94.98%,
-// with v_proj in 8 bits 96.01%; not kept: each block's range shrunk to the least squared error
-// (94.95–94.85%), the int8 form's rotated residual stream (94.59%), the norm weights moved into
-// the linear weights without rotation (94.49%).
+// (docs/BENCHMARKS.md, "Quantization"). Rotating down_proj's 2048 inputs (110M shape) as
+// 8 · 16 · 16 (three products, 40 multiply-adds per input instead of 96) was slower than as
+// 32 · 64: each product is a pass over the activations, ~0.12–0.16 ms. MatMulNBits 8 bits with
+// the head float32: 98.7% in blocks of 32, 99.2% in blocks of 16 (1.05–1.33× float32's speed
+// on the 110M shape). int4: 94.9% in blocks of 32, 95.5% in blocks of 16; on 256 canvases
+// (32,537 positions, 2026-12-03) 94.98%, with v_proj in 8 bits 96.01%; not kept: each block's
+// range shrunk to the least squared error (94.95–94.85%), the int8 form's rotated residual
+// stream (94.59%), the norm weights moved into the linear weights without rotation (94.49%).
 // The slow twins, `channelLinearReference` and `dequantizeBlocks`, state in plain arithmetic
 // what the nodes compute.
 
@@ -451,12 +451,13 @@ export function dequantizeBlocks(w: BlockWeight, out: number, inDim: number): Fl
   const x = new Float32Array(out * inDim);
   const { perByte, top, zeroBytes } = blockLayout(w.bits, w.blocks);
   const row = w.blocks * quantBlock;
+  /** Value e of bytes packed perByte to a byte (an output's values start on a whole byte). */
   const at = (bytes: Uint8Array, e: number) =>
     (bytes[Math.floor(e / perByte)] >> ((e % perByte) * w.bits)) & top;
   for (let o = 0; o < out; o++) {
     for (let i = 0; i < inDim; i++) {
       const b = Math.floor(i / quantBlock);
-      const z = at(w.zero.subarray(o * zeroBytes), b);
+      const z = at(w.zero, o * zeroBytes * perByte + b);
       x[o * inDim + i] = (at(w.packed, o * row + i) - z) * w.scale[o * w.blocks + b];
     }
   }
